@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds the slow tools FARM's checks need into a cache outside the clone, keyed by version,
+# so only the first run on a machine pays for them. Source this file, then call the functions.
+set -euo pipefail
+
+FARM_CACHE="${FARM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/farm}"
+TOFU_VERSION="v1.12.6"
+GOOGLE_PROVIDER_MODULE="github.com/hashicorp/terraform-provider-google"
+# This pseudo-version is provider 8.0.0 (tagged releases are not on the module proxy).
+GOOGLE_PROVIDER_VERSION="v1.20.1-0.20260828184646-f3721fb45fa3"
+GOOGLE_PROVIDER_RELEASE="8.0.0"
+BQ_EMULATOR_VERSION="v0.8.1"
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+
+# tofu_bin prints the path of a cached OpenTofu binary, building it first if needed.
+tofu_bin() {
+  local dir="$FARM_CACHE/tofu-$TOFU_VERSION"
+  if [ ! -x "$dir/tofu" ]; then
+    log "building OpenTofu $TOFU_VERSION (cold: tens of minutes on 2 cores)"
+    local src work
+    src=$(cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json "github.com/opentofu/opentofu@$TOFU_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    work=$(mktemp -d)
+    cp -r "$src/." "$work/" && chmod -R u+w "$work"
+    mkdir -p "$dir"
+    (cd "$work" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/tofu.tmp" ./cmd/tofu)
+    mv "$dir/tofu.tmp" "$dir/tofu"
+    rm -rf "$work"
+  fi
+  printf '%s\n' "$dir/tofu"
+}
+
+# google_provider_dir prints a directory holding terraform-provider-google, building it if needed.
+google_provider_dir() {
+  local dir="$FARM_CACHE/terraform-provider-google-$GOOGLE_PROVIDER_RELEASE"
+  if [ ! -x "$dir/terraform-provider-google" ]; then
+    log "building terraform-provider-google $GOOGLE_PROVIDER_RELEASE (cold: tens of minutes on 2 cores)"
+    mkdir -p "$dir"
+    local mod
+    mod=$(mktemp -d)
+    (cd "$mod" && go mod init farm.local/providerbuild >/dev/null 2>&1 &&
+      GOFLAGS=-mod=mod go get "$GOOGLE_PROVIDER_MODULE@$GOOGLE_PROVIDER_VERSION" >/dev/null &&
+      CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/terraform-provider-google.tmp" "$GOOGLE_PROVIDER_MODULE")
+    mv "$dir/terraform-provider-google.tmp" "$dir/terraform-provider-google"
+    rm -rf "$mod"
+  fi
+  printf '%s\n' "$dir"
+}
+
+# bigquery_emulator_bin prints the path of a cached goccy/bigquery-emulator binary.
+bigquery_emulator_bin() {
+  local dir="$FARM_CACHE/bigquery-emulator-$BQ_EMULATOR_VERSION"
+  if [ ! -x "$dir/bigquery-emulator" ]; then
+    log "building bigquery-emulator $BQ_EMULATOR_VERSION (cold: several minutes, ~6 GB memory)"
+    mkdir -p "$dir"
+    local mod
+    mod=$(mktemp -d)
+    (cd "$mod" && go mod init farm.local/bqemulatorbuild >/dev/null 2>&1 &&
+      GOFLAGS=-mod=mod go get -tool "github.com/goccy/bigquery-emulator/cmd/bigquery-emulator@$BQ_EMULATOR_VERSION" >/dev/null &&
+      go build -trimpath -o "$dir/bigquery-emulator.tmp" github.com/goccy/bigquery-emulator/cmd/bigquery-emulator)
+    mv "$dir/bigquery-emulator.tmp" "$dir/bigquery-emulator"
+    rm -rf "$mod"
+  fi
+  printf '%s\n' "$dir/bigquery-emulator"
+}

@@ -1,0 +1,255 @@
+// Package config reads FARM's settings from environment variables. Every variable is documented in
+// the README; a bad value is refused at start with the variable's name. Each component's settings
+// live in a file of their own here (argo.go, airflow.go, trace.go, sink.go).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of every FARM function.
+type Config struct {
+	Common  Common
+	Argo    Argo
+	Airflow Airflow
+	Trace   Trace
+	Sink    Sink
+}
+
+// Common settings shared by all functions.
+type Common struct {
+	ProjectID   string // FARM_PROJECT_ID, else GOOGLE_CLOUD_PROJECT
+	Tenant      string // FARM_TENANT
+	Environment string // FARM_ENVIRONMENT
+	Topic       string // FARM_TOPIC: Pub/Sub topic of RunDeltas
+
+	StateStore        string // FARM_STATE_STORE: firestore | file
+	StateFile         string // FARM_STATE_FILE: the embedded store's file
+	FirestoreDatabase string // FARM_FIRESTORE_DATABASE
+
+	RunRetention      time.Duration // FARM_RUN_RETENTION: TTL of run documents
+	PollOverlap       time.Duration // FARM_POLL_OVERLAP: how far before the cursor each poll looks again
+	InitialLookback   time.Duration // FARM_INITIAL_LOOKBACK: how far back the very first poll looks
+	MaxBackfillWindow time.Duration // FARM_MAX_BACKFILL_WINDOW: largest since..until a backfill may ask for
+	LeaseTTL          time.Duration // FARM_LEASE_TTL: how long a crashed poll's lease blocks the next
+	HTTPTimeout       time.Duration // FARM_HTTP_TIMEOUT: per request to an orchestrator
+	HTTPRetries       int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
+}
+
+// Load reads the configuration from the process environment.
+func Load() (Config, error) { return LoadFrom(os.LookupEnv) }
+
+// LoadFrom reads the configuration through lookup (os.LookupEnv in production, a map in tests).
+// All problems are reported at once, each naming its variable.
+func LoadFrom(lookup func(string) (string, bool)) (Config, error) {
+	r := &Reader{lookup: lookup}
+	var c Config
+	c.Common = loadCommon(r)
+	c.Argo = loadArgo(r)
+	c.Airflow = loadAirflow(r)
+	c.Trace = loadTrace(r)
+	c.Sink = loadSink(r, c.Common)
+	return c, r.Err()
+}
+
+func loadCommon(r *Reader) Common {
+	c := Common{
+		ProjectID:         r.String("FARM_PROJECT_ID", ""),
+		Tenant:            r.String("FARM_TENANT", "default"),
+		Environment:       r.String("FARM_ENVIRONMENT", "dev"),
+		Topic:             r.String("FARM_TOPIC", "farm-run-deltas"),
+		StateFile:         r.String("FARM_STATE_FILE", ".farm/state.json"),
+		FirestoreDatabase: r.String("FARM_FIRESTORE_DATABASE", "(default)"),
+		RunRetention:      r.Duration("FARM_RUN_RETENTION", 30*24*time.Hour),
+		PollOverlap:       r.Duration("FARM_POLL_OVERLAP", 5*time.Minute),
+		InitialLookback:   r.Duration("FARM_INITIAL_LOOKBACK", time.Hour),
+		MaxBackfillWindow: r.Duration("FARM_MAX_BACKFILL_WINDOW", 7*24*time.Hour),
+		LeaseTTL:          r.Duration("FARM_LEASE_TTL", 10*time.Minute),
+		HTTPTimeout:       r.Duration("FARM_HTTP_TIMEOUT", 30*time.Second),
+		HTTPRetries:       r.Int("FARM_HTTP_RETRIES", 3),
+	}
+	if c.ProjectID == "" {
+		c.ProjectID = r.String("GOOGLE_CLOUD_PROJECT", "")
+	}
+	defStore := "file"
+	if c.ProjectID != "" {
+		defStore = "firestore"
+	}
+	c.StateStore = r.OneOf("FARM_STATE_STORE", defStore, "firestore", "file")
+	if c.StateStore == "firestore" && c.ProjectID == "" {
+		r.Fail("FARM_PROJECT_ID", "is required when FARM_STATE_STORE=firestore")
+	}
+	r.Positive("FARM_RUN_RETENTION", c.RunRetention)
+	r.Positive("FARM_LEASE_TTL", c.LeaseTTL)
+	r.Positive("FARM_HTTP_TIMEOUT", c.HTTPTimeout)
+	r.Positive("FARM_MAX_BACKFILL_WINDOW", c.MaxBackfillWindow)
+	if c.HTTPRetries < 0 {
+		r.Fail("FARM_HTTP_RETRIES", "must not be negative")
+	}
+	if c.PollOverlap < 0 {
+		r.Fail("FARM_POLL_OVERLAP", "must not be negative")
+	}
+	return c
+}
+
+// Reader reads typed variables and collects every problem, each naming its variable.
+type Reader struct {
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+// NewReader returns a Reader over lookup.
+func NewReader(lookup func(string) (string, bool)) *Reader { return &Reader{lookup: lookup} }
+
+// Err returns all problems found so far, joined, or nil.
+func (r *Reader) Err() error { return errors.Join(r.errs...) }
+
+// Fail records a problem with variable name.
+func (r *Reader) Fail(name, format string, args ...any) {
+	r.errs = append(r.errs, fmt.Errorf("%s %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (r *Reader) raw(name string) (string, bool) {
+	v, ok := r.lookup(name)
+	v = strings.TrimSpace(v)
+	return v, ok && v != ""
+}
+
+// String returns the variable or def when unset or empty.
+func (r *Reader) String(name, def string) string {
+	if v, ok := r.raw(name); ok {
+		return v
+	}
+	return def
+}
+
+// OneOf returns the variable, which must be one of allowed.
+func (r *Reader) OneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(r.String(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	r.Fail(name, "is %q; want one of %s", v, strings.Join(allowed, ", "))
+	return def
+}
+
+// Duration parses a Go duration such as 90s, 5m or 720h.
+func (r *Reader) Duration(name string, def time.Duration) time.Duration {
+	v, ok := r.raw(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		r.Fail(name, "is %q, not a duration like 90s, 5m or 720h", v)
+		return def
+	}
+	return d
+}
+
+// Positive fails name unless d > 0.
+func (r *Reader) Positive(name string, d time.Duration) {
+	if d <= 0 {
+		r.Fail(name, "must be positive, got %s", d)
+	}
+}
+
+// Int parses an integer.
+func (r *Reader) Int(name string, def int) int {
+	v, ok := r.raw(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		r.Fail(name, "is %q, not a whole number", v)
+		return def
+	}
+	return n
+}
+
+// Bool parses true/false/1/0.
+func (r *Reader) Bool(name string, def bool) bool {
+	v, ok := r.raw(name)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.Fail(name, "is %q, not true or false", v)
+		return def
+	}
+	return b
+}
+
+// URL parses an absolute http(s) URL; empty returns nil.
+func (r *Reader) URL(name string) *url.URL {
+	v, ok := r.raw(name)
+	if !ok {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.Fail(name, "is %q, not an absolute http(s) URL", v)
+		return nil
+	}
+	return u
+}
+
+// List splits a comma-separated list, dropping empty items.
+func (r *Reader) List(name string) []string {
+	v, ok := r.raw(name)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Regexp compiles the variable; def is used when unset. An empty result means "no filter".
+func (r *Reader) Regexp(name, def string) *regexp.Regexp {
+	v := r.String(name, def)
+	if v == "" {
+		return nil
+	}
+	re, err := regexp.Compile(v)
+	if err != nil {
+		r.Fail(name, "is not a valid regular expression: %v", err)
+		return nil
+	}
+	return re
+}
+
+// Secret returns the value of name, or the trimmed content of the file named by name+"_FILE"
+// (a Secret Manager volume mount). Setting both is an error.
+func (r *Reader) Secret(name string) string {
+	v, hasValue := r.raw(name)
+	path, hasFile := r.raw(name + "_FILE")
+	switch {
+	case hasValue && hasFile:
+		r.Fail(name, "and %s_FILE are both set; set one", name)
+		return ""
+	case hasFile:
+		b, err := os.ReadFile(path)
+		if err != nil {
+			r.Fail(name+"_FILE", "cannot be read: %v", err)
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return v
+}

@@ -1,0 +1,242 @@
+// Package event is FARM's message contract: the RunDelta that a poll publishes for every run that
+// changed, the task events inside it, and the deterministic ids that make replays recognisable.
+//
+// Every consumer (trace, BigQuery sink) depends on this package and nothing else from the poll
+// side, so a change here is a change of the wire format: bump SchemaVersion and update
+// schemas/rundelta.schema.json in the same commit.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SchemaVersion is the version of the RunDelta JSON this code writes and accepts.
+const SchemaVersion = 1
+
+// Sources FARM knows.
+const (
+	SourceArgo    = "argo"
+	SourceAirflow = "airflow"
+)
+
+// Pub/Sub attribute keys set on every RunDelta message, so subscriptions can filter without
+// decoding the body.
+const (
+	AttrSource        = "source"
+	AttrSchemaVersion = "schema_version"
+	AttrTenant        = "tenant"
+	AttrEnvironment   = "environment"
+	AttrInstance      = "instance"
+	AttrDeltaID       = "delta_id"
+)
+
+// RunDelta is one message: a run's current state and the task transitions seen since the
+// previous poll (or, on replay, every transition still visible).
+type RunDelta struct {
+	SchemaVersion int    `json:"schema_version"`
+	ID            string `json:"id"` // deterministic: see DeltaID
+	Tenant        string `json:"tenant"`
+	Environment   string `json:"environment"`
+	// ObservedAt is when the poll that produced this delta started.
+	ObservedAt time.Time `json:"observed_at"`
+	// Replay is true when the delta was re-published by a backfill with replay; its event ids are
+	// the same as the first time.
+	Replay bool `json:"replay,omitempty"`
+	// Part and Parts number the messages when one run's events were split to respect Pub/Sub
+	// message limits (1-based; Parts is 1 for an unsplit delta).
+	Part   int         `json:"part"`
+	Parts  int         `json:"parts"`
+	Run    Run         `json:"run"`
+	Events []TaskEvent `json:"events"`
+}
+
+// Run identifies a workflow run (Argo Workflow, Airflow DAG run) and its current state.
+type Run struct {
+	Source    string `json:"source"`   // SourceArgo or SourceAirflow
+	Instance  string `json:"instance"` // configured name of the orchestrator instance
+	Namespace string `json:"namespace,omitempty"`
+	UID       string `json:"uid"`  // Argo metadata.uid; Airflow "<dag_id>/<dag_run_id>"
+	Name      string `json:"name"` // Argo workflow name; Airflow dag_run_id
+	// Pipeline groups runs of the same workflow: Argo cron workflow, else workflow template, else
+	// generateName without its suffix, else name; Airflow dag_id.
+	Pipeline   string     `json:"pipeline"`
+	Phase      string     `json:"phase"` // the orchestrator's own word
+	PrevPhase  string     `json:"previous_phase,omitempty"`
+	Status     Status     `json:"status"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Message    string     `json:"message,omitempty"`
+	// URL links to the run in the orchestrator's UI when its base URL is configured.
+	URL    string            `json:"url,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Airflow only.
+	RunType     string     `json:"run_type,omitempty"`
+	LogicalDate *time.Time `json:"logical_date,omitempty"`
+	QueuedAt    *time.Time `json:"queued_at,omitempty"`
+	RunAfter    *time.Time `json:"run_after,omitempty"`
+}
+
+// Key is the run's identity, stable across polls and machines. It is the Pub/Sub ordering key
+// and the state store's document key.
+func (r Run) Key() string {
+	return r.Source + "/" + r.Instance + "/" + r.Namespace + "/" + r.UID
+}
+
+// TaskEvent is one observed state transition of one task (Argo node, Airflow task instance try).
+type TaskEvent struct {
+	ID          string `json:"id"`      // deterministic: see TaskEventID
+	NodeID      string `json:"node_id"` // Argo node id; Airflow task_id or task_id[map_index]
+	Name        string `json:"name"`
+	DisplayName string `json:"display_name,omitempty"`
+	Type        string `json:"type"` // Argo node type (Pod, DAG, Retry…); Airflow "Task", "TaskGroup", "MappedTask"
+	Template    string `json:"template,omitempty"`
+	// ParentID is the NodeID of the enclosing group (DAG, Steps, StepGroup, Retry, task group,
+	// mapped task); empty when the parent is the run itself.
+	ParentID   string     `json:"parent_id,omitempty"`
+	Attempt    int        `json:"attempt"` // Argo: index of a Retry child; Airflow: try_number
+	State      string     `json:"state"`   // the orchestrator's own word
+	PrevState  string     `json:"previous_state,omitempty"`
+	Status     Status     `json:"status"`
+	PrevStatus Status     `json:"previous_status,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Message    string     `json:"message,omitempty"`
+	Pod        string     `json:"pod,omitempty"`
+	HostNode   string     `json:"host_node,omitempty"`
+	// ResourcesDuration is Argo's resourcesDuration (seconds per resource, e.g. cpu, memory).
+	ResourcesDuration map[string]int64 `json:"resources_duration,omitempty"`
+	Airflow           *AirflowTask     `json:"airflow,omitempty"`
+}
+
+// AirflowTask carries the task-instance fields that only Airflow has.
+type AirflowTask struct {
+	DagID          string     `json:"dag_id"`
+	DagRunID       string     `json:"dag_run_id"`
+	TaskID         string     `json:"task_id"`
+	MapIndex       int        `json:"map_index"` // -1 when not mapped
+	TryNumber      int        `json:"try_number"`
+	MaxTries       int        `json:"max_tries"`
+	Operator       string     `json:"operator,omitempty"`
+	Pool           string     `json:"pool,omitempty"`
+	Queue          string     `json:"queue,omitempty"`
+	Hostname       string     `json:"hostname,omitempty"`
+	Executor       string     `json:"executor,omitempty"`
+	PriorityWeight int        `json:"priority_weight,omitempty"`
+	QueuedAt       *time.Time `json:"queued_at,omitempty"`
+	ScheduledAt    *time.Time `json:"scheduled_at,omitempty"`
+	// QueueSeconds is the wait between queued (or scheduled) and start, when both are known.
+	QueueSeconds *float64 `json:"queue_seconds,omitempty"`
+	// TaskInstanceID is Airflow 3's task instance UUID.
+	TaskInstanceID string `json:"task_instance_id,omitempty"`
+	RunState       string `json:"dag_run_state,omitempty"`
+	// MissedTries lists try numbers that ran between two polls but could not be recovered
+	// (servers older than 2.10 have no tries endpoint): the gap is recorded, not invented.
+	MissedTries []int `json:"missed_tries,omitempty"`
+}
+
+// Duration returns FinishedAt-StartedAt when both are set.
+func (e TaskEvent) Duration() (time.Duration, bool) {
+	if e.StartedAt == nil || e.FinishedAt == nil {
+		return 0, false
+	}
+	return e.FinishedAt.Sub(*e.StartedAt), true
+}
+
+// ErrUnsupportedVersion marks a message whose schema version this code does not understand.
+var ErrUnsupportedVersion = errors.New("unsupported RunDelta schema version")
+
+// ErrInvalid marks a message that is not a valid RunDelta.
+var ErrInvalid = errors.New("invalid RunDelta")
+
+// Encode returns the JSON of d.
+func Encode(d *RunDelta) ([]byte, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode run delta: %w", err)
+	}
+	return b, nil
+}
+
+// Decode parses and validates a RunDelta. Errors wrap ErrInvalid or ErrUnsupportedVersion: both
+// are permanent, so consumers acknowledge such messages instead of retrying them.
+func Decode(data []byte) (*RunDelta, error) {
+	var probe struct {
+		SchemaVersion *int `json:"schema_version"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if probe.SchemaVersion == nil {
+		return nil, fmt.Errorf("%w: no schema_version", ErrInvalid)
+	}
+	if *probe.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrUnsupportedVersion, *probe.SchemaVersion, SchemaVersion)
+	}
+	var d RunDelta
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// Validate checks the fields every consumer relies on.
+func (d *RunDelta) Validate() error {
+	var problems []string
+	if d.ID == "" {
+		problems = append(problems, "id is empty")
+	}
+	if d.Run.Source != SourceArgo && d.Run.Source != SourceAirflow {
+		problems = append(problems, fmt.Sprintf("run.source %q is not %q or %q", d.Run.Source, SourceArgo, SourceAirflow))
+	}
+	if d.Run.UID == "" {
+		problems = append(problems, "run.uid is empty")
+	}
+	for i, e := range d.Events {
+		if e.ID == "" {
+			problems = append(problems, fmt.Sprintf("events[%d].id is empty", i))
+		}
+		if e.NodeID == "" {
+			problems = append(problems, fmt.Sprintf("events[%d].node_id is empty", i))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, joinProblems(problems))
+	}
+	return nil
+}
+
+func joinProblems(p []string) string {
+	const most = 5
+	if len(p) > most {
+		p = append(p[:most:most], fmt.Sprintf("and %d more", len(p)-most))
+	}
+	var b bytes.Buffer
+	for i, s := range p {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// Attributes returns the Pub/Sub attributes of d.
+func (d *RunDelta) Attributes() map[string]string {
+	return map[string]string{
+		AttrSource:        d.Run.Source,
+		AttrSchemaVersion: fmt.Sprint(d.SchemaVersion),
+		AttrTenant:        d.Tenant,
+		AttrEnvironment:   d.Environment,
+		AttrInstance:      d.Run.Instance,
+		AttrDeltaID:       d.ID,
+	}
+}

@@ -1,0 +1,51 @@
+package poll
+
+import (
+	"context"
+	"time"
+
+	"github.com/farmobs/farm/pkg/event"
+)
+
+// Source is an orchestrator as the engine sees it. pkg/argo and pkg/airflow implement it.
+type Source interface {
+	// Name identifies the source's state (lease, cursor, index): for example "argo/prod".
+	Name() string
+	// List returns every run still active, with no time bound, plus every run that started or
+	// changed within w. A run may be returned without its tasks (Loaded false): the engine calls
+	// Load only for runs whose fingerprint changed.
+	List(ctx context.Context, w Window) ([]*Snapshot, error)
+	// Fetch returns runs by the Ref given in an earlier Snapshot. The engine uses it for runs that
+	// were active at the last commit and are no longer in the active listing. A run that no longer
+	// exists anywhere is left out of the result, without error.
+	Fetch(ctx context.Context, refs []string) ([]*Snapshot, error)
+	// Load fills s.Tasks (and sets s.Loaded) for a snapshot returned without them.
+	Load(ctx context.Context, s *Snapshot) error
+}
+
+// Window is the time range a poll covers.
+type Window struct {
+	Since time.Time
+	Until time.Time
+	// Backfill is set for a window asked for by a person: sources include archived runs.
+	Backfill bool
+}
+
+// Snapshot is a run as the source shows it now.
+type Snapshot struct {
+	Run event.Run
+	// Ref is what Fetch needs to find this run again (e.g. "namespace/name/uid").
+	Ref string
+	// Fingerprint changes whenever anything in the run changes (Argo resourceVersion, a hash of
+	// Airflow task states and tries). Equal fingerprints mean nothing to diff.
+	Fingerprint string
+	// Active runs may still change; the engine follows them until they finish.
+	Active bool
+	// Tasks are the run's tasks in their current state. ID, PrevState and PrevStatus are filled
+	// in by the engine.
+	Tasks  []event.TaskEvent
+	Loaded bool
+}
+
+// Key is the run's state key.
+func (s *Snapshot) Key() string { return s.Run.Key() }
