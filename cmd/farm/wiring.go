@@ -1,0 +1,30 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/farmobs/farm/pkg/config"
+	"github.com/farmobs/farm/pkg/local"
+)
+
+// The functions registered in farm.go that this runner schedules and delivers to.
+
+type consumer struct{ sub, function string }
+
+// consumers are the Pub/Sub-triggered functions, each with its own subscription.
+func consumers() []consumer {
+	return nil
+}
+
+// pollTargets are the poll functions of the configured sources.
+func pollTargets(cfg config.Config) []string {
+	var out []string
+	if cfg.Argo.URL != nil {
+		out = append(out, "PollArgo")
+	}
+	return out
+}
+
+func localOptions(log *slog.Logger) local.Options {
+	return local.Options{Log: log}
+}

@@ -1,0 +1,14 @@
+// Package farm is the module's root package: the only package the Cloud Functions Go buildpack
+// builds. It registers every FARM function; each deployment picks one by its entry point. The
+// functions themselves live under functions/, their logic under pkg/.
+package farm
+
+import (
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/farmobs/farm/functions/pollargo"
+)
+
+func init() {
+	functions.HTTP("PollArgo", pollargo.Handle)
+}

@@ -1,0 +1,214 @@
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+func ptr(t time.Time) *time.Time { return &t }
+
+func TestNewIDIsStableAndUnambiguous(t *testing.T) {
+	// The golden value pins the id scheme: changing it would give every replayed transition a new
+	// id, breaking deduplication downstream.
+	if got, want := NewID("a", "b"), NewID("a", "b"); got != want {
+		t.Fatalf("not deterministic: %s != %s", got, want)
+	}
+	if got, want := NewID("task", "argo/prod/ns/uid", "node-1"), "9790dd87089a6612ffe2e3fb5a2270c5"; got != want {
+		t.Fatalf("NewID changed: got %s, want %s", got, want)
+	}
+	if NewID("ab", "c") == NewID("a", "bc") {
+		t.Fatal("parts are not length-prefixed: (ab,c) == (a,bc)")
+	}
+}
+
+func TestTaskEventID(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	end1, end2 := start.Add(time.Minute), start.Add(2*time.Minute)
+	base := TaskEventID("k", "n", 0, "Failed", &start, &end1)
+	tests := []struct {
+		name string
+		id   string
+		same bool
+	}{
+		{"same transition, other time zone", TaskEventID("k", "n", 0, "Failed", ptr(start.In(time.FixedZone("x", 3600))), &end1), true},
+		{"finishes again later (argo retry)", TaskEventID("k", "n", 0, "Failed", &start, &end2), false},
+		{"other state", TaskEventID("k", "n", 0, "Succeeded", &start, &end1), false},
+		{"other attempt", TaskEventID("k", "n", 1, "Failed", &start, &end1), false},
+		{"other node", TaskEventID("k", "m", 0, "Failed", &start, &end1), false},
+		{"other run", TaskEventID("j", "n", 0, "Failed", &start, &end1), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if (tc.id == base) != tc.same {
+				t.Errorf("id equal to base = %v, want %v", tc.id == base, tc.same)
+			}
+		})
+	}
+	if TaskEventID("k", "n", 0, "Running", nil, nil) != TaskEventID("k", "n", 0, "Running", &time.Time{}, nil) {
+		t.Error("a nil time and a zero time give different ids")
+	}
+}
+
+func TestDeltaIDIgnoresEventOrder(t *testing.T) {
+	if DeltaID("k", "Running", 1, []string{"a", "b"}) != DeltaID("k", "Running", 1, []string{"b", "a"}) {
+		t.Fatal("delta id depends on event order")
+	}
+	if DeltaID("k", "Running", 1, []string{"a"}) == DeltaID("k", "Succeeded", 1, []string{"a"}) {
+		t.Fatal("delta id ignores the run phase")
+	}
+}
+
+func validDelta() *RunDelta {
+	s := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	return &RunDelta{
+		SchemaVersion: SchemaVersion, ID: "d1", Tenant: "t", Environment: "prod", ObservedAt: s, Part: 1, Parts: 1,
+		Run:    Run{Source: SourceArgo, Instance: "i", Namespace: "ns", UID: "u", Name: "wf", Pipeline: "p", Phase: "Running", Status: StatusRunning, StartedAt: &s},
+		Events: []TaskEvent{{ID: "e1", NodeID: "wf", Name: "wf", Type: "DAG", State: "Running", Status: StatusRunning, StartedAt: &s}},
+	}
+}
+
+func TestDecode(t *testing.T) {
+	good, err := Encode(validDelta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		data string
+		want error
+	}{
+		{"valid", string(good), nil},
+		{"not json", "{", ErrInvalid},
+		{"no version", `{"id":"x"}`, ErrInvalid},
+		{"future version", `{"schema_version":99,"id":"x"}`, ErrUnsupportedVersion},
+		{"wrong type", `{"schema_version":1,"id":5}`, ErrInvalid},
+		{"bad source", strings.Replace(string(good), `"source":"argo"`, `"source":"jenkins"`, 1), ErrInvalid},
+		{"event without id", strings.Replace(string(good), `"id":"e1"`, `"id":""`, 1), ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Decode([]byte(tc.data))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Decode error = %v, want %v", err, tc.want)
+			}
+			if tc.want == nil && !reflect.DeepEqual(d, validDelta()) {
+				t.Errorf("round trip changed the delta:\n got %+v\nwant %+v", d, validDelta())
+			}
+		})
+	}
+}
+
+func TestParseMessageRoundTrip(t *testing.T) {
+	pt := time.Date(2026, 1, 2, 3, 4, 5, 123000000, time.UTC)
+	m := Message{ID: "42", PublishTime: pt, Attributes: map[string]string{"source": "argo"}, Data: []byte(`{"x":1}`), OrderingKey: "k", Subscription: "projects/p/subscriptions/s"}
+	body, err := EnvelopeJSON(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseMessage(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
+	}
+	for _, bad := range []string{`[]`, `{}`, `{"message":{"data":"!!"}}`, `{"message":{"messageId":"1","publishTime":"yesterday"}}`, `{"message":{"data":"e30="}}`} {
+		if _, err := ParseMessage([]byte(bad)); !errors.Is(err, ErrBadEnvelope) {
+			t.Errorf("ParseMessage(%s) = %v, want ErrBadEnvelope", bad, err)
+		}
+	}
+}
+
+func TestStatusMapping(t *testing.T) {
+	tests := []struct {
+		got, want      Status
+		terminal, fail bool
+	}{
+		{ArgoStatus("Succeeded"), StatusSucceeded, true, false},
+		{ArgoStatus("Failed"), StatusFailed, true, true},
+		{ArgoStatus("Error"), StatusErrored, true, true},
+		{ArgoStatus("Omitted"), StatusOmitted, true, false},
+		{ArgoStatus("Running"), StatusRunning, false, false},
+		{ArgoStatus(""), StatusUnknown, false, false},
+		{AirflowStatus("upstream_failed"), StatusUpstreamFailed, true, true},
+		{AirflowStatus("up_for_retry"), StatusUpForRetry, true, true},
+		{AirflowStatus("none"), StatusNone, false, false},
+		{AirflowStatus(""), StatusNone, false, false},
+		{AirflowStatus("deferred"), StatusDeferred, false, false},
+		{AirflowStatus("success"), StatusSucceeded, true, false},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want || tc.got.Terminal() != tc.terminal || tc.got.IsError() != tc.fail {
+			t.Errorf("%s: got terminal=%v error=%v; want %s terminal=%v error=%v", tc.got, tc.got.Terminal(), tc.got.IsError(), tc.want, tc.terminal, tc.fail)
+		}
+	}
+}
+
+// TestSchemaMatchesTypes fails when schemas/rundelta.schema.json and the Go types disagree, in
+// either direction, on the properties of any object.
+func TestSchemaMatchesTypes(t *testing.T) {
+	raw, err := os.ReadFile("../../schemas/rundelta.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	defs := schema["$defs"].(map[string]any)
+	compare(t, "RunDelta", reflect.TypeFor[RunDelta](), schema, defs)
+}
+
+func compare(t *testing.T, path string, typ reflect.Type, obj map[string]any, defs map[string]any) {
+	t.Helper()
+	props, _ := obj["properties"].(map[string]any)
+	fields := map[string]reflect.Type{}
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			fields[name] = f.Type
+		}
+	}
+	var names []string
+	for n := range props {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if _, ok := fields[n]; !ok {
+			t.Errorf("%s: schema has %q, the Go type does not", path, n)
+		}
+	}
+	for n, ft := range fields {
+		p, ok := props[n].(map[string]any)
+		if !ok {
+			t.Errorf("%s: Go field %q is missing from the schema", path, n)
+			continue
+		}
+		for ft.Kind() == reflect.Pointer || ft.Kind() == reflect.Slice {
+			ft = ft.Elem()
+			if items, ok := p["items"].(map[string]any); ok {
+				p = items
+			}
+		}
+		if ref, ok := p["$ref"].(string); ok {
+			p = defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any)
+		}
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Time]() {
+			compare(t, path+"."+n, ft, p, defs)
+		}
+	}
+	if req, ok := obj["required"].([]any); ok {
+		for _, r := range req {
+			if _, ok := fields[r.(string)]; !ok {
+				t.Errorf("%s: schema requires %q, which the Go type lacks", path, r)
+			}
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package poll
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/state"
+)
+
+// The dedupe rules, all in this file:
+//
+//  1. A task is identified within its run by TaskKey: node id and attempt. Argo retries are
+//     separate nodes (attempt = child index); Airflow tries are separate attempts of one task.
+//  2. A task produces an event when its state, start time or finish time differ from what was last
+//     published for it — or when it was never published. The start and finish times matter
+//     because a node can re-enter the same state: `argo retry` resets a failed node, keeping its
+//     id, and it can fail again with a later finish time.
+//  3. Tasks not in the current snapshot keep their stored state (Airflow shows only the latest
+//     try; older tries must not be forgotten, or a later listing of them would publish again).
+//  4. The event id (event.TaskEventID) names the state entered and its times, never the previous
+//     state, so every observer of the same transition — a poll, a replay, a crashed poll run
+//     again — produces the same id.
+
+// TaskKey identifies a task within its run in the state store.
+func TaskKey(e *event.TaskEvent) string { return e.NodeID + "#" + strconv.Itoa(e.Attempt) }
+
+// diff compares the snapshot's tasks with the stored run and returns the events to publish, with
+// ID, PrevState and PrevStatus filled in, and the task states to store. prev may be nil.
+func diff(prev *state.Run, snap *Snapshot, statusOf func(string) event.Status) ([]event.TaskEvent, map[string]state.Task) {
+	runKey := snap.Key()
+	tasks := make(map[string]state.Task, len(snap.Tasks))
+	if prev != nil {
+		for k, t := range prev.Tasks {
+			tasks[k] = t
+		}
+	}
+	var events []event.TaskEvent
+	for i := range snap.Tasks {
+		cur := &snap.Tasks[i]
+		cur.StartedAt = normalize(cur.StartedAt)
+		cur.FinishedAt = normalize(cur.FinishedAt)
+		key := TaskKey(cur)
+		now := state.Task{State: cur.State, StartedAt: deref(cur.StartedAt), FinishedAt: deref(cur.FinishedAt)}
+		before, known := tasks[key]
+		if known && sameTask(before, now) {
+			continue
+		}
+		e := *cur
+		e.ID = event.TaskEventID(runKey, e.NodeID, e.Attempt, e.State, e.StartedAt, e.FinishedAt)
+		e.PrevState, e.PrevStatus = "", ""
+		if known {
+			e.PrevState = before.State
+			e.PrevStatus = statusOf(before.State)
+		}
+		events = append(events, e)
+		tasks[key] = now
+	}
+	return events, tasks
+}
+
+func sameTask(a, b state.Task) bool {
+	return a.State == b.State && a.StartedAt.Equal(b.StartedAt) && a.FinishedAt.Equal(b.FinishedAt)
+}
+
+// normalize keeps times in UTC at microsecond precision: what every store and BigQuery keep, so a
+// time read back from storage compares equal to the one observed.
+func normalize(t *time.Time) *time.Time {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	u := t.UTC().Truncate(time.Microsecond)
+	return &u
+}
+
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// statusFunc returns the status mapping for a source kind.
+func statusFunc(source string) func(string) event.Status {
+	if source == event.SourceAirflow {
+		return event.AirflowStatus
+	}
+	return event.ArgoStatus
+}

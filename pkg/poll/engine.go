@@ -1,0 +1,518 @@
+// Package poll is FARM's poll engine, shared by every orchestrator: lease, cursor, fingerprint
+// index, diff, publish, and only then commit.
+//
+// One poll:
+//  1. takes the source's lease (a second poll of the same source returns ErrBusy at once);
+//  2. lists every active run plus the runs that started or changed since cursor-overlap, and
+//     fetches by reference the runs that were active at the last commit but are not listed as
+//     active any more (they finished, possibly long after they started);
+//  3. skips every run whose fingerprint matches the index (no store operation at all), reads the
+//     stored state of the others in one batch and diffs them task by task (diff.go);
+//  4. publishes one RunDelta per changed run (split if large), ordered by run, and waits until
+//     Pub/Sub has acknowledged every message;
+//  5. only then writes the run states, the index and the cursor.
+//
+// A crash before 5 leaves the cursor and the run states where they were, so the next poll
+// publishes the same transitions again with the same ids: nothing is lost, and duplicates are
+// recognisable downstream.
+package poll
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/farmobs/farm/pkg/clock"
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/state"
+)
+
+// Errors the HTTP layer maps to status codes.
+var (
+	// ErrBusy: another poll of the same source holds the lease.
+	ErrBusy = errors.New("a poll of this source is already running")
+	// ErrSource: the orchestrator's API failed; the cursor did not move.
+	ErrSource = errors.New("orchestrator API failed")
+	// ErrPublish: Pub/Sub did not acknowledge every message; the cursor did not move.
+	ErrPublish = errors.New("publishing run deltas failed")
+	// ErrStore: the state store failed.
+	ErrStore = errors.New("state store failed")
+	// ErrBadRequest: the request cannot be served as asked (e.g. a window too large).
+	ErrBadRequest = errors.New("bad request")
+)
+
+// Publisher sends messages and returns only when every one was acknowledged by Pub/Sub, or with
+// the first error. pkg/publish implements it.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []event.Message) error
+}
+
+// Sink receives every published delta; the local runner's `farm poll` prints them.
+type Sink func(d *event.RunDelta)
+
+// Engine polls one Source.
+type Engine struct {
+	src       Source
+	store     state.Store
+	pub       Publisher
+	clock     clock.Clock
+	log       *slog.Logger
+	opts      Options
+	statusOf  func(string) event.Status
+	onPublish Sink
+}
+
+// Options tune an Engine. Zero values take the defaults.
+type Options struct {
+	Tenant          string
+	Environment     string
+	Overlap         time.Duration // how far before the cursor each poll looks again
+	InitialLookback time.Duration // how far back the first poll looks
+	LeaseTTL        time.Duration // longer than a poll can take
+	RunRetention    time.Duration // run documents expire this long after their last change
+	// MaxEventsPerMessage splits a run's events over several messages (Pub/Sub caps messages at
+	// 10 MB; an event is well under 2 KB).
+	MaxEventsPerMessage int
+	// LoadParallelism bounds concurrent Source.Load calls.
+	LoadParallelism int
+	// SourceKind is event.SourceArgo or event.SourceAirflow (selects the status mapping).
+	SourceKind string
+	// MaxBackfillWindow is the largest since..until a backfill may ask for (0: no limit).
+	MaxBackfillWindow time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Overlap == 0 {
+		o.Overlap = 5 * time.Minute
+	}
+	if o.InitialLookback == 0 {
+		o.InitialLookback = time.Hour
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 10 * time.Minute
+	}
+	if o.RunRetention == 0 {
+		o.RunRetention = 30 * 24 * time.Hour
+	}
+	if o.MaxEventsPerMessage == 0 {
+		o.MaxEventsPerMessage = 500
+	}
+	if o.LoadParallelism == 0 {
+		o.LoadParallelism = 8
+	}
+}
+
+// New returns an Engine. clk may be nil for the wall clock, log nil for slog.Default().
+func New(src Source, store state.Store, pub Publisher, clk clock.Clock, log *slog.Logger, opts Options) *Engine {
+	opts.defaults()
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{src: src, store: store, pub: pub, clock: clk, log: log, opts: opts, statusOf: statusFunc(opts.SourceKind)}
+}
+
+// OnPublish registers a function called with every delta the poll publishes (or would publish,
+// in a dry run), after Pub/Sub acknowledged it.
+func (e *Engine) OnPublish(s Sink) { e.onPublish = s }
+
+// Request is what one poll is asked to do. The zero Request is an incremental poll.
+type Request struct {
+	// Since and Until, when set, make the poll a backfill of that window: it does not move the
+	// cursor and also covers archived runs.
+	Since, Until time.Time
+	// Replay re-publishes every transition still visible in the window, with the same ids as the
+	// first time, whether or not it was published before.
+	Replay bool
+	// DryRun lists and diffs but neither publishes nor stores anything.
+	DryRun bool
+}
+
+// Backfill reports whether r asks for an explicit window.
+func (r Request) Backfill() bool { return !r.Since.IsZero() }
+
+// Result is what one poll did; the HTTP function answers it as JSON.
+type Result struct {
+	Source          string    `json:"source"`
+	Mode            string    `json:"mode"` // incremental, backfill or replay
+	DryRun          bool      `json:"dry_run,omitempty"`
+	WindowSince     time.Time `json:"window_since"`
+	WindowUntil     time.Time `json:"window_until"`
+	RunsSeen        int       `json:"runs_seen"`
+	RunsFetched     int       `json:"runs_fetched"` // followed up by reference
+	RunsGone        int       `json:"runs_gone"`    // active at the last poll, now deleted everywhere
+	RunsChanged     int       `json:"runs_changed"`
+	Events          int       `json:"events"`
+	Messages        int       `json:"messages"`
+	BytesPublished  int64     `json:"bytes_published"`
+	StoreReads      int       `json:"firestore_reads"`
+	StoreWrites     int       `json:"firestore_writes"`
+	APICalls        int64     `json:"api_calls"`
+	APIBytes        int64     `json:"api_bytes"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	PreviousCursor  time.Time `json:"previous_cursor,omitzero"`
+	Cursor          time.Time `json:"cursor,omitzero"`
+}
+
+// APICounter is implemented by sources that count their API calls and bytes (cumulative).
+type APICounter interface {
+	APIStats() (calls, bytes int64)
+}
+
+// UsageCounter is implemented by stores that count their operations (cumulative).
+type UsageCounter interface {
+	Usage() (reads, writes int64)
+}
+
+// Poll runs one poll.
+func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
+	start := e.clock.Now()
+	res := &Result{Source: e.src.Name(), Mode: mode(req), DryRun: req.DryRun}
+	if err := e.check(req, start); err != nil {
+		return res, err
+	}
+	calls0, bytes0 := e.apiStats()
+	reads0, writes0 := e.usage()
+	defer func() {
+		calls, bytes := e.apiStats()
+		res.APICalls, res.APIBytes = calls-calls0, bytes-bytes0
+		reads, writes := e.usage()
+		if _, ok := e.store.(UsageCounter); ok {
+			res.StoreReads, res.StoreWrites = int(reads-reads0), int(writes-writes0)
+		}
+		res.DurationSeconds = e.clock.Now().Sub(start).Seconds()
+	}()
+
+	holder := newHolder()
+	src, err := e.store.Acquire(ctx, e.src.Name(), holder, start, e.opts.LeaseTTL)
+	if err != nil {
+		var held *state.LeaseHeldError
+		if errors.As(err, &held) {
+			return res, fmt.Errorf("%w (held by %s until %s)", ErrBusy, held.Holder, held.Expires.UTC().Format(time.RFC3339))
+		}
+		return res, fmt.Errorf("%w: acquire lease: %w", ErrStore, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			// The poll failed: give the lease back so the next schedule need not wait for expiry.
+			if err := e.store.Release(context.WithoutCancel(ctx), e.src.Name(), holder); err != nil {
+				e.log.WarnContext(ctx, "release lease", "source", e.src.Name(), "error", err)
+			}
+		}
+	}()
+	res.PreviousCursor = src.Cursor
+
+	w := e.window(req, src.Cursor, start)
+	res.WindowSince, res.WindowUntil = w.Since, w.Until
+
+	snaps, gone, err := e.collect(ctx, w, src.Index, res)
+	if err != nil {
+		return res, err
+	}
+	changed := e.changed(snaps, src.Index, req.Replay)
+	res.RunsChanged = len(changed)
+
+	runs, deltas, err := e.diffAll(ctx, changed, req.Replay, start)
+	if err != nil {
+		return res, err
+	}
+	msgs, err := e.messages(deltas)
+	if err != nil {
+		return res, err
+	}
+	for _, d := range deltas {
+		res.Events += len(d.Events)
+	}
+	res.Messages = len(msgs)
+	for _, m := range msgs {
+		res.BytesPublished += int64(len(m.Data))
+	}
+	if req.DryRun {
+		e.notify(deltas)
+		return res, nil
+	}
+	if len(msgs) > 0 {
+		if err := e.pub.Publish(ctx, msgs); err != nil {
+			return res, fmt.Errorf("%w: %w", ErrPublish, err)
+		}
+	}
+	e.notify(deltas)
+
+	cursor := time.Time{}
+	if !req.Backfill() {
+		cursor = start
+	}
+	index := e.nextIndex(src.Index, snaps, gone, req.Backfill())
+	if err := e.store.Commit(ctx, e.src.Name(), holder, runs, cursor, index); err != nil {
+		return res, fmt.Errorf("%w: commit: %w", ErrStore, err)
+	}
+	committed = true
+	if !cursor.IsZero() {
+		res.Cursor = cursor
+	}
+	return res, nil
+}
+
+func (e *Engine) check(req Request, now time.Time) error {
+	if !req.Backfill() {
+		if req.Replay || !req.Until.IsZero() {
+			return fmt.Errorf("%w: replay and until need since (a backfill window)", ErrBadRequest)
+		}
+		return nil
+	}
+	until := req.Until
+	if until.IsZero() {
+		until = now
+	}
+	if !req.Since.Before(until) {
+		return fmt.Errorf("%w: since must be before until", ErrBadRequest)
+	}
+	if w := until.Sub(req.Since); e.opts.MaxBackfillWindow > 0 && w > e.opts.MaxBackfillWindow {
+		return fmt.Errorf("%w: window since..until is %s, larger than the maximum %s (FARM_MAX_BACKFILL_WINDOW): split it", ErrBadRequest, w, e.opts.MaxBackfillWindow)
+	}
+	return nil
+}
+
+func mode(req Request) string {
+	switch {
+	case req.Replay:
+		return "replay"
+	case req.Backfill():
+		return "backfill"
+	}
+	return "incremental"
+}
+
+func (e *Engine) window(req Request, cursor, now time.Time) Window {
+	if req.Backfill() {
+		until := req.Until
+		if until.IsZero() {
+			until = now
+		}
+		return Window{Since: req.Since, Until: until, Backfill: true}
+	}
+	since := cursor.Add(-e.opts.Overlap)
+	if cursor.IsZero() {
+		since = now.Add(-e.opts.InitialLookback)
+	}
+	return Window{Since: since, Until: now}
+}
+
+// collect lists the window and follows up the runs that were active at the last commit but are
+// no longer listed as active. It returns the snapshots by key and the keys of runs that are gone.
+func (e *Engine) collect(ctx context.Context, w Window, idx state.Index, res *Result) (map[string]*Snapshot, []string, error) {
+	listed, err := e.src.List(ctx, w)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: list: %w", ErrSource, err)
+	}
+	snaps := make(map[string]*Snapshot, len(listed))
+	for _, s := range listed {
+		snaps[s.Key()] = s
+	}
+	var refs, refKeys []string
+	for key, entry := range idx {
+		if _, ok := snaps[key]; !ok && entry.Active && entry.Ref != "" {
+			refs = append(refs, entry.Ref)
+			refKeys = append(refKeys, key)
+		}
+	}
+	var gone []string
+	if len(refs) > 0 {
+		fetched, err := e.src.Fetch(ctx, refs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: fetch %d runs no longer active: %w", ErrSource, len(refs), err)
+		}
+		for _, s := range fetched {
+			snaps[s.Key()] = s
+		}
+		res.RunsFetched = len(fetched)
+		for _, k := range refKeys {
+			if _, ok := snaps[k]; !ok {
+				gone = append(gone, k)
+				e.log.WarnContext(ctx, "run vanished before its end was seen", "source", e.src.Name(), "run", k)
+			}
+		}
+		res.RunsGone = len(gone)
+	}
+	res.RunsSeen = len(snaps)
+	return snaps, gone, nil
+}
+
+// changed returns, in a stable order, the snapshots whose fingerprint the index does not know.
+func (e *Engine) changed(snaps map[string]*Snapshot, idx state.Index, replay bool) []*Snapshot {
+	var out []*Snapshot
+	for key, s := range snaps {
+		if entry, ok := idx[key]; ok && !replay && entry.Fingerprint == s.Fingerprint && s.Fingerprint != "" {
+			continue
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// diffAll loads the changed runs' tasks and stored states and diffs them.
+func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay bool, now time.Time) ([]*state.Run, []*event.RunDelta, error) {
+	if len(changed) == 0 {
+		return nil, nil, nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.opts.LoadParallelism)
+	for _, s := range changed {
+		if s.Loaded {
+			continue
+		}
+		g.Go(func() error {
+			if err := e.src.Load(gctx, s); err != nil {
+				return fmt.Errorf("%w: load run %s: %w", ErrSource, s.Key(), err)
+			}
+			return nil
+		})
+	}
+	var stored map[string]*state.Run
+	if !replay {
+		keys := make([]string, len(changed))
+		for i, s := range changed {
+			keys[i] = s.Key()
+		}
+		g.Go(func() error {
+			var err error
+			if stored, err = e.store.LoadRuns(gctx, e.src.Name(), keys); err != nil {
+				return fmt.Errorf("%w: load run states: %w", ErrStore, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+
+	var runs []*state.Run
+	var deltas []*event.RunDelta
+	for _, s := range changed {
+		prev := stored[s.Key()]
+		events, tasks := diff(prev, s, e.statusOf)
+		prevPhase := ""
+		if prev != nil {
+			prevPhase = prev.Phase
+		}
+		if prev != nil && len(events) == 0 && prevPhase == s.Run.Phase {
+			continue // the fingerprint moved but nothing FARM reports did; the index still learns it
+		}
+		run := s.Run
+		if prevPhase != run.Phase {
+			run.PrevPhase = prevPhase
+		}
+		deltas = append(deltas, e.split(run, events, now, replay)...)
+		runs = append(runs, &state.Run{
+			Key:         s.Key(),
+			Fingerprint: s.Fingerprint,
+			Phase:       s.Run.Phase,
+			Tasks:       tasks,
+			UpdatedAt:   now,
+			ExpireAt:    now.Add(e.opts.RunRetention),
+		})
+	}
+	return runs, deltas, nil
+}
+
+// split makes one or more deltas of a run's events.
+func (e *Engine) split(run event.Run, events []event.TaskEvent, now time.Time, replay bool) []*event.RunDelta {
+	n := e.opts.MaxEventsPerMessage
+	parts := max(1, (len(events)+n-1)/n)
+	out := make([]*event.RunDelta, 0, parts)
+	for p := range parts {
+		chunk := events[min(p*n, len(events)):min((p+1)*n, len(events))]
+		ids := make([]string, len(chunk))
+		for i := range chunk {
+			ids[i] = chunk[i].ID
+		}
+		out = append(out, &event.RunDelta{
+			SchemaVersion: event.SchemaVersion,
+			ID:            event.DeltaID(run.Key(), run.Phase, p+1, ids),
+			Tenant:        e.opts.Tenant,
+			Environment:   e.opts.Environment,
+			ObservedAt:    now.UTC(),
+			Replay:        replay,
+			Part:          p + 1,
+			Parts:         parts,
+			Run:           run,
+			Events:        chunk,
+		})
+	}
+	return out
+}
+
+func (e *Engine) messages(deltas []*event.RunDelta) ([]event.Message, error) {
+	msgs := make([]event.Message, 0, len(deltas))
+	for _, d := range deltas {
+		data, err := event.Encode(d)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, event.Message{Data: data, OrderingKey: d.Run.Key(), Attributes: d.Attributes()})
+	}
+	return msgs, nil
+}
+
+// nextIndex is what the index should hold after this poll. An incremental poll keeps exactly the
+// runs it saw (a run that drops out and comes back costs one read, nothing more); a backfill only
+// adds to it.
+func (e *Engine) nextIndex(old state.Index, snaps map[string]*Snapshot, gone []string, backfill bool) state.Index {
+	next := make(state.Index, len(snaps))
+	if backfill {
+		for k, v := range old {
+			next[k] = v
+		}
+	}
+	for k, s := range snaps {
+		entry := state.IndexEntry{Fingerprint: s.Fingerprint, Active: s.Active}
+		if s.Active {
+			entry.Ref = s.Ref
+		}
+		next[k] = entry
+	}
+	for _, k := range gone {
+		delete(next, k)
+	}
+	return next
+}
+
+func (e *Engine) notify(deltas []*event.RunDelta) {
+	if e.onPublish == nil {
+		return
+	}
+	for _, d := range deltas {
+		e.onPublish(d)
+	}
+}
+
+func (e *Engine) apiStats() (int64, int64) {
+	if c, ok := e.src.(APICounter); ok {
+		return c.APIStats()
+	}
+	return 0, 0
+}
+
+func (e *Engine) usage() (int64, int64) {
+	if c, ok := e.store.(UsageCounter); ok {
+		return c.Usage()
+	}
+	return 0, 0
+}
+
+func newHolder() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

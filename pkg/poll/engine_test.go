@@ -1,0 +1,318 @@
+package poll_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/poll/polltest"
+	"github.com/farmobs/farm/pkg/state"
+)
+
+// script is a Source whose runs the test sets directly: the engine's logic is tested here; the
+// real Argo and Airflow sources are tested against their simulators in their own packages.
+type script struct {
+	mu      sync.Mutex
+	runs    map[string]*poll.Snapshot // by name
+	listErr error
+	fetched [][]string
+	loads   int
+}
+
+func newScript() *script { return &script{runs: map[string]*poll.Snapshot{}} }
+
+func (s *script) Name() string { return "argo/test" }
+
+func (s *script) set(name, phase string, active bool, tasks ...event.TaskEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fp := fmt.Sprint(phase, tasks)
+	s.runs[name] = &poll.Snapshot{
+		Run:         event.Run{Source: event.SourceArgo, Instance: "test", Namespace: "ns", UID: "uid-" + name, Name: name, Pipeline: name, Phase: phase, Status: event.ArgoStatus(phase)},
+		Ref:         "ns/" + name + "/uid-" + name,
+		Fingerprint: fp,
+		Active:      active,
+		Tasks:       tasks,
+	}
+}
+
+// hide keeps a run out of List (it started before the window and is no longer active) while
+// Fetch still finds it.
+func (s *script) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listErr != nil {
+		return nil, s.listErr
+	}
+	var out []*poll.Snapshot
+	for _, r := range s.runs {
+		if r.Active || !strings.HasPrefix(r.Run.Name, "old-") {
+			out = append(out, clone(r, false))
+		}
+	}
+	return out, nil
+}
+
+func (s *script) Fetch(ctx context.Context, refs []string) ([]*poll.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fetched = append(s.fetched, refs)
+	var out []*poll.Snapshot
+	for _, ref := range refs {
+		for _, r := range s.runs {
+			if r.Ref == ref {
+				out = append(out, clone(r, false))
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *script) Load(ctx context.Context, snap *poll.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loads++
+	snap.Tasks = append([]event.TaskEvent(nil), s.runs[snap.Run.Name].Tasks...)
+	snap.Loaded = true
+	return nil
+}
+
+func clone(r *poll.Snapshot, loaded bool) *poll.Snapshot {
+	c := *r
+	c.Tasks, c.Loaded = nil, loaded
+	return &c
+}
+
+var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+func at(min int) *time.Time { t := t0.Add(time.Duration(min) * time.Minute); return &t }
+
+func task(id, phase string, start, end *time.Time) event.TaskEvent {
+	return event.TaskEvent{NodeID: id, Name: id, Type: "Pod", State: phase, Status: event.ArgoStatus(phase), StartedAt: start, FinishedAt: end}
+}
+
+func transitions(h *polltest.Harness) []string {
+	var out []string
+	for _, tr := range polltest.Transitions(h.Published()) {
+		out = append(out, fmt.Sprintf("%s/%s %s>%s", tr.Run, tr.Node, tr.From, tr.To))
+	}
+	return out
+}
+
+func mustPoll(t *testing.T, e *poll.Engine, req poll.Request) *poll.Result {
+	t.Helper()
+	res, err := e.Poll(context.Background(), req)
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	return res
+}
+
+func TestEngineIncremental(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+
+	src.set("a", "Running", true, task("a", "Running", at(0), nil), task("a-1", "Running", at(0), nil))
+	res := mustPoll(t, e, poll.Request{})
+	if got, want := transitions(h), []string{"a/a >Running", "a/a-1 >Running"}; !sameSet(got, want) {
+		t.Fatalf("first poll published %v, want %v (a running task is recorded at start)", got, want)
+	}
+	if !res.Cursor.Equal(t0) || res.RunsChanged != 1 {
+		t.Fatalf("result %+v: want cursor %s and 1 changed run", res, t0)
+	}
+
+	// Nothing changed: no event, no store operation for the run.
+	h.Clock.Advance(time.Minute)
+	res = mustPoll(t, e, poll.Request{})
+	if got := transitions(h); len(got) != 0 || res.RunsChanged != 0 {
+		t.Fatalf("unchanged poll published %v, changed %d", got, res.RunsChanged)
+	}
+
+	// The task finishes and another one starts and finishes between two polls.
+	src.set("a", "Running", true, task("a", "Running", at(0), nil), task("a-1", "Succeeded", at(0), at(1)), task("a-2", "Failed", at(1), at(2)))
+	h.Clock.Advance(time.Minute)
+	mustPoll(t, e, poll.Request{})
+	if got, want := transitions(h), []string{"a/a-1 Running>Succeeded", "a/a-2 >Failed"}; !sameSet(got, want) {
+		t.Fatalf("published %v, want %v", got, want)
+	}
+}
+
+func TestEngineFollowsRunsThatLeftTheActiveListing(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	src.set("old-b", "Running", true, task("old-b", "Running", at(-600), nil))
+	mustPoll(t, e, poll.Request{})
+	h.Published()
+
+	// FARM is down for hours; the run finished long after it started, so no window lists it.
+	src.set("old-b", "Succeeded", false, task("old-b", "Succeeded", at(-600), at(100)))
+	h.Clock.Advance(5 * time.Hour)
+	res := mustPoll(t, e, poll.Request{})
+	if got, want := transitions(h), []string{"old-b/old-b Running>Succeeded"}; !sameSet(got, want) {
+		t.Fatalf("published %v, want %v", got, want)
+	}
+	if res.RunsFetched != 1 || len(src.fetched) != 1 || src.fetched[0][0] != "ns/old-b/uid-old-b" {
+		t.Fatalf("fetched %v (result %d), want the run's ref once", src.fetched, res.RunsFetched)
+	}
+	// Finished: not followed again.
+	h.Clock.Advance(time.Minute)
+	mustPoll(t, e, poll.Request{})
+	if len(src.fetched) != 1 {
+		t.Fatalf("a finished run is still fetched: %v", src.fetched)
+	}
+}
+
+// failingCommit is a real store whose Commit fails once: a crash between publish and commit.
+type failingCommit struct {
+	state.Store
+	fail bool
+}
+
+func (f *failingCommit) Commit(ctx context.Context, source, holder string, runs []*state.Run, cursor time.Time, index state.Index) error {
+	if f.fail {
+		f.fail = false
+		_ = f.Store.Release(ctx, source, holder)
+		return errors.New("process killed")
+	}
+	return f.Store.Commit(ctx, source, holder, runs, cursor, index)
+}
+
+func TestEngineCrashBetweenPublishAndCommitRepublishesSameIDs(t *testing.T) {
+	store := &failingCommit{Store: newStore(t), fail: true}
+	h := polltest.New(t, store, t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	src.set("c", "Running", true, task("c", "Running", at(0), nil), task("c-1", "Succeeded", at(0), at(1)))
+	if _, err := e.Poll(context.Background(), poll.Request{}); !errors.Is(err, poll.ErrStore) {
+		t.Fatalf("poll with failing commit: err = %v, want ErrStore", err)
+	}
+	first := polltest.Events(h.Published())
+	h.Clock.Advance(time.Minute)
+	res := mustPoll(t, e, poll.Request{})
+	second := polltest.Events(h.Published())
+	if len(first) != 2 || !reflect.DeepEqual(ids(first), ids(second)) {
+		t.Fatalf("after the crash the next poll published ids %v, first publication had %v", ids(second), ids(first))
+	}
+	if !res.PreviousCursor.IsZero() {
+		t.Fatalf("cursor moved despite the failed commit: %s", res.PreviousCursor)
+	}
+}
+
+func TestEngineFailuresLeaveCursor(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	src.set("d", "Running", true, task("d", "Running", at(0), nil))
+	mustPoll(t, e, poll.Request{})
+	h.Published()
+
+	src.listErr = errors.New("argo server: 500 Internal Server Error")
+	h.Clock.Advance(time.Minute)
+	if _, err := e.Poll(context.Background(), poll.Request{}); !errors.Is(err, poll.ErrSource) {
+		t.Fatalf("err = %v, want ErrSource", err)
+	}
+	src.listErr = nil
+	h.Clock.Advance(time.Minute)
+	res := mustPoll(t, e, poll.Request{}) // the lease was released: no wait for expiry
+	if !res.PreviousCursor.Equal(t0) {
+		t.Fatalf("previous cursor %s, want %s (the failed poll must not move it)", res.PreviousCursor, t0)
+	}
+}
+
+func TestEngineLease(t *testing.T) {
+	store := newStore(t)
+	h := polltest.New(t, store, t0)
+	e := h.Engine(newScript(), poll.Options{SourceKind: event.SourceArgo, LeaseTTL: time.Minute})
+	if _, err := store.Acquire(context.Background(), "argo/test", "crashed-poll", t0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Poll(context.Background(), poll.Request{}); !errors.Is(err, poll.ErrBusy) {
+		t.Fatalf("err = %v, want ErrBusy while another poll holds the lease", err)
+	}
+	h.Clock.Advance(2 * time.Minute) // the crashed poll's lease expires
+	mustPoll(t, e, poll.Request{})
+}
+
+func TestEngineBackfillAndReplay(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, MaxBackfillWindow: 24 * time.Hour})
+	src.set("e", "Succeeded", false, task("e", "Succeeded", at(0), at(3)), task("e-1", "Succeeded", at(1), at(2)))
+	mustPoll(t, e, poll.Request{})
+	first := ids(polltest.Events(h.Published()))
+
+	h.Clock.Advance(time.Hour)
+	win := poll.Request{Since: t0.Add(-time.Hour), Until: t0.Add(time.Hour)}
+	res := mustPoll(t, e, win)
+	if got := h.Published(); len(got) != 0 || !res.Cursor.IsZero() {
+		t.Fatalf("backfill of published runs sent %d deltas / moved cursor to %s", len(got), res.Cursor)
+	}
+	win.Replay = true
+	mustPoll(t, e, win)
+	replayed := h.Published()
+	if !reflect.DeepEqual(ids(polltest.Events(replayed)), first) || !replayed[0].Replay {
+		t.Fatalf("replay ids %v (replay flag %v), want the first ids %v", ids(polltest.Events(replayed)), replayed[0].Replay, first)
+	}
+	if _, err := e.Poll(context.Background(), poll.Request{Since: t0.Add(-48 * time.Hour), Until: t0}); !errors.Is(err, poll.ErrBadRequest) {
+		t.Fatalf("a window over the maximum: err = %v, want ErrBadRequest", err)
+	}
+}
+
+func TestEngineSplitsLargeRuns(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, MaxEventsPerMessage: 10})
+	var tasks []event.TaskEvent
+	for i := range 25 {
+		tasks = append(tasks, task(fmt.Sprintf("n%02d", i), "Succeeded", at(0), at(1)))
+	}
+	src.set("big", "Running", true, tasks...)
+	res := mustPoll(t, e, poll.Request{})
+	got := h.Published()
+	if len(got) != 3 || res.Messages != 3 || res.Events != 25 {
+		t.Fatalf("%d messages (result %d, events %d), want 3 carrying 25 events", len(got), res.Messages, res.Events)
+	}
+	seen := map[string]bool{}
+	for i, d := range got {
+		if d.Part != i+1 || d.Parts != 3 || seen[d.ID] {
+			t.Errorf("delta %d: part %d/%d id %s (duplicate %v)", i, d.Part, d.Parts, d.ID, seen[d.ID])
+		}
+		seen[d.ID] = true
+	}
+}
+
+func ids(events []event.TaskEvent) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = e.ID
+	}
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]int{}
+	for _, x := range a {
+		m[x]++
+	}
+	for _, x := range b {
+		m[x]--
+	}
+	for _, n := range m {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,133 @@
+// Package polltest is the harness of the poll engine's scenario tests: a manual clock, the
+// in-process Pub/Sub server with FARM's real publisher, and helpers to read back exactly what was
+// published.
+package polltest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/farmobs/farm/pkg/clock"
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/publish"
+	"github.com/farmobs/farm/pkg/state"
+)
+
+const (
+	// Project and Topic of the in-process Pub/Sub.
+	Project = "farm-test"
+	Topic   = "farm-run-deltas"
+)
+
+// Harness wires an engine to a real publisher on the in-process Pub/Sub server.
+type Harness struct {
+	T         testing.TB
+	Clock     *clock.Manual
+	Store     state.Store
+	Server    *pstest.Server
+	Publisher *publish.Publisher
+	seen      int // messages already returned by Published
+}
+
+// New starts the in-process Pub/Sub server with the topic and a publisher, closed at the end of
+// the test. The clock starts at start.
+func New(t testing.TB, store state.Store, start time.Time) *Harness {
+	t.Helper()
+	srv := pstest.NewServer()
+	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := pubsub.NewClient(ctx, Project, option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.EnsureTopic(ctx, c, Project, Topic); err != nil {
+		t.Fatal(err)
+	}
+	pub := publish.New(Project, Topic, option.WithGRPCConn(conn))
+	t.Cleanup(func() {
+		_ = pub.Close()
+		_ = c.Close()
+		_ = conn.Close()
+		_ = srv.Close()
+	})
+	return &Harness{T: t, Clock: clock.NewManual(start), Store: store, Server: srv, Publisher: pub}
+}
+
+// Engine returns an engine for src on the harness's store, publisher and clock.
+func (h *Harness) Engine(src poll.Source, opts poll.Options) *poll.Engine {
+	return poll.New(src, h.Store, h.Publisher, h.Clock, nil, opts)
+}
+
+// Published returns the deltas published since the previous call, decoded and checked, in
+// publication order.
+func (h *Harness) Published() []*event.RunDelta {
+	h.T.Helper()
+	msgs := h.Server.Messages() // in publication order
+	var out []*event.RunDelta
+	for _, m := range msgs[h.seen:] {
+		d, err := event.Decode(m.Data)
+		if err != nil {
+			h.T.Fatalf("published message %s is not a valid RunDelta: %v", m.ID, err)
+		}
+		if m.OrderingKey != d.Run.Key() {
+			h.T.Errorf("message %s has ordering key %q, want the run key %q", m.ID, m.OrderingKey, d.Run.Key())
+		}
+		if m.Attributes[event.AttrSource] != d.Run.Source || m.Attributes[event.AttrDeltaID] != d.ID {
+			h.T.Errorf("message %s attributes %v do not match its delta", m.ID, m.Attributes)
+		}
+		out = append(out, d)
+	}
+	h.seen = len(msgs)
+	return out
+}
+
+// Events flattens deltas into their events, each prefixed by nothing but itself.
+func Events(deltas []*event.RunDelta) []event.TaskEvent {
+	var out []event.TaskEvent
+	for _, d := range deltas {
+		out = append(out, d.Events...)
+	}
+	return out
+}
+
+// Transition is a compact, comparable view of an event for assertions.
+type Transition struct {
+	Run, Node string
+	Attempt   int
+	From, To  string
+	Start     string // RFC 3339 or ""
+	End       string
+}
+
+// Transitions returns the events of deltas as Transitions, in publication order.
+func Transitions(deltas []*event.RunDelta) []Transition {
+	var out []Transition
+	for _, d := range deltas {
+		for _, e := range d.Events {
+			out = append(out, Transition{
+				Run: d.Run.Name, Node: e.NodeID, Attempt: e.Attempt, From: e.PrevState, To: e.State,
+				Start: stamp(e.StartedAt), End: stamp(e.FinishedAt),
+			})
+		}
+	}
+	return out
+}
+
+func stamp(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}

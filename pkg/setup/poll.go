@@ -1,0 +1,38 @@
+package setup
+
+import (
+	"context"
+
+	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/publish"
+)
+
+// Publisher returns the process's Pub/Sub publisher for the RunDelta topic.
+func (a *App) Publisher(ctx context.Context) (poll.Publisher, error) {
+	return lazy(ctx, a, "publisher", func(context.Context) (*publish.Publisher, error) {
+		return publish.New(a.Config.Common.ProjectID, a.Config.Common.Topic), nil
+	})
+}
+
+// engine builds a poll engine for src with the common settings.
+func (a *App) engine(ctx context.Context, src poll.Source, kind string) (*poll.Engine, error) {
+	store, err := a.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := a.Publisher(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := a.Config.Common
+	return poll.New(src, store, pub, a.Clock, a.Log, poll.Options{
+		Tenant:            c.Tenant,
+		Environment:       c.Environment,
+		Overlap:           c.PollOverlap,
+		InitialLookback:   c.InitialLookback,
+		LeaseTTL:          c.LeaseTTL,
+		RunRetention:      c.RunRetention,
+		SourceKind:        kind,
+		MaxBackfillWindow: c.MaxBackfillWindow,
+	}), nil
+}
