@@ -316,3 +316,22 @@ func sameSet(a, b []string) bool {
 	}
 	return true
 }
+
+func TestEngineNodeThatFinishesTwice(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	src.set("r", "Failed", false, task("r-1", "Failed", at(0), at(1)))
+	mustPoll(t, e, poll.Request{})
+	first := polltest.Events(h.Published())
+
+	// `argo retry` resets the node, keeping its id; it fails again before the next poll sees it
+	// running: same state, later times — a new transition with a new id.
+	src.set("r", "Failed", false, task("r-1", "Failed", at(2), at(3)))
+	h.Clock.Advance(time.Minute)
+	mustPoll(t, e, poll.Request{})
+	second := polltest.Events(h.Published())
+	if len(second) != 1 || second[0].PrevState != "Failed" || second[0].ID == first[0].ID {
+		t.Fatalf("second failure published %+v; want one Failed>Failed event with a new id", second)
+	}
+}
