@@ -6,9 +6,11 @@ package farm
 import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
+	"github.com/farmobs/farm/functions/bigquerysink"
 	"github.com/farmobs/farm/functions/pollargo"
 )
 
 func init() {
 	functions.HTTP("PollArgo", pollargo.Handle)
+	functions.CloudEvent("BigQuerySink", bigquerysink.Handle)
 }

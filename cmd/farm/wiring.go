@@ -13,7 +13,7 @@ type consumer struct{ sub, function string }
 
 // consumers are the Pub/Sub-triggered functions, each with its own subscription.
 func consumers() []consumer {
-	return nil
+	return []consumer{{"bigquery-sink", "BigQuerySink"}}
 }
 
 // pollTargets are the poll functions of the configured sources.

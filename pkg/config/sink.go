@@ -1,5 +1,14 @@
 package config
 
+import (
+	"regexp"
+	"time"
+)
+
+// bigQueryDataset is what BigQuery accepts as a dataset id. Checked here because BigQuery answers
+// a bad name with 400, which the sink treats as rows refused for good.
+var bigQueryDataset = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
 // Sink is the BigQuery sink function.
 type Sink struct {
 	// Mode is FARM_SINK: bigquery (default when a project is set) or file (newline-delimited JSON
@@ -9,14 +18,22 @@ type Sink struct {
 	Project  string // FARM_BIGQUERY_PROJECT (default: the project)
 	Dataset  string // FARM_BIGQUERY_DATASET
 	Endpoint string // FARM_BIGQUERY_ENDPOINT: an emulator's address, e.g. http://127.0.0.1:9050
+	// Timeout is FARM_BIGQUERY_TIMEOUT: how long one insert request may take, retries included,
+	// before the message is handed back to Pub/Sub for redelivery.
+	Timeout time.Duration
+	// BatchRows is FARM_BIGQUERY_BATCH_ROWS: rows per streaming insert request (BigQuery
+	// recommends at most 500).
+	BatchRows int
 }
 
 func loadSink(r *Reader, common Common) Sink {
 	s := Sink{
-		Dir:      r.String("FARM_SINK_DIR", ".farm/bigquery"),
-		Project:  r.String("FARM_BIGQUERY_PROJECT", common.ProjectID),
-		Dataset:  r.String("FARM_BIGQUERY_DATASET", "farm"),
-		Endpoint: r.String("FARM_BIGQUERY_ENDPOINT", ""),
+		Dir:       r.String("FARM_SINK_DIR", ".farm/bigquery"),
+		Project:   r.String("FARM_BIGQUERY_PROJECT", common.ProjectID),
+		Dataset:   r.String("FARM_BIGQUERY_DATASET", "farm"),
+		Endpoint:  r.String("FARM_BIGQUERY_ENDPOINT", ""),
+		Timeout:   r.Duration("FARM_BIGQUERY_TIMEOUT", 30*time.Second),
+		BatchRows: r.Int("FARM_BIGQUERY_BATCH_ROWS", 500),
 	}
 	def := "file"
 	if s.Project != "" {
@@ -25,6 +42,16 @@ func loadSink(r *Reader, common Common) Sink {
 	s.Mode = r.OneOf("FARM_SINK", def, "bigquery", "file")
 	if s.Mode == "bigquery" && s.Project == "" {
 		r.Fail("FARM_BIGQUERY_PROJECT", "is required when FARM_SINK=bigquery (or set FARM_PROJECT_ID)")
+	}
+	if s.Endpoint != "" && r.URL("FARM_BIGQUERY_ENDPOINT") == nil {
+		s.Endpoint = "" // URL has recorded the problem
+	}
+	if !bigQueryDataset.MatchString(s.Dataset) || len(s.Dataset) > 1024 {
+		r.Fail("FARM_BIGQUERY_DATASET", "is %q; a dataset id is up to 1024 letters, digits and underscores", s.Dataset)
+	}
+	r.Positive("FARM_BIGQUERY_TIMEOUT", s.Timeout)
+	if s.BatchRows < 1 || s.BatchRows > 50000 {
+		r.Fail("FARM_BIGQUERY_BATCH_ROWS", "is %d; want 1 to 50000 (BigQuery's limit per request)", s.BatchRows)
 	}
 	return s
 }

@@ -1,0 +1,65 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/farmobs/farm/pkg/config"
+)
+
+func TestSinkConfig(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     map[string]string
+		want    config.Sink
+		wantErr string
+	}{
+		{
+			name: "defaults write files",
+			env:  map[string]string{},
+			want: config.Sink{Mode: "file", Dir: ".farm/bigquery", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500},
+		},
+		{
+			name: "a project means BigQuery",
+			env:  map[string]string{"FARM_PROJECT_ID": "acme-obs"},
+			want: config.Sink{Mode: "bigquery", Dir: ".farm/bigquery", Project: "acme-obs", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500},
+		},
+		{
+			name: "emulator",
+			env: map[string]string{"FARM_SINK": "BigQuery", "FARM_BIGQUERY_PROJECT": "p", "FARM_BIGQUERY_DATASET": "farm_dev",
+				"FARM_BIGQUERY_ENDPOINT": "http://127.0.0.1:9050", "FARM_BIGQUERY_TIMEOUT": "5s", "FARM_BIGQUERY_BATCH_ROWS": "100"},
+			want: config.Sink{Mode: "bigquery", Dir: ".farm/bigquery", Project: "p", Dataset: "farm_dev",
+				Endpoint: "http://127.0.0.1:9050", Timeout: 5 * time.Second, BatchRows: 100},
+		},
+		{
+			name: "files even with a project",
+			env:  map[string]string{"FARM_PROJECT_ID": "acme-obs", "FARM_SINK": "file", "FARM_SINK_DIR": "/var/farm"},
+			want: config.Sink{Mode: "file", Dir: "/var/farm", Project: "acme-obs", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500},
+		},
+		{name: "bigquery without project", env: map[string]string{"FARM_SINK": "bigquery"}, wantErr: "FARM_BIGQUERY_PROJECT is required"},
+		{name: "unknown mode", env: map[string]string{"FARM_SINK": "kafka"}, wantErr: `FARM_SINK is "kafka"`},
+		{name: "endpoint not a URL", env: map[string]string{"FARM_BIGQUERY_ENDPOINT": "localhost:9050"}, wantErr: "FARM_BIGQUERY_ENDPOINT"},
+		{name: "dataset with a dash", env: map[string]string{"FARM_BIGQUERY_DATASET": "farm-prod"}, wantErr: `FARM_BIGQUERY_DATASET is "farm-prod"`},
+		{name: "timeout not positive", env: map[string]string{"FARM_BIGQUERY_TIMEOUT": "0s"}, wantErr: "FARM_BIGQUERY_TIMEOUT must be positive"},
+		{name: "batch too large", env: map[string]string{"FARM_BIGQUERY_BATCH_ROWS": "50001"}, wantErr: "FARM_BIGQUERY_BATCH_ROWS is 50001"},
+		{name: "batch not a number", env: map[string]string{"FARM_BIGQUERY_BATCH_ROWS": "many"}, wantErr: "FARM_BIGQUERY_BATCH_ROWS is \"many\""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.LoadFrom(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Sink != tc.want {
+				t.Errorf("got %+v, want %+v", cfg.Sink, tc.want)
+			}
+		})
+	}
+}

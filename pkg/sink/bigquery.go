@@ -1,0 +1,160 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
+)
+
+// BigQueryConfig says where a BigQueryWriter writes.
+type BigQueryConfig struct {
+	Project string
+	Dataset string
+	// Endpoint is an emulator's base URL; empty means BigQuery with application default
+	// credentials.
+	Endpoint string
+	// Timeout bounds one insert request, the client's own retries included (default 30s).
+	Timeout time.Duration
+	// BatchRows is the most rows per insert request (default 500).
+	BatchRows int
+}
+
+// BigQueryWriter streams rows with tabledata.insertAll, the event id as insert id. Its client is
+// created on first use and reused. Safe for concurrent use.
+type BigQueryWriter struct {
+	cfg BigQueryConfig
+
+	mu     sync.Mutex
+	client *bigquery.Client
+}
+
+// NewBigQueryWriter returns a writer for cfg; it connects on first use.
+func NewBigQueryWriter(cfg BigQueryConfig) *BigQueryWriter {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.BatchRows <= 0 {
+		cfg.BatchRows = 500
+	}
+	return &BigQueryWriter{cfg: cfg}
+}
+
+// Client returns the writer's BigQuery client, creating it on first use.
+func (w *BigQueryWriter) Client(ctx context.Context) (*bigquery.Client, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.client != nil {
+		return w.client, nil
+	}
+	var opts []option.ClientOption
+	if w.cfg.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(w.cfg.Endpoint), option.WithoutAuthentication())
+	}
+	// The client keeps the context for token refreshes: it must outlive this request.
+	c, err := bigquery.NewClient(context.WithoutCancel(ctx), w.cfg.Project, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bigquery client for project %q: %w", w.cfg.Project, err)
+	}
+	w.client = c
+	return c, nil
+}
+
+// Close releases the client, if one was created.
+func (w *BigQueryWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.client == nil {
+		return nil
+	}
+	err := w.client.Close()
+	w.client = nil
+	return err
+}
+
+// Write inserts rows into table in batches. Rows BigQuery refuses are returned in a
+// *RejectedError once every batch has been tried; the first transient failure stops the write.
+func (w *BigQueryWriter) Write(ctx context.Context, table string, rows []Row) error {
+	c, err := w.Client(ctx)
+	if err != nil {
+		return err
+	}
+	ins := c.Dataset(w.cfg.Dataset).Table(table).Inserter()
+	// Valid rows go in even when others in the request are refused; without this BigQuery
+	// refuses the whole request and the valid rows would be lost with the acknowledgement.
+	ins.SkipInvalidRows = true
+	rejected := &RejectedError{Table: table}
+	for start := 0; start < len(rows); start += w.cfg.BatchRows {
+		batch := rows[start:min(start+w.cfg.BatchRows, len(rows))]
+		refused, err := w.put(ctx, ins, batch)
+		if err != nil {
+			return fmt.Errorf("insert rows %d-%d of %d into %s.%s: %w", start, start+len(batch)-1, len(rows), w.cfg.Dataset, table, err)
+		}
+		rejected.Rows = append(rejected.Rows, refused...)
+	}
+	if len(rejected.Rows) > 0 {
+		return rejected
+	}
+	return nil
+}
+
+// put inserts one batch. It returns the rows refused for good, or an error worth retrying.
+func (w *BigQueryWriter) put(ctx context.Context, ins *bigquery.Inserter, batch []Row) ([]RejectedRow, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	defer cancel()
+	err := ins.Put(ctx, batch)
+	if err == nil {
+		return nil, nil
+	}
+	var multi bigquery.PutMultiError
+	if errors.As(err, &multi) {
+		return rowErrors(multi), nil
+	}
+	var api *googleapi.Error
+	if errors.As(err, &api) && api.Code == http.StatusBadRequest {
+		// BigQuery refuses the request itself (too large, malformed): the same rows would be
+		// refused again. Names that could cause a 400 are checked by the configuration.
+		return refuseAll(batch, api.Error()), nil
+	}
+	return nil, err
+}
+
+func rowErrors(multi bigquery.PutMultiError) []RejectedRow {
+	out := make([]RejectedRow, 0, len(multi))
+	for _, re := range multi {
+		r := RejectedRow{InsertID: re.InsertID}
+		for _, e := range re.Errors {
+			r.Reasons = append(r.Reasons, reason(e))
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// reason reads one per-row error the way BigQuery reports it: reason, message, column.
+func reason(err error) string {
+	var e *bigquery.Error
+	if !errors.As(err, &e) {
+		return err.Error()
+	}
+	s := e.Reason + ": " + e.Message
+	if e.Location != "" {
+		s += " (" + e.Location + ")"
+	}
+	return s
+}
+
+func refuseAll(batch []Row, why string) []RejectedRow {
+	out := make([]RejectedRow, 0, len(batch))
+	for _, row := range batch {
+		_, id, _ := row.Save()
+		out = append(out, RejectedRow{InsertID: id, Reasons: []string{why}})
+	}
+	return out
+}

@@ -1,0 +1,342 @@
+package sink_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/googleapi"
+
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/sink"
+	"github.com/farmobs/farm/pkg/sink/sinktest"
+)
+
+// TestPoisonMessagesAreAcknowledged feeds messages that can never be processed: each is logged
+// with its cause and acknowledged (nil), and nothing is written.
+func TestPoisonMessagesAreAcknowledged(t *testing.T) {
+	good := sinktest.NestedArgoDelta()
+	withData := func(data string) []byte {
+		m := sinktest.Message(t, good, "41", sinktest.Day0)
+		m.Data = []byte(data)
+		return sinktest.Envelope(t, m)
+	}
+	withDelta := func(mod func(*event.RunDelta)) []byte {
+		d := sinktest.NestedArgoDelta()
+		mod(d)
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return withData(string(b))
+	}
+	cases := []struct {
+		name  string
+		body  []byte
+		cause string
+		is    error
+	}{
+		{"envelope is not JSON", []byte(`{"message":`), "not a Pub/Sub message envelope", event.ErrBadEnvelope},
+		{"envelope has no message", []byte(`{"subscription":"s"}`), `no "message" field`, event.ErrBadEnvelope},
+		{"message has no id", []byte(`{"message":{"data":"e30="}}`), "no messageId", event.ErrBadEnvelope},
+		{"data is not JSON", withData("<html>502 Bad Gateway</html>"), "invalid RunDelta", event.ErrInvalid},
+		{"no schema version", withData(`{"id":"x"}`), "no schema_version", event.ErrInvalid},
+		{"unknown schema version", withData(`{"schema_version":2,"id":"x"}`), "unsupported RunDelta schema version: 2", event.ErrUnsupportedVersion},
+		{"event without id", withDelta(func(d *event.RunDelta) { d.Events[3].ID = "" }), "events[3].id is empty", event.ErrInvalid},
+		{"unknown source", withDelta(func(d *event.RunDelta) { d.Run.Source = "luigi" }), `run.source "luigi"`, event.ErrInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			logs := &logBuffer{}
+			s := sink.New(sink.NewFileWriter(dir), logs.logger())
+			if err := s.HandleEnvelope(t.Context(), tc.body); err != nil {
+				t.Fatalf("got %v, want nil: a poison message must be acknowledged", err)
+			}
+			dropped := logs.find(t, "message dropped: it can never be processed")
+			if len(dropped) != 1 {
+				t.Fatalf("want one drop log line, got %v", logs.entries(t))
+			}
+			if msg, _ := dropped[0]["error"].(string); !strings.Contains(msg, tc.cause) {
+				t.Errorf("logged error %q, want it to name %q", msg, tc.cause)
+			}
+			if dropped[0]["severity"] != "ERROR" {
+				t.Errorf("severity %v, want ERROR", dropped[0]["severity"])
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("wrote %v for a poison message", entries)
+			}
+		})
+	}
+	// The same errors, straight from the decoder, are what Permanent recognises.
+	_, err := event.Decode([]byte(`{"schema_version":9}`))
+	if !sink.Permanent(err) || sink.Permanent(context.DeadlineExceeded) {
+		t.Errorf("Permanent: unsupported version %v, deadline %v", sink.Permanent(err), sink.Permanent(context.DeadlineExceeded))
+	}
+}
+
+func TestEmptyDeltaWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	d := sinktest.NestedArgoDelta()
+	d.Events = nil
+	if err := sink.New(sink.NewFileWriter(dir), nil).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, sinktest.Finish(d), "1", sinktest.Day0))); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("wrote %v for a delta without events", entries)
+	}
+}
+
+// TestRejectedRowsAreAcknowledged writes to an airflow table that lacks the map_index column (a
+// table created before that column existed): BigQuery refuses the rows that carry it, keeps the
+// one that does not, and the message is acknowledged with each refusal logged.
+func TestRejectedRowsAreAcknowledged(t *testing.T) {
+	env := newBQEnv(t, false)
+	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
+	defer cancel()
+	schema, err := sink.Schema(schemasDir, tableSpec(t, sink.TableAirflow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema = slices.DeleteFunc(schema, func(f *bigquery.FieldSchema) bool { return f.Name == "map_index" })
+	ds := env.client.Dataset(testDataset)
+	if err := ds.Create(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds.Table(sink.TableAirflow).Create(ctx, &bigquery.TableMetadata{Schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+
+	d := sinktest.RetriedMappedAirflowDelta()
+	if err := env.deliver(t, sinktest.Message(t, d, "6001", sinktest.Day0)); err != nil {
+		t.Fatalf("got %v, want nil: refused rows must not be retried", err)
+	}
+
+	got := env.query(t, "SELECT event_id, task_type FROM farm.airflow")
+	if len(got) != 1 || got[0]["task_type"] != "TaskGroup" {
+		t.Errorf("table holds %v, want only the task group row (the one without map_index)", got)
+	}
+	logged := env.logs.find(t, "rows rejected by the destination; message acknowledged")
+	if len(logged) != 1 {
+		t.Fatalf("want one rejection log line, got %v", env.logs.entries(t))
+	}
+	var wantIDs []string
+	for _, e := range d.Events {
+		if e.Type != "TaskGroup" {
+			wantIDs = append(wantIDs, e.ID)
+		}
+	}
+	var gotIDs []string
+	for _, r := range logged[0]["rejections"].([]any) {
+		r := r.(map[string]any)
+		gotIDs = append(gotIDs, r["event_id"].(string))
+		if reasons := r["reasons"].([]any); len(reasons) == 0 || !strings.Contains(reasons[0].(string), "map_index") {
+			t.Errorf("rejection of %s gives reasons %v, want the missing column named", r["event_id"], reasons)
+		}
+	}
+	slices.Sort(gotIDs)
+	slices.Sort(wantIDs)
+	if !slices.Equal(gotIDs, wantIDs) {
+		t.Errorf("logged rejected event ids %v, want %v", gotIDs, wantIDs)
+	}
+	if logged[0]["rejected"] != 5.0 || logged[0]["rows"] != 6.0 || logged[0]["delta_id"] != d.ID {
+		t.Errorf("rejection log line %v: want 5 of 6 rows and the delta id", logged[0])
+	}
+}
+
+// googleAPI is an HTTP server answering every BigQuery call with one error, in the JSON shape
+// Google APIs use, and recording the insertAll requests it received.
+type googleAPI struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	rows [][]string // insert ids per insertAll request
+}
+
+func newGoogleAPI(t *testing.T, code int, status, reason, message string) *googleAPI {
+	g := &googleAPI{}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/insertAll") {
+			var req struct {
+				Rows []struct {
+					InsertID string `json:"insertId"`
+				} `json:"rows"`
+			}
+			body, _ := io.ReadAll(r.Body)
+			if err := json.Unmarshal(body, &req); err != nil {
+				t.Errorf("insertAll body is not JSON: %v", err)
+			}
+			var ids []string
+			for _, row := range req.Rows {
+				ids = append(ids, row.InsertID)
+			}
+			g.mu.Lock()
+			g.rows = append(g.rows, ids)
+			g.mu.Unlock()
+		}
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+			"code": code, "message": message, "status": status,
+			"errors": []map[string]any{{"message": message, "domain": "global", "reason": reason}},
+		}})
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *googleAPI) requests() [][]string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.rows)
+}
+
+func sinkAt(endpoint string, logs *logBuffer) *sink.Sink {
+	return sink.New(sink.NewBigQueryWriter(sink.BigQueryConfig{
+		Project: testProject, Dataset: testDataset, Endpoint: endpoint, Timeout: 2 * time.Second,
+	}), logs.logger())
+}
+
+// TestBigQueryFailuresAreRetried checks that a BigQuery that cannot take the rows now makes the
+// sink return an error, so Pub/Sub redelivers the message.
+func TestBigQueryFailuresAreRetried(t *testing.T) {
+	d := sinktest.NestedArgoDelta()
+	t.Run("503 unavailable", func(t *testing.T) {
+		api := newGoogleAPI(t, http.StatusServiceUnavailable, "UNAVAILABLE", "backendError", "The service is currently unavailable.")
+		err := sinkAt(api.srv.URL, &logBuffer{}).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "7001", sinktest.Day0)))
+		var apiErr *googleapi.Error
+		if !errors.As(err, &apiErr) || apiErr.Code != http.StatusServiceUnavailable || sink.Permanent(err) {
+			t.Fatalf("got %v, want a retryable error carrying the 503", err)
+		}
+		reqs := api.requests()
+		if len(reqs) == 0 {
+			t.Fatal("the server saw no insertAll request")
+		}
+		var want []string
+		for _, e := range d.Events {
+			want = append(want, e.ID)
+		}
+		if !slices.Equal(reqs[0], want) {
+			t.Errorf("insert ids sent %v, want the event ids %v", reqs[0], want)
+		}
+	})
+	t.Run("emulator stopped", func(t *testing.T) {
+		env := newBQEnv(t, true)
+		s := sinkAt(env.emu.Endpoint, &logBuffer{})
+		if err := s.HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "7002", sinktest.Day0))); err != nil {
+			t.Fatalf("while the emulator runs: %v", err)
+		}
+		env.emu.Stop()
+		err := s.HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, sinktest.RetriedMappedAirflowDelta(), "7003", sinktest.Day0)))
+		if err == nil || sink.Permanent(err) {
+			t.Fatalf("got %v, want a retryable error once BigQuery is unreachable", err)
+		}
+		if !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("error %q does not say why", err)
+		}
+	})
+	t.Run("table missing", func(t *testing.T) {
+		env := newBQEnv(t, false)
+		err := env.deliver(t, sinktest.Message(t, d, "7004", sinktest.Day0))
+		var apiErr *googleapi.Error
+		if !errors.As(err, &apiErr) || apiErr.Code != http.StatusNotFound || sink.Permanent(err) {
+			t.Fatalf("got %v, want a retryable 404: the tables may be deployed after the function", err)
+		}
+	})
+}
+
+// TestBadRequestIsAcknowledged: a 400 is BigQuery refusing the request itself; sending it again
+// would get the same answer, so it is logged and acknowledged.
+func TestBadRequestIsAcknowledged(t *testing.T) {
+	api := newGoogleAPI(t, http.StatusBadRequest, "INVALID_ARGUMENT", "invalid", "Request payload size exceeds the limit: 10485760 bytes.")
+	logs := &logBuffer{}
+	d := sinktest.NestedArgoDelta()
+	if err := sinkAt(api.srv.URL, logs).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "8001", sinktest.Day0))); err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	if n := len(api.requests()); n != 1 {
+		t.Errorf("the server saw %d insertAll requests, want 1 (no retry of a 400)", n)
+	}
+	logged := logs.find(t, "rows rejected by the destination; message acknowledged")
+	if len(logged) != 1 || logged[0]["rejected"] != float64(len(d.Events)) {
+		t.Fatalf("want one rejection line for all %d rows, got %v", len(d.Events), logs.entries(t))
+	}
+	first := logged[0]["rejections"].([]any)[0].(map[string]any)
+	if reasons := first["reasons"].([]any); !strings.Contains(reasons[0].(string), "payload size exceeds") {
+		t.Errorf("reason %v does not carry BigQuery's message", reasons)
+	}
+}
+
+// TestBatches checks that a delta larger than a batch goes in several requests, each row once.
+// A proxy in front of the emulator counts the rows of each insertAll request.
+func TestBatches(t *testing.T) {
+	env := newBQEnv(t, true)
+	target, err := url.Parse(env.emu.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var batches []int
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/insertAll") {
+			body, _ := io.ReadAll(r.Body)
+			var req struct {
+				Rows []json.RawMessage `json:"rows"`
+			}
+			if err := json.Unmarshal(body, &req); err != nil {
+				t.Errorf("insertAll body: %v", err)
+			}
+			mu.Lock()
+			batches = append(batches, len(req.Rows))
+			mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	w := sink.NewBigQueryWriter(sink.BigQueryConfig{
+		Project: testProject, Dataset: testDataset, Endpoint: srv.URL, Timeout: callTimeout, BatchRows: 3,
+	})
+	t.Cleanup(func() { _ = w.Close() })
+	d := sinktest.NestedArgoDelta()
+	if err := sink.New(w, (&logBuffer{}).logger()).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "9001", sinktest.Day0))); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := slices.Clone(batches)
+	mu.Unlock()
+	if !slices.Equal(got, []int{3, 3, 1}) {
+		t.Errorf("insertAll requests carried %v rows, want [3 3 1] for 7 events in batches of 3", got)
+	}
+	if n := env.count(t, "SELECT COUNT(DISTINCT event_id) FROM farm.argo"); n != int64(len(d.Events)) {
+		t.Errorf("%d distinct events stored, want %d", n, len(d.Events))
+	}
+	if n := env.count(t, "SELECT COUNT(*) FROM farm.argo"); n != int64(len(d.Events)) {
+		t.Errorf("%d rows stored, want %d", n, len(d.Events))
+	}
+}
+
+func TestFileWriterRefusesUnknownTable(t *testing.T) {
+	dir := t.TempDir()
+	err := sink.NewFileWriter(dir).Write(t.Context(), "../etc/passwd", nil)
+	if err == nil {
+		t.Fatal("want an error for a table that is not FARM's")
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, "..", "etc")); statErr == nil {
+		t.Error("created a directory outside the sink directory")
+	}
+}
