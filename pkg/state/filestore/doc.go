@@ -1,0 +1,17 @@
+// Package filestore is FARM's embedded state store for the local runner: state.Store and
+// state.Ledger with the same semantics as the Firestore store (both pass statetest), persisted to
+// one JSON file.
+//
+// Every call reads the file (or reuses what it parsed, when the file is unchanged), applies its
+// change, and replaces the file atomically: a temporary file in the same directory is written,
+// synced and renamed over the old one, so after a crash the file is the old or the new version,
+// never a mix. The file is created 0600, its directory 0700.
+//
+// Calls are serialised within a process by a mutex and across processes by an exclusive flock
+// on a sibling "<file>.lock" (Unix). Without flock (other systems) use one process per file.
+//
+// A Commit is all or nothing (runs, cursor, index and lease in one write). Run documents whose
+// ExpireAt has passed and expired ledger entries are dropped whenever the file is written, as a
+// Firestore TTL policy would. Usage counts operations the way the Firestore store does, so the
+// poll engine reports comparable figures.
+package filestore

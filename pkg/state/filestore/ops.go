@@ -1,0 +1,194 @@
+package filestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/farmobs/farm/pkg/state"
+)
+
+// Acquire takes the lease on source for holder until now+ttl, unless another holder's lease has
+// not expired at now.
+func (s *Store) Acquire(ctx context.Context, source, holder string, now time.Time, ttl time.Duration) (*state.Source, error) {
+	if err := state.CheckAcquire(source, holder, ttl); err != nil {
+		return nil, err
+	}
+	var out *state.Source
+	err := s.update(ctx, func(d *fileData) (bool, error) {
+		s.usage.Read(1)
+		sd := d.source(source, true)
+		if err := state.LeaseHeld(holder, now, sd.LeaseHolder, sd.LeaseExpires); err != nil {
+			return false, err
+		}
+		sd.LeaseHolder, sd.LeaseExpires = holder, now.Add(ttl)
+		out = &state.Source{Cursor: sd.Cursor, Index: maps.Clone(sd.Index), LeaseHolder: holder, LeaseExpires: sd.LeaseExpires}
+		if out.Index == nil {
+			out.Index = state.Index{}
+		}
+		return true, nil
+	})
+	if held := (*state.LeaseHeldError)(nil); errors.As(err, &held) {
+		return nil, held
+	}
+	if err != nil {
+		return nil, wrap("acquire the lease of "+source, err)
+	}
+	s.usage.Wrote(1)
+	return out, nil
+}
+
+// Release clears the lease if holder holds it.
+func (s *Store) Release(ctx context.Context, source, holder string) error {
+	if err := state.CheckLease(source, holder); err != nil {
+		return err
+	}
+	wrote := false
+	err := s.update(ctx, func(d *fileData) (bool, error) {
+		s.usage.Read(1)
+		sd := d.source(source, false)
+		if sd == nil || sd.LeaseHolder != holder {
+			return false, nil
+		}
+		sd.LeaseHolder, sd.LeaseExpires = "", time.Time{}
+		wrote = true
+		return true, nil
+	})
+	if err != nil {
+		return wrap("release the lease of "+source, err)
+	}
+	if wrote {
+		s.usage.Wrote(1)
+	}
+	return nil
+}
+
+// LoadRuns returns copies of the stored runs of keys.
+func (s *Store) LoadRuns(ctx context.Context, source string, keys []string) (map[string]*state.Run, error) {
+	if err := state.CheckLoad(source, keys); err != nil {
+		return nil, err
+	}
+	keys = state.Unique(keys)
+	out := make(map[string]*state.Run, len(keys))
+	err := s.view(ctx, func(d *fileData) error {
+		s.usage.Read(len(keys))
+		sd := d.source(source, false)
+		if sd == nil {
+			return nil
+		}
+		for _, k := range keys {
+			if r := sd.Runs[k]; r != nil {
+				out[k] = r.run(k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("read the runs of "+source, err)
+	}
+	return out, nil
+}
+
+// Commit writes runs, the cursor (unless zero) and the index, and releases the lease, all in one
+// file write, if holder still holds the lease.
+func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state.Run, cursor time.Time, index state.Index) error {
+	if err := state.CheckLease(source, holder); err != nil {
+		return err
+	}
+	if err := state.CheckRuns(runs); err != nil {
+		return err
+	}
+	err := s.update(ctx, func(d *fileData) (bool, error) {
+		s.usage.Read(1)
+		sd := d.source(source, false)
+		if sd == nil {
+			return false, state.LeaseLost(source, holder, "", time.Time{})
+		}
+		if sd.LeaseHolder != holder {
+			return false, state.LeaseLost(source, holder, sd.LeaseHolder, sd.LeaseExpires)
+		}
+		if sd.Runs == nil {
+			sd.Runs = make(map[string]*runData, len(runs))
+		}
+		for _, r := range runs {
+			sd.Runs[r.Key] = newRunData(r)
+		}
+		if !cursor.IsZero() {
+			sd.Cursor = cursor
+		}
+		sd.Index = maps.Clone(index)
+		sd.LeaseHolder, sd.LeaseExpires = "", time.Time{}
+		return true, nil
+	})
+	if err != nil {
+		return wrap("commit "+source, err)
+	}
+	s.usage.Wrote(len(runs) + 1)
+	return nil
+}
+
+func newRunData(r *state.Run) *runData {
+	return &runData{Fingerprint: r.Fingerprint, Phase: r.Phase, Tasks: maps.Clone(r.Tasks), UpdatedAt: r.UpdatedAt, ExpireAt: r.ExpireAt}
+}
+
+func (r *runData) run(key string) *state.Run {
+	tasks := maps.Clone(r.Tasks)
+	if tasks == nil {
+		tasks = map[string]state.Task{}
+	}
+	return &state.Run{Key: key, Fingerprint: r.Fingerprint, Phase: r.Phase, Tasks: tasks, UpdatedAt: r.UpdatedAt, ExpireAt: r.ExpireAt}
+}
+
+// Seen returns the ids recorded in namespace whose entry has not expired by the store's clock.
+func (s *Store) Seen(ctx context.Context, namespace string, ids []string) (map[string]bool, error) {
+	if err := state.CheckLedger(namespace, ids); err != nil {
+		return nil, err
+	}
+	ids = state.Unique(ids)
+	now := s.clock.Now()
+	seen := make(map[string]bool)
+	err := s.view(ctx, func(d *fileData) error {
+		s.usage.Read(len(ids))
+		for _, id := range ids {
+			if exp, ok := d.Ledger[namespace][id]; ok && now.Before(exp) {
+				seen[id] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("read the ledger of "+namespace, err)
+	}
+	return seen, nil
+}
+
+// Record marks ids as handled in namespace until expireAt, replacing earlier entries.
+func (s *Store) Record(ctx context.Context, namespace string, ids []string, expireAt time.Time) error {
+	if err := state.CheckRecord(namespace, ids, expireAt); err != nil {
+		return err
+	}
+	ids = state.Unique(ids)
+	if len(ids) == 0 {
+		return nil
+	}
+	err := s.update(ctx, func(d *fileData) (bool, error) {
+		entries := d.Ledger[namespace]
+		if entries == nil {
+			entries = make(map[string]time.Time, len(ids))
+			d.Ledger[namespace] = entries
+		}
+		for _, id := range ids {
+			entries[id] = expireAt
+		}
+		return true, nil
+	})
+	if err != nil {
+		return wrap("record ledger entries of "+namespace, err)
+	}
+	s.usage.Wrote(len(ids))
+	return nil
+}
+
+func wrap(op string, err error) error { return fmt.Errorf("filestore: %s: %w", op, err) }
