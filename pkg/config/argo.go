@@ -8,6 +8,9 @@ type Argo struct {
 	Instance   string   // FARM_ARGO_INSTANCE: name of this Argo installation in events (default: URL host)
 	Namespaces []string // FARM_ARGO_NAMESPACE: comma-separated; empty = all namespaces
 	Token      string   // FARM_ARGO_TOKEN or FARM_ARGO_TOKEN_FILE
+	// TokenFile is FARM_ARGO_TOKEN_FILE: re-read on every request, because Kubernetes rotates
+	// mounted service account tokens.
+	TokenFile string
 	CAFile     string   // FARM_ARGO_CA_FILE: PEM bundle to trust for the server
 	UIURL      *url.URL // FARM_ARGO_UI_URL: base for links to runs (default: FARM_ARGO_URL)
 	PageSize   int      // FARM_ARGO_PAGE_SIZE
@@ -21,6 +24,7 @@ func loadArgo(r *Reader) Argo {
 		Instance:      r.String("FARM_ARGO_INSTANCE", ""),
 		Namespaces:    r.List("FARM_ARGO_NAMESPACE"),
 		Token:         r.Secret("FARM_ARGO_TOKEN"),
+		TokenFile:     r.String("FARM_ARGO_TOKEN_FILE", ""),
 		CAFile:        r.String("FARM_ARGO_CA_FILE", ""),
 		UIURL:         r.URL("FARM_ARGO_UI_URL"),
 		PageSize:      r.Int("FARM_ARGO_PAGE_SIZE", 200),

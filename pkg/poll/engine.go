@@ -396,6 +396,9 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay bool, 
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
+	if err := FillHistories(ctx, e.src, changed, stored, e.opts.LoadParallelism); err != nil {
+		return nil, nil, err
+	}
 
 	var runs []*state.Run
 	var deltas []*event.RunDelta

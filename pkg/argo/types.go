@@ -1,0 +1,181 @@
+package argo
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// The shapes below are the parts of the Argo Server's JSON that FARM reads (upstream
+// pkg/apis/workflow/v1alpha1/workflow_types.go); everything else is ignored.
+
+// Workflow is an Argo Workflow as the list, get and archive endpoints return it.
+type Workflow struct {
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     WorkflowSpec   `json:"spec"`
+	Status   WorkflowStatus `json:"status"`
+}
+
+// ObjectMeta is the Kubernetes metadata FARM uses.
+type ObjectMeta struct {
+	Name              string            `json:"name"`
+	GenerateName      string            `json:"generateName,omitempty"`
+	Namespace         string            `json:"namespace"`
+	UID               string            `json:"uid"`
+	ResourceVersion   string            `json:"resourceVersion,omitempty"`
+	CreationTimestamp Time              `json:"creationTimestamp"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Annotations       map[string]string `json:"annotations,omitempty"`
+}
+
+// WorkflowSpec keeps only the template reference, a fallback for the pipeline name.
+type WorkflowSpec struct {
+	WorkflowTemplateRef *WorkflowTemplateRef `json:"workflowTemplateRef,omitempty"`
+}
+
+// WorkflowTemplateRef names the (cluster) workflow template a workflow runs.
+type WorkflowTemplateRef struct {
+	Name         string `json:"name"`
+	ClusterScope bool   `json:"clusterScope,omitempty"`
+}
+
+// WorkflowStatus is the run's state. Nodes stay raw until the run is known to have changed:
+// decoding every node of every listed run would cost far more than the poll needs.
+type WorkflowStatus struct {
+	Phase      string `json:"phase"`
+	StartedAt  Time   `json:"startedAt"`
+	FinishedAt Time   `json:"finishedAt"`
+	Message    string `json:"message,omitempty"`
+	// Nodes is the JSON object of nodes by id (absent for archived rows from Argo 3.5.7 on).
+	Nodes json.RawMessage `json:"nodes,omitempty"`
+	// CompressedNodes is base64 of gzipped Nodes JSON, used by the controller above ~1 MiB.
+	CompressedNodes string `json:"compressedNodes,omitempty"`
+	// OffloadNodeStatusVersion is set when nodes live in the controller's SQL database.
+	OffloadNodeStatusVersion string `json:"offloadNodeStatusVersion,omitempty"`
+}
+
+// hasNodeData reports whether the status carries nodes in either form.
+func (s *WorkflowStatus) hasNodeData() bool {
+	return hasNodes(s.Nodes) || s.CompressedNodes != ""
+}
+
+func hasNodes(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
+}
+
+// Node is one entry of status.nodes.
+type Node struct {
+	ID                string           `json:"id"`
+	Name              string           `json:"name"`
+	DisplayName       string           `json:"displayName,omitempty"`
+	Type              string           `json:"type"`
+	TemplateName      string           `json:"templateName,omitempty"`
+	TemplateRef       *TemplateRef     `json:"templateRef,omitempty"`
+	Phase             string           `json:"phase,omitempty"`
+	BoundaryID        string           `json:"boundaryID,omitempty"`
+	Message           string           `json:"message,omitempty"`
+	StartedAt         Time             `json:"startedAt"`
+	FinishedAt        Time             `json:"finishedAt"`
+	ResourcesDuration map[string]int64 `json:"resourcesDuration,omitempty"`
+	Children          []string         `json:"children,omitempty"`
+	HostNodeName      string           `json:"hostNodeName,omitempty"`
+}
+
+// TemplateRef points at a template of a (cluster) workflow template.
+type TemplateRef struct {
+	Name         string `json:"name"`
+	Template     string `json:"template"`
+	ClusterScope bool   `json:"clusterScope,omitempty"`
+}
+
+// Template is the template the node ran: templateRef.template, else templateName (what Argo
+// itself uses to name pods).
+func (n *Node) Template() string {
+	if n.TemplateRef != nil && n.TemplateRef.Template != "" {
+		return n.TemplateRef.Template
+	}
+	return n.TemplateName
+}
+
+// Time is a Kubernetes timestamp: RFC 3339, or null (or "") for "not yet".
+type Time struct{ time.Time }
+
+// UnmarshalJSON accepts null and "" as the zero time.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if s := string(b); s == "null" || s == `""` {
+		t.Time = time.Time{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("time %s is not a string", b)
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("time %q is not RFC 3339", s)
+	}
+	t.Time = v.UTC()
+	return nil
+}
+
+// MarshalJSON writes null for the zero time, as Kubernetes does.
+func (t Time) MarshalJSON() ([]byte, error) {
+	if t.IsZero() {
+		return []byte("null"), nil
+	}
+	return json.Marshal(t.UTC().Format(time.RFC3339))
+}
+
+// ptr returns nil for the zero time, so "not yet" is absent in events rather than year 1.
+func (t Time) ptr() *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	v := t.Time
+	return &v
+}
+
+// maxNodesJSON bounds a decompressed compressedNodes: the controller compresses what exceeds
+// etcd's ~1.5 MiB limit, so hundreds of MiB can only be a corrupt or hostile payload.
+const maxNodesJSON = 512 << 20
+
+// errNoNodes marks a status that carries no nodes at all.
+var errNoNodes = errors.New("workflow status has no nodes")
+
+// DecodeNodes returns the status's nodes by id, from status.nodes or status.compressedNodes.
+func (s *WorkflowStatus) DecodeNodes() (map[string]Node, error) {
+	switch {
+	case hasNodes(s.Nodes):
+		var nodes map[string]Node
+		if err := json.Unmarshal(s.Nodes, &nodes); err != nil {
+			return nil, fmt.Errorf("decode status.nodes: %w", err)
+		}
+		return nodes, nil
+	case s.CompressedNodes != "":
+		return decodeCompressedNodes(s.CompressedNodes)
+	}
+	return nil, errNoNodes
+}
+
+func decodeCompressedNodes(b64 string) (map[string]Node, error) {
+	zr, err := gzip.NewReader(base64.NewDecoder(base64.StdEncoding, bytes.NewReader([]byte(b64))))
+	if err != nil {
+		return nil, fmt.Errorf("decode status.compressedNodes: not base64 of gzip: %w", err)
+	}
+	defer zr.Close()
+	lr := &io.LimitedReader{R: zr, N: maxNodesJSON + 1}
+	var nodes map[string]Node
+	if err := json.NewDecoder(lr).Decode(&nodes); err != nil {
+		if lr.N <= 0 {
+			return nil, fmt.Errorf("decode status.compressedNodes: more than %d MiB uncompressed", maxNodesJSON>>20)
+		}
+		return nil, fmt.Errorf("decode status.compressedNodes: %w", err)
+	}
+	return nodes, nil
+}
