@@ -11,9 +11,9 @@ type Argo struct {
 	// TokenFile is FARM_ARGO_TOKEN_FILE: re-read on every request, because Kubernetes rotates
 	// mounted service account tokens.
 	TokenFile string
-	CAFile     string   // FARM_ARGO_CA_FILE: PEM bundle to trust for the server
-	UIURL      *url.URL // FARM_ARGO_UI_URL: base for links to runs (default: FARM_ARGO_URL)
-	PageSize   int      // FARM_ARGO_PAGE_SIZE
+	CAFile    string   // FARM_ARGO_CA_FILE: PEM bundle to trust for the server
+	UIURL     *url.URL // FARM_ARGO_UI_URL: base for links to runs (default: FARM_ARGO_URL)
+	PageSize  int      // FARM_ARGO_PAGE_SIZE
 	// LabelSelector narrows every list (FARM_ARGO_LABEL_SELECTOR), e.g. team=data.
 	LabelSelector string
 }
