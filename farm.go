@@ -8,9 +8,11 @@ import (
 
 	"github.com/farmobs/farm/functions/bigquerysink"
 	"github.com/farmobs/farm/functions/pollargo"
+	tracefn "github.com/farmobs/farm/functions/trace"
 )
 
 func init() {
 	functions.HTTP("PollArgo", pollargo.Handle)
+	functions.CloudEvent("Trace", tracefn.Handle)
 	functions.CloudEvent("BigQuerySink", bigquerysink.Handle)
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -48,7 +47,7 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	req.DryRun = *dryRun
 
 	log := logging.New(stderr, logging.ParseLevel(envOr("FARM_LOG_LEVEL", "info")))
-	slog.SetDefault(log)
+	logging.SetDefault(log)
 	env, err := local.Prepare(ctx, localOptions(log))
 	if err != nil {
 		return err

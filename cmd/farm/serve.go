@@ -30,7 +30,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := logging.Setup()
+	// Logs on stderr keep stdout for the local DataDog receiver's waterfalls.
+	log := logging.New(stderr, logging.ParseLevel(os.Getenv("FARM_LOG_LEVEL")))
+	logging.SetDefault(log)
 	env, err := local.Prepare(ctx, localOptions(log))
 	if err != nil {
 		return err

@@ -2,8 +2,10 @@ package main
 
 import (
 	"log/slog"
+	"os"
 
 	"github.com/farmobs/farm/pkg/config"
+	"github.com/farmobs/farm/pkg/ddagent"
 	"github.com/farmobs/farm/pkg/local"
 )
 
@@ -13,7 +15,7 @@ type consumer struct{ sub, function string }
 
 // consumers are the Pub/Sub-triggered functions, each with its own subscription.
 func consumers() []consumer {
-	return []consumer{{"bigquery-sink", "BigQuerySink"}}
+	return []consumer{{"trace", "Trace"}, {"bigquery-sink", "BigQuerySink"}}
 }
 
 // pollTargets are the poll functions of the configured sources.
@@ -25,6 +27,7 @@ func pollTargets(cfg config.Config) []string {
 	return out
 }
 
+// localOptions: waterfalls of the local DataDog receiver go to stdout, logs to stderr.
 func localOptions(log *slog.Logger) local.Options {
-	return local.Options{Log: log}
+	return local.Options{Log: log, Agent: ddagent.LocalAgent(os.Stdout)}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 )
 
 // New returns a JSON logger writing to w at the given level.
@@ -17,11 +18,23 @@ func New(w io.Writer, level slog.Leveler) *slog.Logger {
 	}))
 }
 
-// Setup installs a Cloud Logging JSON logger as slog's default, at the level named by
-// FARM_LOG_LEVEL (debug, info, warn, error; default info).
-func Setup() *slog.Logger {
-	l := New(os.Stdout, ParseLevel(os.Getenv("FARM_LOG_LEVEL")))
+var configured atomic.Bool
+
+// SetDefault installs l as slog's default and remembers that logging is configured.
+func SetDefault(l *slog.Logger) {
 	slog.SetDefault(l)
+	configured.Store(true)
+}
+
+// Setup installs a Cloud Logging JSON logger on stdout as slog's default, at the level named by
+// FARM_LOG_LEVEL (debug, info, warn, error; default info) — unless the process already chose its
+// logger with SetDefault (the local runner logs to stderr), in which case it returns that one.
+func Setup() *slog.Logger {
+	if configured.Load() {
+		return slog.Default()
+	}
+	l := New(os.Stdout, ParseLevel(os.Getenv("FARM_LOG_LEVEL")))
+	SetDefault(l)
 	return l
 }
 

@@ -1,0 +1,185 @@
+package trace_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	tracefn "github.com/farmobs/farm/functions/trace"
+	"github.com/farmobs/farm/internal/testenv"
+	"github.com/farmobs/farm/pkg/ddagent"
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/local"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const topic = "projects/farm-test/topics/farm-run-deltas"
+
+// serve runs the registered functions with the functions framework, the way Cloud Run runs the
+// deployed source (FUNCTION_TARGET picks the entry point, served at /), and returns its URL.
+func serve(t *testing.T) string {
+	t.Helper()
+	t.Setenv("FUNCTION_TARGET", "Trace")
+	functions.CloudEvent("Trace", tracefn.Handle)
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	errc := make(chan error, 1)
+	go func() { errc <- funcframework.StartHostPort("127.0.0.1", strconv.Itoa(port)) }()
+	// A readiness wait for the server being started (the framework offers no other signal).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case err := <-errc:
+			t.Fatalf("functions framework: %v", err)
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return "http://" + addr + "/"
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the functions framework did not listen on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// workflow is a finished Argo workflow of two pods that ended at now minus a minute.
+func workflow(uid string, now time.Time) *event.RunDelta {
+	ts := func(sec int) *time.Time { t := now.Add(time.Duration(sec-600) * time.Second).UTC(); return &t }
+	run := event.Run{Source: event.SourceArgo, Instance: "prod-eu", Namespace: "data", UID: uid, Name: "wf-" + uid,
+		Pipeline: "etl", Phase: "Succeeded", Status: event.StatusSucceeded, StartedAt: ts(0), FinishedAt: ts(540)}
+	node := func(id, display string, start, end int) event.TaskEvent {
+		return event.TaskEvent{
+			ID: event.TaskEventID(run.Key(), id, 0, "Succeeded", ts(start), ts(end)), NodeID: id, Name: run.Name + "." + display,
+			DisplayName: display, Type: "Pod", ParentID: run.Name, State: "Succeeded", Status: event.StatusSucceeded,
+			StartedAt: ts(start), FinishedAt: ts(end),
+		}
+	}
+	d := &event.RunDelta{SchemaVersion: event.SchemaVersion, Tenant: "acme", Environment: "prod", ObservedAt: now, Part: 1, Parts: 1,
+		Run: run, Events: []event.TaskEvent{node(run.Name+"-1", "extract", 5, 200), node(run.Name+"-2", "load", 210, 530)}}
+	d.ID = event.DeltaID(run.Key(), run.Phase, 1, []string{d.Events[0].ID, d.Events[1].ID})
+	return d
+}
+
+// push POSTs body to the function as Eventarc pushes a Pub/Sub message: a binary-mode CloudEvent.
+func push(t *testing.T, url, id string, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local.CloudEventHeaders(req.Header, id, topic, time.Now())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+func envelope(t *testing.T, id string, data []byte) []byte {
+	t.Helper()
+	b, err := event.EnvelopeJSON(event.Message{ID: id, PublishTime: time.Now(), Data: data,
+		Attributes: map[string]string{"source": "argo"}, Subscription: "projects/farm-test/subscriptions/farm-trace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func encoded(t *testing.T, d *event.RunDelta) []byte {
+	t.Helper()
+	b, err := event.Encode(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func ok(code int) bool { return code/100 == 2 }
+
+// TestTraceFunction drives the deployed entry point end to end: configuration from the
+// environment, the Firestore ledger on the emulator, the real tracer, a local agent.
+func TestTraceFunction(t *testing.T) {
+	testenv.FirestoreEmulator(t)
+	agent := ddagent.New()
+	srv := httptest.NewServer(agent)
+	t.Cleanup(srv.Close)
+	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
+	t.Setenv("FARM_PROJECT_ID", testenv.FirestoreProject(t))
+	t.Setenv("FARM_STATE_STORE", "firestore")
+	t.Setenv("FARM_TRACE_SERVICE_ARGO", "argo-e2e")
+	t.Setenv("DD_VERSION", "9.9.9")
+	url := serve(t)
+
+	first := envelope(t, "m-1", encoded(t, workflow("u1", time.Now())))
+	if code := push(t, url, "m-1", first); !ok(code) {
+		t.Fatalf("a good message answered %d", code)
+	}
+	// The agent has the spans the moment the function answered.
+	spans := agent.Spans()
+	if len(spans) != 3 {
+		t.Fatalf("the agent has %d spans, want 3 (the run and two pods)", len(spans))
+	}
+	for _, s := range spans {
+		if s.TraceID != spans[0].TraceID || s.Service != "argo-e2e" || s.Meta["version"] != "9.9.9" || s.Meta["env"] != "prod" {
+			t.Errorf("span %s %s: trace %d service %s version %q env %q", s.Name, s.Resource, s.TraceID, s.Service, s.Meta["version"], s.Meta["env"])
+		}
+	}
+
+	t.Run("redelivery sends nothing", func(t *testing.T) {
+		before := agent.Counts()
+		if code := push(t, url, "m-1", first); !ok(code) {
+			t.Fatalf("the redelivery answered %d", code)
+		}
+		if agent.Counts() != before {
+			t.Errorf("the redelivery reached the agent: %+v, before %+v", agent.Counts(), before)
+		}
+	})
+
+	t.Run("poison is acknowledged", func(t *testing.T) {
+		bad := strings.Replace(string(encoded(t, workflow("u2", time.Now()))), `"schema_version":1`, `"schema_version":2`, 1)
+		for i, body := range [][]byte{[]byte("not an envelope"), envelope(t, "m-2", []byte(bad)), envelope(t, "m-3", []byte("{"))} {
+			if code := push(t, url, fmt.Sprint("p", i), body); !ok(code) {
+				t.Errorf("poison message %d answered %d: it would be redelivered forever", i, code)
+			}
+		}
+	})
+
+	t.Run("unreachable agent is retried", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("DD_TRACE_AGENT_URL", "http://"+ln.Addr().String())
+		ln.Close()
+		body := envelope(t, "m-4", encoded(t, workflow("u3", time.Now())))
+		if code := push(t, url, "m-4", body); ok(code) {
+			t.Fatalf("the function acknowledged (%d) spans the agent never got", code)
+		}
+		t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
+		before := len(agent.Spans())
+		if code := push(t, url, "m-4", body); !ok(code) {
+			t.Fatalf("the redelivery answered %d", code)
+		}
+		if got := len(agent.Spans()) - before; got != 3 {
+			t.Errorf("the redelivery sent %d spans, want 3", got)
+		}
+	})
+}

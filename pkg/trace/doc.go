@@ -1,0 +1,69 @@
+// Package trace turns RunDeltas into DataDog APM spans: one trace per workflow run, nested the way
+// the workflow is. It is the only package that imports the tracer (dd-trace-go), so moving to
+// another tracer version is a change here alone.
+//
+// # Span model
+//
+// The run is the root span (operation argo.workflow or airflow.dag_run, resource = pipeline),
+// sent when the run reaches a terminal status. Every task event that reached a terminal status
+// (event.Status.Terminal) is a span (argo.node or airflow.task, resource = task name) with the
+// task's real start and end, child of the span of its ParentID, or of the root when ParentID is
+// empty. Argo's root node, whose id is the workflow name, IS the run and is not sent twice. Group
+// nodes (Argo DAG, Steps, StepGroup, TaskGroup, Retry; Airflow task groups and mapped tasks) are
+// spans like any other node, sent when they finish, so the waterfall nests like the workflow.
+// Operation names are four constants: pipelines and tasks live in the resource, where DataDog's
+// per-operation limits expect them.
+//
+// # Identity
+//
+// Nothing is random, so spans sent by different invocations join one trace and a redelivered or
+// replayed message produces the same ids:
+//
+//	trace id (low 64 bits) = hash(tenant, run key, run start)     = the root span's id
+//	trace id (high 64 bits) = run start in Unix seconds << 32      (DataDog's 128-bit layout)
+//	span id                = hash(trace id, task key)
+//	task key               = node id, plus "#attempt" for an Airflow task-instance try
+//	                         (plus "@start" for a reschedule-mode sensor's poke)
+//	parent span id         = hash(trace id, parent node id)       (root id when there is none)
+//
+// Argo retries are distinct nodes (…(0), …(1)), so the node id alone is unique per attempt;
+// Airflow keeps one task id across tries, so a try adds its number. Groups never have tries, so a
+// child can name its parent's span from ParentID alone. The run's start time is part of the trace
+// identity because `argo retry` (and an Airflow clear of a finished run) resets it while keeping
+// the same node ids: the re-execution becomes a trace of its own instead of colliding, span id for
+// span id, with the first. The high bits are what the tracer itself gives a root started at the
+// run's start, so every chunk carries the same 128-bit id (the backend also joins on the low bits).
+//
+// # Delivery
+//
+// The tracer is process-global: each call serialises on a mutex, starts the tracer, emits, and
+// stops it. tracer.Flush does not wait for delivery; tracer.Stop does (it drains the queue and
+// waits for the HTTP sends). The tracer's HTTP client records the outcome of every trace request
+// (X-Datadog-Trace-Count and the status), and the call fails with ErrDelivery unless the agent
+// accepted every span emitted, so Pub/Sub redelivers. Each span is its own locally rooted chunk
+// (its parent is given as a remote context), with manual keep, so a span looks the same whichever
+// invocation sends it, and counting chunks counts spans. The tracer drops chunks beyond a queue
+// of 1,000, so a call sends at most sessionSpans spans per Start/Stop.
+//
+// # Redelivery and age
+//
+// Before sending, the span keys are looked up in a state.Ledger; after the agent accepted them
+// they are recorded. A span is sent at most once per ledger lifetime: a redelivered message, a
+// replayed backfill, or the run's status repeated by a later delta send nothing new, and a group
+// that finishes again within one run execution keeps its first span. Spans that start more than
+// MaxAge (DataDog's 18-hour intake window) in the past, or over 2 hours in the future, are not
+// sent: they are logged and counted, and the message is acknowledged.
+//
+// # Agent and tracer settings
+//
+// The agent address comes from the tracer's own settings: DD_TRACE_AGENT_URL (http://, https://
+// or unix://), else DD_AGENT_HOST and DD_TRACE_AGENT_PORT, else the agent's socket if present,
+// else localhost:8126. DD_TRACE_SEND_RETRIES and the other DD_* settings apply as usual; New
+// refuses DD_TRACE_ENABLED=false, under which no message could ever be delivered. Deployments
+// should set DD_INSTRUMENTATION_TELEMETRY_ENABLED=false and DD_REMOTE_CONFIGURATION_ENABLED=false
+// in the function's environment: a tracer that lives for one call would otherwise report a start
+// and a stop to telemetry per message. The tracer reads the telemetry switch once, when the process
+// starts, so setting it from code is too late. Propagation settings must keep the datadog or
+// tracecontext extraction style (the default keeps both): parents are given to the tracer as
+// remote contexts in those headers.
+package trace
