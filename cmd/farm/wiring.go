@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"log/slog"
+	"net/http"
 	"os"
+	"time"
 
+	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/ddagent"
 	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/pkg/sim/argosim"
 )
 
 // The functions registered in farm.go that this runner schedules and delivers to.
@@ -29,5 +34,17 @@ func pollTargets(cfg config.Config) []string {
 
 // localOptions: waterfalls of the local DataDog receiver go to stdout, logs to stderr.
 func localOptions(log *slog.Logger) local.Options {
-	return local.Options{Log: log, Agent: ddagent.LocalAgent(os.Stdout)}
+	return local.Options{
+		Log:   log,
+		Agent: ddagent.LocalAgent(os.Stdout),
+		Simulators: map[string]local.Simulator{
+			"argo": func(ctx context.Context) (http.Handler, func(), error) {
+				demo, err := argosim.NewDemo(clock.Real{}, uint64(time.Now().UnixNano()))
+				if err != nil {
+					return nil, nil, err
+				}
+				return demo, demo.Close, nil
+			},
+		},
+	}
 }
