@@ -7,12 +7,14 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/farmobs/farm/functions/bigquerysink"
+	"github.com/farmobs/farm/functions/pollairflow"
 	"github.com/farmobs/farm/functions/pollargo"
 	tracefn "github.com/farmobs/farm/functions/trace"
 )
 
 func init() {
 	functions.HTTP("PollArgo", pollargo.Handle)
+	functions.HTTP("PollAirflow", pollairflow.Handle)
 	functions.CloudEvent("Trace", tracefn.Handle)
 	functions.CloudEvent("BigQuerySink", bigquerysink.Handle)
 }

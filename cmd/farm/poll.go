@@ -48,7 +48,9 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	log := logging.New(stderr, logging.ParseLevel(envOr("FARM_LOG_LEVEL", "info")))
 	logging.SetDefault(log)
-	env, err := local.Prepare(ctx, localOptions(log))
+	opts := localOptions(log)
+	opts.Agent = nil // one poll traces nothing: no receiver needed
+	env, err := local.Prepare(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -83,6 +85,8 @@ func engineFor(ctx context.Context, app *setup.App, source string) (*poll.Engine
 	switch source {
 	case event.SourceArgo:
 		return app.ArgoEngine(ctx)
+	case event.SourceAirflow:
+		return app.AirflowEngine(ctx)
 	}
 	return nil, fmt.Errorf("%w: %q", errNoSource, source)
 }

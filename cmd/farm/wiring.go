@@ -11,6 +11,7 @@ import (
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/ddagent"
 	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/pkg/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/sim/argosim"
 )
 
@@ -29,6 +30,9 @@ func pollTargets(cfg config.Config) []string {
 	if cfg.Argo.URL != nil {
 		out = append(out, "PollArgo")
 	}
+	if cfg.Airflow.URL != nil {
+		out = append(out, "PollAirflow")
+	}
 	return out
 }
 
@@ -45,6 +49,8 @@ func localOptions(log *slog.Logger) local.Options {
 				}
 				return demo, demo.Close, nil
 			},
+			// Airflow 3 (API v2); FARM_AIRFLOW_URL points at a real one of either version.
+			"airflow": airflowsim.Simulator("v2"),
 		},
 	}
 }

@@ -1,0 +1,597 @@
+package airflow_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/farmobs/farm/pkg/airflow"
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/httpx"
+	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/sim/airflowsim"
+	"github.com/farmobs/farm/pkg/state"
+)
+
+const (
+	S  = airflowsim.Scheduled
+	Q  = airflowsim.Queued
+	R  = airflowsim.Running
+	OK = airflowsim.Success
+)
+
+func TestRetryRecordsEveryTry(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) { retryScenario(t, envOpts{sim: simOpts}) })
+}
+
+// The same with the state in Firestore (its emulator), as deployed.
+func TestRetryRecordsEveryTryOnFirestore(t *testing.T) {
+	retryScenario(t, envOpts{sim: airflowsim.Options{API: "v2"}, firestore: true})
+}
+
+func retryScenario(t *testing.T, o envOpts) {
+	e := newEnv(t, o)
+	e.trigger("etl", "r1", task("grp.work", 1))
+	work := e.sim.TI("etl", "r1", "grp.work")
+	steps := []func(){
+		func() {},
+		func() { e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning)); e.must(work.Advance(S, Q)) },
+		func() { e.must(work.Advance(R)) },
+		func() { e.must(work.Advance(airflowsim.UpForRetry)) },
+		func() { e.must(work.Advance(S, Q)) },
+		func() { e.must(work.Advance(R)) },
+		func() { e.must(work.Advance(OK)); e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunSuccess)) },
+	}
+	var all []*event.RunDelta
+	var phases []string
+	for i, step := range steps {
+		if i > 0 {
+			e.advance(time.Minute)
+		}
+		step()
+		_, deltas := e.poll()
+		for _, d := range deltas {
+			phases = append(phases, d.Run.Phase)
+		}
+		all = append(all, deltas...)
+	}
+	want := []string{
+		"#1 ·->queued -..-",
+		"#1 queued->running 2m0s..-",
+		"#1 running->up_for_retry 2m0s..3m0s",
+		"#2 ·->queued -..-",
+		"#2 queued->running 5m0s..-",
+		"#2 running->success 5m0s..6m0s",
+	}
+	if got := transitions(all, "grp.work"); !slices.Equal(got, want) {
+		t.Errorf("grp.work:\n got %q\nwant %q", got, want)
+	}
+	wantGroup := []string{"#0 ·->running -..-", "#0 running->running 2m0s..-", "#0 running->success 2m0s..6m0s"}
+	if got := transitions(all, "grp"); !slices.Equal(got, wantGroup) {
+		t.Errorf("group grp:\n got %q\nwant %q", got, wantGroup)
+	}
+	if !slices.Equal(phases, []string{"queued", "running", "running", "running", "running", "running", "success"}) {
+		t.Errorf("run phases %v", phases)
+	}
+	last := all[len(all)-1]
+	for _, ev := range last.Events {
+		if ev.NodeID == "grp.work" {
+			a := ev.Airflow
+			if a.TryNumber != 2 || a.MaxTries != 1 || a.RunState != "success" || a.QueueSeconds == nil || *a.QueueSeconds != 60 || a.Operator == "" || a.Pool != "default_pool" {
+				t.Errorf("airflow fields of the last try: %+v", *a)
+			}
+		}
+		if ev.NodeID == "grp" && (ev.Type != airflow.TypeTaskGroup || ev.ParentID != "") {
+			t.Errorf("group node: type %s parent %q", ev.Type, ev.ParentID)
+		}
+	}
+}
+
+// Tries that happened entirely between two polls are read from the tries endpoint.
+func TestTriesBetweenPollsAreRecovered(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "r1", task("load", 3))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		load := e.sim.TI("etl", "r1", "load")
+		e.must(load.Advance(S, Q, R))
+		e.poll()
+		e.advance(time.Minute)
+		e.must(load.Advance(airflowsim.UpForRetry))
+		e.advance(time.Minute)
+		e.must(load.Advance(S, Q, R))
+		e.advance(time.Minute)
+		e.must(load.Advance(airflowsim.UpForRetry))
+		e.advance(time.Minute)
+		e.must(load.Advance(S, Q, R))
+		e.advance(time.Minute)
+		e.must(load.Advance(OK))
+		_, deltas := e.poll()
+		want := []string{
+			"#3 ·->success 4m0s..5m0s",
+			"#1 running->up_for_retry 0s..1m0s",
+			"#2 ·->up_for_retry 2m0s..3m0s",
+		}
+		if got := transitions(deltas, "load"); !slices.Equal(got, want) {
+			t.Errorf("load:\n got %q\nwant %q", got, want)
+		}
+		// The next change costs no tries call: finished tries are remembered.
+		e.sim.ResetRequests()
+		e.advance(time.Minute)
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunSuccess))
+		e.poll()
+		if n := len(e.requests("/tries")); n != 0 {
+			t.Errorf("%d tries calls for tries already read", n)
+		}
+	})
+}
+
+// Without a tries endpoint (before 2.10) the gap is recorded, nothing is invented.
+func TestTriesGapOnOldServer(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v1", Version: "2.9.3"}})
+	e.trigger("etl", "r1", task("load", 3))
+	load := e.sim.TI("etl", "r1", "load")
+	e.must(load.Advance(S, Q, R))
+	e.poll()
+	e.advance(time.Minute)
+	e.must(load.Advance(airflowsim.UpForRetry, S, Q, R, airflowsim.UpForRetry, S, Q, R))
+	_, deltas := e.poll()
+	if got := transitions(deltas, "load"); !slices.Equal(got, []string{"#3 ·->running 1m0s..-"}) {
+		t.Fatalf("load: %q: nothing may be invented for tries 1 and 2", got)
+	}
+	for _, ev := range deltas[0].Events {
+		if ev.NodeID == "load" && fmt.Sprint(ev.Airflow.MissedTries) != "[2]" {
+			t.Errorf("try 3 MissedTries %v, want [2] (try 1 was stored, try 2 never seen)", ev.Airflow.MissedTries)
+		}
+	}
+	if n := len(e.requests("/tries")); n != 0 {
+		t.Errorf("%d calls to a tries endpoint 2.9 does not have", n)
+	}
+}
+
+func TestClearedTaskResetsToNullThenRunsAgain(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "r1", task("report", 0))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		rep := e.sim.TI("etl", "r1", "report")
+		e.must(rep.Advance(S, Q, R))
+		e.advance(time.Minute)
+		e.must(rep.Advance(OK))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunSuccess))
+		_, d1 := e.poll()
+		e.advance(time.Minute)
+		e.must(rep.Advance(airflowsim.None))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunQueued))
+		_, d2 := e.poll()
+		e.advance(time.Minute)
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		e.must(rep.Advance(S, Q, R))
+		e.advance(time.Minute)
+		e.must(rep.Advance(OK))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunSuccess))
+		_, d3 := e.poll()
+		got := transitions(slices.Concat(d1, d2, d3), "report")
+		// The reset belongs to the next try: try 1's success stays recorded as such.
+		want := []string{"#1 ·->success 0s..1m0s", "#2 ·->none -..-", "#2 none->success 3m0s..4m0s"}
+		if !slices.Equal(got, want) {
+			t.Errorf("report:\n got %q\nwant %q", got, want)
+		}
+		if d2[0].Run.Phase != "queued" || d2[0].Run.PrevPhase != "success" {
+			t.Errorf("cleared run: phase %s (previous %s), want queued after success", d2[0].Run.Phase, d2[0].Run.PrevPhase)
+		}
+	})
+}
+
+func TestMappedTaskInstancesNestUnderTheirTask(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "r1", airflowsim.TaskSpec{ID: "part.fan", Mapped: true}, task("part.done", 0))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		e.poll()
+		e.must(e.sim.Expand("etl", "r1", "part.fan", 3))
+		for i := range 3 {
+			e.advance(time.Minute)
+			e.must(e.sim.MappedTI("etl", "r1", "part.fan", i).Advance(S, Q, R))
+		}
+		_, d1 := e.poll()
+		for i := range 3 {
+			e.advance(time.Minute)
+			e.must(e.sim.MappedTI("etl", "r1", "part.fan", i).Advance(OK))
+		}
+		_, d2 := e.poll()
+		all := slices.Concat(d1, d2)
+		if got := transitions(all, "part.fan[1]"); !slices.Equal(got, []string{"#1 ·->running 2m0s..-", "#1 running->success 2m0s..5m0s"}) {
+			t.Errorf("part.fan[1]: %q", got)
+		}
+		want := []string{"#0 ·->running 1m0s..-", "#0 running->success 1m0s..6m0s"}
+		if got := transitions(all, "part.fan"); !slices.Equal(got, want) {
+			t.Errorf("mapped task part.fan:\n got %q\nwant %q", got, want)
+		}
+		// The group is running while part.done has not started, in a running run.
+		if got := transitions(all, "part"); !slices.Equal(got, []string{"#0 ·->running 1m0s..-"}) {
+			t.Errorf("group part: %q", got)
+		}
+		for _, ev := range polltestEvents(all) {
+			switch ev.NodeID {
+			case "part.fan[1]":
+				if ev.ParentID != "part.fan" || ev.Airflow.MapIndex != 1 || ev.Type != airflow.TypeTask {
+					t.Errorf("mapped instance: parent %q map index %d type %s", ev.ParentID, ev.Airflow.MapIndex, ev.Type)
+				}
+			case "part.fan":
+				if ev.ParentID != "part" || ev.Type != airflow.TypeMappedTask {
+					t.Errorf("mapped task: parent %q type %s", ev.ParentID, ev.Type)
+				}
+			}
+		}
+	})
+}
+
+func polltestEvents(ds []*event.RunDelta) []event.TaskEvent {
+	var out []event.TaskEvent
+	for _, d := range ds {
+		out = append(out, d.Events...)
+	}
+	return out
+}
+
+func TestSensorRescheduleUpstreamFailedAndSkipped(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "r1", task("wait", 0), task("transform", 0), task("load", 0), task("notify", 0))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		wait := e.sim.TI("etl", "r1", "wait")
+		e.must(wait.Advance(S, Q, R))
+		_, d1 := e.poll()
+		e.advance(time.Minute)
+		e.must(wait.Advance(airflowsim.UpForReschedule))
+		_, d2 := e.poll()
+		e.advance(time.Minute)
+		e.must(wait.Advance(S, Q, R))
+		_, d3 := e.poll()
+		e.advance(time.Minute)
+		e.must(wait.Advance(OK))
+		e.must(e.sim.TI("etl", "r1", "transform").Advance(S, Q, R, airflowsim.Failed))
+		e.must(e.sim.TI("etl", "r1", "load").Advance(airflowsim.UpstreamFailed))
+		e.must(e.sim.TI("etl", "r1", "notify").Advance(airflowsim.Skipped))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunFailed))
+		_, d4 := e.poll()
+		all := slices.Concat(d1, d2, d3, d4)
+		wantWait := []string{"#1 ·->running 0s..-", "#1 running->up_for_reschedule 0s..1m0s", "#1 up_for_reschedule->running 0s..-", "#1 running->success 0s..3m0s"}
+		if got := transitions(all, "wait"); !slices.Equal(got, wantWait) {
+			t.Errorf("sensor:\n got %q\nwant %q", got, wantWait)
+		}
+		for node, want := range map[string]string{"load": "#0 ·->upstream_failed 3m0s..3m0s", "notify": "#0 ·->skipped 3m0s..3m0s", "transform": "#1 ·->failed 3m0s..3m0s"} {
+			if got := transitions(all, node); !slices.Equal(got, []string{want}) {
+				t.Errorf("%s: %q, want %q", node, got, want)
+			}
+		}
+		final := d4[len(d4)-1]
+		if final.Run.Phase != "failed" || final.Run.Status != event.StatusFailed {
+			t.Errorf("run %s/%s", final.Run.Phase, final.Run.Status)
+		}
+	})
+}
+
+func TestNullLogicalDateRun(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}})
+	e.must(e.sim.TriggerRun(airflowsim.RunSpec{DagID: "adhoc", RunID: "manual__2026-03-02T10:00:00+00:00", RunType: "manual", Tasks: []airflowsim.TaskSpec{{ID: "go"}}}))
+	e.must(e.sim.SetRunState("adhoc", "manual__2026-03-02T10:00:00+00:00", airflowsim.RunRunning))
+	e.must(e.sim.TI("adhoc", "manual__2026-03-02T10:00:00+00:00", "go").Advance(S, Q, R))
+	_, deltas := e.poll()
+	if len(deltas) != 1 {
+		t.Fatalf("%d deltas", len(deltas))
+	}
+	r := deltas[0].Run
+	if r.LogicalDate != nil || r.RunAfter == nil || !r.RunAfter.Equal(t0) || r.QueuedAt == nil || r.RunType != "manual" || r.UID != "adhoc/manual__2026-03-02T10:00:00+00:00" {
+		t.Errorf("run: logical %v run_after %v queued %v type %s uid %s", r.LogicalDate, r.RunAfter, r.QueuedAt, r.RunType, r.UID)
+	}
+	if !strings.HasSuffix(r.URL, "/dags/adhoc/runs/manual__2026-03-02T10:00:00+00:00") {
+		t.Errorf("Airflow 3 run URL %s", r.URL)
+	}
+	if got := transitions(deltas, "go"); !slices.Equal(got, []string{"#1 ·->running 0s..-"}) {
+		t.Errorf("go: %q", got)
+	}
+	if deltas[0].Events[0].Airflow.TaskInstanceID == "" {
+		t.Error("Airflow 3 task instance id missing")
+	}
+}
+
+func TestSilentlyCappedPageSize(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts, source: func(o *airflow.Options) { o.Client.PageSize = 500 }})
+		for i := range 250 {
+			e.trigger(fmt.Sprintf("dag_%03d", i%7), fmt.Sprintf("run_%03d", i), task("t", 0))
+		}
+		res, deltas := e.poll()
+		if res.RunsSeen != 250 || len(deltas) != 250 {
+			t.Fatalf("saw %d runs, published %d; want all 250 although the server caps pages at 100", res.RunsSeen, len(deltas))
+		}
+		var active int
+		for _, r := range e.requests("/dagRuns") {
+			if r.Method == http.MethodGet && r.Query.Get("state") == "queued" {
+				active++
+				if r.Query.Get("order_by") != "id" {
+					t.Errorf("run listing without a stable order: %v", r.Query)
+				}
+			}
+		}
+		if active != 3 {
+			t.Errorf("%d pages of active runs, want 3 (100 + 100 + 50)", active)
+		}
+	})
+}
+
+func TestAPICallsDoNotGrowWithDAGs(t *testing.T) {
+	calls := func(dags int) int64 {
+		e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}})
+		for i := range 60 {
+			e.trigger(fmt.Sprintf("dag_%03d", i%dags), fmt.Sprintf("run_%03d", i), task("a", 0), task("b", 0))
+		}
+		res, _ := e.poll()
+		return res.APICalls
+	}
+	if few, many := calls(2), calls(60); few != many {
+		t.Errorf("API calls: %d with 2 DAGs, %d with 60: they must not depend on the number of DAGs", few, many)
+	}
+}
+
+func TestExcludedDAGIsNeverQueriedForTasks(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts, source: func(o *airflow.Options) { o.Exclude = regexp.MustCompile("^airflow_monitoring$") }})
+		e.trigger("airflow_monitoring", "m1", task("echo", 1))
+		e.trigger("etl", "r1", task("a", 1))
+		for _, dag := range []string{"airflow_monitoring", "etl"} {
+			run := map[string]string{"airflow_monitoring": "m1", "etl": "r1"}[dag]
+			e.must(e.sim.SetRunState(dag, run, airflowsim.RunRunning))
+			id := map[string]string{"airflow_monitoring": "echo", "etl": "a"}[dag]
+			e.must(e.sim.TI(dag, run, id).Advance(S, Q, R, airflowsim.UpForRetry, S, Q, R))
+		}
+		_, d1 := e.poll()
+		e.advance(time.Minute)
+		e.must(e.sim.TI("airflow_monitoring", "m1", "echo").Advance(OK))
+		_, d2 := e.poll()
+		for _, d := range slices.Concat(d1, d2) {
+			if d.Run.Pipeline == "airflow_monitoring" {
+				t.Fatalf("published a delta of the excluded DAG: %s", d.Run.UID)
+			}
+		}
+		for _, r := range e.sim.Requests() {
+			if strings.Contains(r.Path, "airflow_monitoring") || strings.Contains(string(r.Body), "airflow_monitoring") {
+				t.Errorf("a call names the excluded DAG: %s %s %s", r.Method, r.Path, r.Body)
+			}
+		}
+		if len(e.requests("/etl/dagRuns/r1/taskInstances/a/tries")) != 1 {
+			t.Error("the watched DAG's retried task was not read")
+		}
+	})
+}
+
+func TestUnchangedRunsCostNothing(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		for i := range 20 {
+			e.trigger("etl", fmt.Sprintf("r%02d", i), task("a", 0), task("b", 0))
+			e.must(e.sim.SetRunState("etl", fmt.Sprintf("r%02d", i), airflowsim.RunRunning))
+			e.must(e.sim.TI("etl", fmt.Sprintf("r%02d", i), "a").Advance(S, Q, R))
+		}
+		e.poll()
+		e.advance(3 * time.Minute)
+		e.poll() // the overlap shows the first poll's changes again: read, found unchanged
+		e.advance(3 * time.Minute)
+		e.sim.ResetRequests()
+		res, deltas := e.poll()
+		// The source document is read and written twice (lease, commit): no run document.
+		if res.RunsChanged != 0 || len(deltas) != 0 || res.StoreReads != 2 || res.StoreWrites != 2 {
+			t.Errorf("nothing changed: %d runs changed, %d deltas, %d reads, %d writes; want 0, 0, and the source document's 2 and 2", res.RunsChanged, len(deltas), res.StoreReads, res.StoreWrites)
+		}
+		if n := len(e.requests("/taskInstances/list")); n != 0 {
+			t.Errorf("%d task-instance batch calls for unchanged runs", n)
+		}
+		e.advance(time.Minute)
+		e.must(e.sim.TI("etl", "r07", "a").Advance(OK))
+		e.sim.ResetRequests()
+		res, deltas = e.poll()
+		if res.RunsChanged != 1 || len(deltas) != 1 || deltas[0].Run.Name != "r07" {
+			t.Errorf("one run changed: %d changed, %d deltas", res.RunsChanged, len(deltas))
+		}
+		batch := e.requests("/taskInstances/list")
+		if len(batch) != 1 || !strings.Contains(string(batch[0].Body), `"dag_run_ids":["r07"]`) {
+			t.Errorf("batch calls %v: want one, for r07 only", batch)
+		}
+	})
+}
+
+// A fresh process (a cold function instance) reads every run once, publishes nothing new and
+// costs no state-store read.
+func TestColdStartRereadsButPublishesNothing(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}})
+	e.trigger("etl", "r1", task("a", 2))
+	e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+	e.must(e.sim.TI("etl", "r1", "a").Advance(S, Q, R, airflowsim.UpForRetry, S, Q, R))
+	e.poll()
+	e.src = e.newSource(nil)
+	e.engine = e.h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute})
+	e.advance(time.Minute)
+	res, deltas := e.poll()
+	if len(deltas) != 0 || res.StoreReads != 2 || res.RunsChanged != 0 {
+		t.Errorf("cold start: %d deltas, %d reads, %d runs changed; want none, the source document's 2, none", len(deltas), res.StoreReads, res.RunsChanged)
+	}
+}
+
+func TestOldServerFallsBackToDateRanges(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v1", Version: "2.5.3"}})
+	e.trigger("etl", "r1", task("a", 0))
+	e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+	e.must(e.sim.TI("etl", "r1", "a").Advance(S, Q, R))
+	e.poll()
+	e.advance(time.Minute)
+	e.must(e.sim.TI("etl", "r1", "a").Advance(OK))
+	e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunSuccess))
+	_, deltas := e.poll()
+	if got := transitions(deltas, "a"); !slices.Equal(got, []string{"#1 running->success 0s..1m0s"}) {
+		t.Errorf("a: %q", got)
+	}
+	for _, r := range e.sim.Requests() {
+		if r.Status != 200 && r.Path != "/api/v2/version" { // the detection asks Airflow 3 first
+			t.Errorf("%s %s answered %d: a filter 2.5 does not have was sent", r.Method, r.Path, r.Status)
+		}
+		if r.Query.Get("updated_at_gte") != "" {
+			t.Errorf("updated_at_gte sent to 2.5: %v", r.Query)
+		}
+	}
+}
+
+func TestRunsActiveAtTheLastPollAreFollowedByReference(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v1"}})
+	e.trigger("etl", "r1", task("a", 0))
+	e.trigger("etl", "r2", task("a", 0))
+	for _, r := range []string{"r1", "r2"} {
+		e.must(e.sim.SetRunState("etl", r, airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", r, "a").Advance(S, Q, R))
+	}
+	e.poll()
+	e.must(e.sim.DeleteRun("etl", "r2")) // purged by `airflow db clean` before its end was seen
+	e.advance(10 * time.Minute)
+	res, _ := e.poll()
+	if res.RunsGone != 1 || res.RunsFetched != 0 {
+		t.Errorf("a deleted run: %d gone, %d fetched; want 1 and 0", res.RunsGone, res.RunsFetched)
+	}
+	snaps, err := e.src.Fetch(t.Context(), []string{"etl/r1", "etl/r2"})
+	if err != nil || len(snaps) != 1 || !snaps[0].Loaded || snaps[0].Run.Name != "r1" || len(snaps[0].Tasks) != 1 {
+		t.Fatalf("Fetch: %v, %v", snaps, err)
+	}
+	if _, err := e.src.Fetch(t.Context(), []string{"no-slash"}); err == nil {
+		t.Error("a malformed reference was accepted")
+	}
+}
+
+func TestAuthErrorsNameTheModeAndKeepTheCursor(t *testing.T) {
+	e := newEnv(t, envOpts{
+		sim: airflowsim.Options{API: "v1", Auth: airflowsim.Auth{Mode: "basic", Username: "farm", Password: "right"}},
+		source: func(o *airflow.Options) {
+			o.Client.Auth, o.Client.Username, o.Client.Password = "basic", "farm", "right"
+		},
+	})
+	e.trigger("etl", "r1", task("a", 0))
+	first, _ := e.poll()
+	e.advance(time.Minute)
+	e.sim.SetForbidden(true)
+	res, err := e.engine.Poll(t.Context(), poll.Request{})
+	var ae *airflow.AuthError
+	if !errors.Is(err, poll.ErrSource) || !errors.As(err, &ae) || !strings.Contains(err.Error(), `auth mode "basic"`) || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("403: %v", err)
+	}
+	if !res.Cursor.IsZero() {
+		t.Errorf("a failed poll moved the cursor to %s", res.Cursor)
+	}
+	e.sim.SetForbidden(false)
+	wrong := e.newSource(func(o *airflow.Options) {
+		o.Client.Auth, o.Client.Username, o.Client.Password = "basic", "farm", "wrong"
+	})
+	_, err = e.h.Engine(wrong, poll.Options{SourceKind: event.SourceAirflow}).Poll(t.Context(), poll.Request{})
+	if !errors.As(err, &ae) || ae.Mode != "basic" || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "refused the credentials") {
+		t.Fatalf("401: %v", err)
+	}
+	e.advance(time.Minute)
+	res, _ = e.poll()
+	if !res.PreviousCursor.Equal(first.Cursor) {
+		t.Errorf("cursor after the failures %s, want the last good poll's %s", res.PreviousCursor, first.Cursor)
+	}
+}
+
+func TestFaultsAreRetriedWithBackoff(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}})
+	// A short per-call timeout, so the hanging call is given up soon.
+	e.src = e.newSource(func(o *airflow.Options) {
+		o.Client.HTTP = append(o.Client.HTTP, httpx.WithTimeout(300*time.Millisecond))
+	})
+	e.engine = e.h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow})
+	e.trigger("etl", "r1", task("a", 0))
+	e.sim.InjectFault(airflowsim.Fault{PathPrefix: "/api/v2/dags/~/dagRuns", Method: http.MethodGet, Status: 500, Times: 1})
+	e.sim.InjectFault(airflowsim.Fault{PathPrefix: "/api/v2/dags/~/dagRuns/~/taskInstances/list", Status: 429, RetryAfter: "7", Times: 1})
+	e.sim.InjectFault(airflowsim.Fault{PathPrefix: "/api/v2/dags/~/dagRuns/~/taskInstances", Method: http.MethodGet, Hang: true, Times: 1})
+	_, deltas := e.poll()
+	if len(deltas) != 1 {
+		t.Fatalf("%d deltas after transient faults", len(deltas))
+	}
+	e.mu.Lock()
+	sleeps := slices.Clone(e.sleeps)
+	e.mu.Unlock()
+	if !slices.Contains(sleeps, 7*time.Second) || len(sleeps) != 3 {
+		t.Errorf("waits %v: want three retries, one honouring Retry-After 7s", sleeps)
+	}
+	e.advance(time.Minute)
+	e.sim.InjectFault(airflowsim.Fault{Status: 503})
+	res, err := e.engine.Poll(t.Context(), poll.Request{})
+	if !errors.Is(err, poll.ErrSource) || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "after 4 attempts") {
+		t.Fatalf("persistent 503: %v", err)
+	}
+	if !res.Cursor.IsZero() {
+		t.Error("cursor moved on a failed poll")
+	}
+}
+
+func TestNaiveDatetimeFromServerIsAnError(t *testing.T) {
+	e := newEnv(t, envOpts{
+		sim: airflowsim.Options{API: "v1"},
+		handler: func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !strings.HasSuffix(r.URL.Path, "/dagRuns") {
+					h.ServeHTTP(w, r)
+					return
+				}
+				rec := &bodyRewriter{ResponseWriter: w, status: http.StatusOK}
+				h.ServeHTTP(rec, r)
+				w.WriteHeader(rec.status)
+				_, _ = w.Write([]byte(strings.ReplaceAll(rec.buf.String(), "+00:00", "")))
+			})
+		},
+	})
+	e.trigger("etl", "r1", task("a", 0))
+	_, err := e.engine.Poll(t.Context(), poll.Request{})
+	if err == nil || !strings.Contains(err.Error(), "not an RFC 3339 time with an offset") || !strings.Contains(err.Error(), "etl/r1") {
+		t.Fatalf("naive datetime: %v", err)
+	}
+}
+
+func TestStoredStatesKeepGroupStart(t *testing.T) {
+	// FillHistory derives groups with stored attempts: a try only the store remembers (an old
+	// server shows only the latest) still dates its group.
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v1", Version: "2.9.3"}})
+	e.trigger("etl", "r1", task("g.a", 1), task("g.b", 0))
+	e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+	a := e.sim.TI("etl", "r1", "g.a")
+	e.must(a.Advance(S, Q, R))
+	e.poll()
+	e.advance(time.Minute)
+	e.must(a.Advance(airflowsim.UpForRetry, S, Q, R))
+	snaps, err := e.src.List(t.Context(), poll.Window{Since: t0, Until: e.h.Clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupStart := func() time.Duration {
+		for _, ev := range snaps[0].Tasks {
+			if ev.NodeID == "g" {
+				return ev.StartedAt.Sub(t0)
+			}
+		}
+		t.Fatal("no group node")
+		return 0
+	}
+	if got := groupStart(); got != time.Minute {
+		t.Fatalf("group start from the snapshot alone: %s", got)
+	}
+	stored := map[string]state.Task{"g.a#1": {State: "running", StartedAt: t0}}
+	if err := e.src.FillHistory(t.Context(), snaps[0], stored); err != nil {
+		t.Fatal(err)
+	}
+	if got := groupStart(); got != 0 {
+		t.Errorf("group start with the stored first try: %s, want 0s", got)
+	}
+}

@@ -1,0 +1,135 @@
+package airflowsim_test
+
+import (
+	"fmt"
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/farmobs/farm/pkg/sim/airflowsim"
+)
+
+func runEstate(t *testing.T, api string, spec airflowsim.EstateSpec, d, step time.Duration) (*fixture, []airflowsim.Counts) {
+	t.Helper()
+	f := newFixture(t, airflowsim.Options{API: api})
+	if _, err := f.sim.StartEstate(spec); err != nil {
+		t.Fatal(err)
+	}
+	var counts []airflowsim.Counts
+	for el := time.Duration(0); el < d; el += step {
+		f.clk.Advance(step)
+		f.sim.Sync()
+		counts = append(counts, f.sim.Counts())
+	}
+	return f, counts
+}
+
+func TestEstateKeepsActiveRunsAndExposesTruth(t *testing.T) {
+	spec := airflowsim.EstateSpec{DAGs: 3, ActiveRuns: 6, TasksPerRun: 8, StepEvery: 10 * time.Second, FailRate: 0.3, RetryRate: 0.3, Monitoring: true, Seed: 7}
+	for _, api := range []string{"v1", "v2"} {
+		t.Run(api, func(t *testing.T) {
+			f, counts := runEstate(t, api, spec, 2*time.Hour, 7*time.Second)
+			for i, c := range counts {
+				if c.ActiveRuns != 6 {
+					t.Fatalf("after step %d: %d active runs, want 6", i, c.ActiveRuns)
+				}
+			}
+			truth := f.sim.Truth()
+			seen := map[string]bool{}
+			last := map[string]airflowsim.Transition{}
+			for _, tr := range truth {
+				seen[tr.To] = true
+				if !tr.IsRun() {
+					last[fmt.Sprintf("%s/%s/%s/%d", tr.DagID, tr.RunID, tr.TaskID, tr.MapIndex)] = tr
+				}
+			}
+			for _, st := range []string{airflowsim.UpForRetry, airflowsim.UpForReschedule, airflowsim.UpstreamFailed, airflowsim.Skipped, airflowsim.Failed, airflowsim.Success} {
+				if !seen[st] {
+					t.Errorf("two simulated hours never showed %s", st)
+				}
+			}
+			// What the API shows now is the last transition of every task instance.
+			body := map[string]any{}
+			if api == "v2" {
+				body["page_limit"] = 100000 // v1's batch has no paging; v2's is paged but not capped
+			}
+			_, page, _ := f.call(http.MethodPost, "/api/"+api+"/dags/~/dagRuns/~/taskInstances/list", body)
+			rows := items(page, "task_instances")
+			if api == "v2" && total(page) > len(rows) {
+				t.Fatalf("v2 batch answered %d of %d rows in one page; raise the page", len(rows), total(page))
+			}
+			checked := 0
+			for _, ti := range rows {
+				k := fmt.Sprintf("%s/%s/%s/%d", ti["dag_id"], ti["dag_run_id"], ti["task_id"], int(ti["map_index"].(float64)))
+				tr, ok := last[k]
+				state, _ := ti["state"].(string)
+				if !ok {
+					if state != "" {
+						t.Fatalf("%s is %s but the truth has no transition for it", k, state)
+					}
+					continue
+				}
+				checked++
+				if tr.To != state || float64(tr.Try) != ti["try_number"].(float64) {
+					t.Fatalf("%s: API %s try %v, truth %s try %d", k, state, ti["try_number"], tr.To, tr.Try)
+				}
+			}
+			if checked < 50 {
+				t.Fatalf("only %d task instances checked against the truth", checked)
+			}
+			var monitoring int
+			for _, tr := range truth {
+				if tr.DagID == "airflow_monitoring" && tr.IsRun() && tr.To == airflowsim.RunSuccess {
+					monitoring++
+				}
+			}
+			if monitoring < 12 {
+				t.Fatalf("%d airflow_monitoring runs in two hours, want one every 10 minutes", monitoring)
+			}
+		})
+	}
+}
+
+func TestEstateIsDeterministic(t *testing.T) {
+	spec := airflowsim.EstateSpec{DAGs: 2, ActiveRuns: 4, StepEvery: 5 * time.Second, Seed: 42}
+	a, _ := runEstate(t, "v2", spec, 10*time.Minute, 3*time.Second)
+	b, _ := runEstate(t, "v2", spec, 10*time.Minute, 12*time.Second)
+	ta, tb := a.sim.Truth(), b.sim.Truth()
+	if len(ta) < 100 || !reflect.DeepEqual(ta, tb) {
+		t.Fatalf("same seed and clock, observed at different moments: %d and %d transitions differ", len(ta), len(tb))
+	}
+	spec.Seed = 43
+	c, _ := runEstate(t, "v2", spec, 10*time.Minute, 3*time.Second)
+	if reflect.DeepEqual(ta, c.sim.Truth()) {
+		t.Fatal("another seed gave the same estate")
+	}
+}
+
+func TestEstateRetentionPrunesFinishedRuns(t *testing.T) {
+	spec := airflowsim.EstateSpec{DAGs: 2, ActiveRuns: 2, TasksPerRun: 5, StepEvery: 5 * time.Second, Retention: 10 * time.Minute, Seed: 3}
+	_, counts := runEstate(t, "v1", spec, 3*time.Hour, 30*time.Second)
+	last := counts[len(counts)-1]
+	if last.Runs > 20 {
+		t.Fatalf("%d runs kept with a 10 minute retention", last.Runs)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	for _, api := range []string{"v1", "v2"} {
+		f := newFixture(t, airflowsim.Options{})
+		demo, err := airflowsim.NewDemo(f.clk, api, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(5 * time.Minute)
+		if c := demo.Counts(); c.ActiveRuns != 6 || c.Runs < 10 {
+			t.Fatalf("%s demo after 5 minutes: %+v", api, c)
+		}
+		h, stop, err := airflowsim.Simulator(api)(t.Context())
+		if err != nil || h == nil {
+			t.Fatalf("Simulator: %v", err)
+		}
+		stop()
+	}
+}
