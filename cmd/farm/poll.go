@@ -48,7 +48,7 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	log := logging.New(stderr, logging.ParseLevel(envOr("FARM_LOG_LEVEL", "info")))
 	logging.SetDefault(log)
-	opts := localOptions(log)
+	opts := localOptions(log, stdout)
 	opts.Agent = nil // one poll traces nothing: no receiver needed
 	env, err := local.Prepare(ctx, opts)
 	if err != nil {

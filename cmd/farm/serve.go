@@ -33,7 +33,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Logs on stderr keep stdout for the local DataDog receiver's waterfalls.
 	log := logging.New(stderr, logging.ParseLevel(os.Getenv("FARM_LOG_LEVEL")))
 	logging.SetDefault(log)
-	env, err := local.Prepare(ctx, localOptions(log))
+	env, err := local.Prepare(ctx, localOptions(log, stdout))
 	if err != nil {
 		return err
 	}

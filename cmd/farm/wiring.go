@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -37,10 +38,11 @@ func pollTargets(cfg config.Config) []string {
 }
 
 // localOptions: waterfalls of the local DataDog receiver go to stdout, logs to stderr.
-func localOptions(log *slog.Logger) local.Options {
+func localOptions(log *slog.Logger, stdout io.Writer) local.Options {
 	return local.Options{
-		Log:   log,
-		Agent: ddagent.LocalAgent(os.Stdout),
+		Log:       log,
+		Agent:     ddagent.LocalAgent(stdout),
+		AgentAddr: os.Getenv("FARM_LOCAL_AGENT_ADDR"),
 		Simulators: map[string]local.Simulator{
 			"argo": func(ctx context.Context) (http.Handler, func(), error) {
 				demo, err := argosim.NewDemo(clock.Real{}, uint64(time.Now().UnixNano()))

@@ -28,6 +28,9 @@ type Options struct {
 	Simulators map[string]Simulator
 	// Agent starts a local DataDog receiver on addr when no agent is configured or listening.
 	Agent func(ctx context.Context, addr string) (stop func(), err error)
+	// AgentAddr is where the DataDog agent is looked for, and the receiver started
+	// (default 127.0.0.1:8126, the tracer's default).
+	AgentAddr string
 	Log   *slog.Logger
 }
 
@@ -44,10 +47,31 @@ type Env struct {
 	closers   []func()
 }
 
-// Close stops everything Prepare started, in reverse order.
+// Close stops everything Prepare started, in reverse order, and restores the environment.
 func (e *Env) Close() {
 	for i := len(e.closers) - 1; i >= 0; i-- {
 		e.closers[i]()
+	}
+	e.closers = nil
+}
+
+// setenv sets name for as long as the Env lives: Close puts the previous value back.
+func (e *Env) setenv(name, value string) {
+	old, had := os.LookupEnv(name)
+	os.Setenv(name, value)
+	e.closers = append(e.closers, func() {
+		if had {
+			os.Setenv(name, old)
+		} else {
+			os.Unsetenv(name)
+		}
+	})
+}
+
+// setDefault sets name unless it is set already.
+func (e *Env) setDefault(name, value string) {
+	if os.Getenv(name) == "" {
+		e.setenv(name, value)
 	}
 }
 
@@ -79,17 +103,17 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	project := firstSet("FARM_PROJECT_ID", "GOOGLE_CLOUD_PROJECT")
 	if project == "" {
 		project = LocalProject
-		setDefault("FARM_PROJECT_ID", project)
+		env.setDefault("FARM_PROJECT_ID", project)
 		if os.Getenv("FIRESTORE_EMULATOR_HOST") != "" {
-			setDefault("FARM_STATE_STORE", "firestore")
+			env.setDefault("FARM_STATE_STORE", "firestore")
 		} else {
-			setDefault("FARM_STATE_STORE", "file")
+			env.setDefault("FARM_STATE_STORE", "file")
 		}
-		setDefault("FARM_SINK", "file")
+		env.setDefault("FARM_SINK", "file")
 	}
 	env.Project = project
-	setDefault("FARM_STATE_FILE", filepath.Join(opts.Dir, "state.json"))
-	setDefault("FARM_SINK_DIR", filepath.Join(opts.Dir, "bigquery"))
+	env.setDefault("FARM_STATE_FILE", filepath.Join(opts.Dir, "state.json"))
+	env.setDefault("FARM_SINK_DIR", filepath.Join(opts.Dir, "bigquery"))
 
 	switch {
 	case os.Getenv("PUBSUB_EMULATOR_HOST") != "":
@@ -97,7 +121,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	case project == LocalProject:
 		srv := StartPubSub()
 		env.closers = append(env.closers, func() { _ = srv.Close() })
-		os.Setenv("PUBSUB_EMULATOR_HOST", srv.Addr)
+		env.setenv("PUBSUB_EMULATOR_HOST", srv.Addr)
 		env.EmbeddedPubSub, env.Deliver = true, true
 	}
 
@@ -113,15 +137,18 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 			}
 			srv := httptest.NewServer(h)
 			env.closers = append(env.closers, srv.Close, stop)
-			os.Setenv("FARM_"+strings.ToUpper(kind)+"_URL", srv.URL)
-			setDefault("FARM_"+strings.ToUpper(kind)+"_INSTANCE", "simulated-"+kind)
+			env.setenv("FARM_"+strings.ToUpper(kind)+"_URL", srv.URL)
+			env.setDefault("FARM_"+strings.ToUpper(kind)+"_INSTANCE", "simulated-"+kind)
 			env.Simulated = append(env.Simulated, kind)
 			log.WarnContext(ctx, "no orchestrator configured: polling a SIMULATED "+kind+" estate (set FARM_"+strings.ToUpper(kind)+"_URL to watch a real one)", "url", srv.URL)
 		}
 	}
 
 	if opts.Agent != nil && firstSet("DD_TRACE_AGENT_URL", "DD_AGENT_HOST") == "" {
-		const addr = "127.0.0.1:8126"
+		addr := opts.AgentAddr
+		if addr == "" {
+			addr = "127.0.0.1:8126"
+		}
 		if listening(addr) {
 			log.InfoContext(ctx, "using the DataDog agent listening on "+addr)
 		} else {
@@ -130,7 +157,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 				return nil, fmt.Errorf("start local DataDog receiver: %w", err)
 			}
 			env.closers = append(env.closers, stop)
-			os.Setenv("DD_TRACE_AGENT_URL", "http://"+addr)
+			env.setenv("DD_TRACE_AGENT_URL", "http://"+addr)
 			log.InfoContext(ctx, "no DataDog agent configured: traces go to a local receiver that prints them", "address", addr)
 		}
 	}
@@ -145,12 +172,6 @@ func firstSet(names ...string) string {
 		}
 	}
 	return ""
-}
-
-func setDefault(name, value string) {
-	if os.Getenv(name) == "" {
-		os.Setenv(name, value)
-	}
 }
 
 func listening(addr string) bool {

@@ -366,29 +366,30 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay bool, 
 	if len(changed) == 0 {
 		return nil, nil, nil
 	}
+	// Keys first: Load may refresh a snapshot's Run while the goroutines run.
+	keys := make([]string, len(changed))
+	for i, s := range changed {
+		keys[i] = s.Key()
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.LoadParallelism)
-	for _, s := range changed {
+	g.SetLimit(e.opts.LoadParallelism + 1) // the stored states' read runs beside the loads
+	var stored map[string]*state.Run
+	if !replay {
+		g.Go(func() error {
+			var err error
+			if stored, err = e.store.LoadRuns(gctx, e.src.Name(), keys); err != nil {
+				return fmt.Errorf("%w: load run states: %w", ErrStore, err)
+			}
+			return nil
+		})
+	}
+	for i, s := range changed {
 		if s.Loaded {
 			continue
 		}
 		g.Go(func() error {
 			if err := e.src.Load(gctx, s); err != nil {
-				return fmt.Errorf("%w: load run %s: %w", ErrSource, s.Key(), err)
-			}
-			return nil
-		})
-	}
-	var stored map[string]*state.Run
-	if !replay {
-		keys := make([]string, len(changed))
-		for i, s := range changed {
-			keys[i] = s.Key()
-		}
-		g.Go(func() error {
-			var err error
-			if stored, err = e.store.LoadRuns(gctx, e.src.Name(), keys); err != nil {
-				return fmt.Errorf("%w: load run states: %w", ErrStore, err)
+				return fmt.Errorf("%w: load run %s: %w", ErrSource, keys[i], err)
 			}
 			return nil
 		})
