@@ -31,7 +31,7 @@ type Options struct {
 	// AgentAddr is where the DataDog agent is looked for, and the receiver started
 	// (default 127.0.0.1:8126, the tracer's default).
 	AgentAddr string
-	Log   *slog.Logger
+	Log       *slog.Logger
 }
 
 // Env is what Prepare embedded. Close stops it all.
