@@ -1,0 +1,81 @@
+package setup
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/farmobs/farm/pkg/config"
+	"github.com/farmobs/farm/pkg/state/filestore"
+)
+
+func testConfig(t *testing.T, env map[string]string) config.Config {
+	t.Helper()
+	cfg, err := config.LoadFrom(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestLazyBuildsOnceAndRetriesFailures(t *testing.T) {
+	a := New(config.Config{}, nil, nil)
+	calls := 0
+	build := func(context.Context) (int, error) {
+		calls++
+		if calls == 1 {
+			return 0, errors.New("transient")
+		}
+		return calls, nil
+	}
+	if _, err := lazy(context.Background(), a, "x", build); err == nil || !strings.Contains(err.Error(), "x: transient") {
+		t.Fatalf("first build: err = %v", err)
+	}
+	for range 3 {
+		v, err := lazy(context.Background(), a, "x", build)
+		if err != nil || v != 2 {
+			t.Fatalf("lazy = %d, %v; want 2 (built once after the failure)", v, err)
+		}
+	}
+}
+
+func TestStoreFollowsConfiguration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.json")
+	a := New(testConfig(t, map[string]string{"FARM_STATE_STORE": "file", "FARM_STATE_FILE": path}), nil, nil)
+	s, err := a.Store(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, ok := s.(*filestore.Store)
+	if !ok || fs.Path() != path {
+		t.Fatalf("store %T, want the file store on %s", s, path)
+	}
+	l, _ := a.Ledger(context.Background())
+	if l.(*filestore.Store) != fs {
+		t.Error("ledger and store are different backends")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEnginesNeedTheirSource(t *testing.T) {
+	a := New(testConfig(t, map[string]string{"FARM_STATE_STORE": "file", "FARM_STATE_FILE": filepath.Join(t.TempDir(), "s")}), nil, nil)
+	if _, err := a.ArgoEngine(context.Background()); err == nil || !strings.Contains(err.Error(), "FARM_ARGO_URL") {
+		t.Errorf("argo engine without a URL: %v", err)
+	}
+	if _, err := a.AirflowEngine(context.Background()); err == nil || !strings.Contains(err.Error(), "FARM_AIRFLOW_URL") {
+		t.Errorf("airflow engine without a URL: %v", err)
+	}
+	b := New(testConfig(t, map[string]string{"FARM_STATE_STORE": "file", "FARM_STATE_FILE": filepath.Join(t.TempDir(), "s"), "FARM_ARGO_URL": "https://argo.example:2746", "FARM_PROJECT_ID": "p", "FARM_SINK": "file"}), nil, nil)
+	e, err := b.ArgoEngine(context.Background())
+	if err != nil || e == nil {
+		t.Fatalf("argo engine: %v", err)
+	}
+	again, _ := b.ArgoEngine(context.Background())
+	if again != e {
+		t.Error("the engine is rebuilt on every call")
+	}
+}
