@@ -63,3 +63,42 @@ bigquery_emulator_bin() {
   fi
   printf '%s\n' "$dir/bigquery-emulator"
 }
+
+TFLINT_VERSION="v0.64.0"
+TFLINT_GOOGLE_RULESET_VERSION="v0.39.0"
+
+# go_build_cached builds a main package of a Go module version into DIR/NAME, in a throwaway
+# module so that nothing of this repository's go.mod is touched.
+go_build_cached() {
+  local dir="$1" name="$2" module="$3" version="$4" pkg="$5"
+  mkdir -p "$dir"
+  local mod
+  mod=$(mktemp -d)
+  (cd "$mod" && go mod init farm.local/toolbuild >/dev/null 2>&1 &&
+    GOFLAGS=-mod=mod go get "$module@$version" >/dev/null &&
+    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/$name.tmp" "$pkg")
+  mv "$dir/$name.tmp" "$dir/$name"
+  rm -rf "$mod"
+}
+
+# tflint_bin prints the path of a cached tflint binary, building it first if needed.
+tflint_bin() {
+  local dir="$FARM_CACHE/tflint-$TFLINT_VERSION"
+  if [ ! -x "$dir/tflint" ]; then
+    log "building tflint $TFLINT_VERSION (cold: a few minutes)"
+    go_build_cached "$dir" tflint github.com/terraform-linters/tflint "$TFLINT_VERSION" github.com/terraform-linters/tflint
+  fi
+  printf '%s\n' "$dir/tflint"
+}
+
+# tflint_plugin_dir prints a directory for TFLINT_PLUGIN_DIR holding the google ruleset, built
+# from source: `tflint --init` downloads from GitHub releases, which these machines cannot reach.
+tflint_plugin_dir() {
+  local dir="$FARM_CACHE/tflint-ruleset-google-$TFLINT_GOOGLE_RULESET_VERSION"
+  if [ ! -x "$dir/tflint-ruleset-google" ]; then
+    log "building tflint-ruleset-google $TFLINT_GOOGLE_RULESET_VERSION (cold: several minutes)"
+    go_build_cached "$dir" tflint-ruleset-google github.com/terraform-linters/tflint-ruleset-google \
+      "$TFLINT_GOOGLE_RULESET_VERSION" github.com/terraform-linters/tflint-ruleset-google
+  fi
+  printf '%s\n' "$dir"
+}

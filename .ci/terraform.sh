@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Offline validation of terraform/ (`make tf-validate`; CI calls it after the tests). No cloud
+# account and no terraform registry are needed: OpenTofu and the Google provider are built from the
+# Go module proxy once per machine (.ci/tools.sh caches them), the provider is installed through a
+# CLI configuration with dev_overrides (so `tofu init` is neither needed nor possible), and the
+# plan runs with placeholder credentials and -refresh=false, which never calls Google.
+#
+# Steps, each fatal: fmt -check, package, validate, `tofu test` (bad variables are refused),
+# plan on terraform.tfvars.example, the plan's checks in Go (internal/deploytest), tflint with
+# the google ruleset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+source .ci/tools.sh
+
+tofu=$(tofu_bin)
+provider_dir=$(google_provider_dir)
+tflint=$(tflint_bin)
+tflint_plugins=$(tflint_plugin_dir)
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Every provider the configuration uses must be overridden here: anything else would be looked up
+# in a registry these machines cannot reach.
+cat >"$work/tofu.tfrc" <<EOF
+provider_installation {
+  dev_overrides {
+    "registry.opentofu.org/hashicorp/google" = "$provider_dir"
+    "registry.terraform.io/hashicorp/google" = "$provider_dir"
+  }
+  direct {}
+}
+EOF
+export TF_CLI_CONFIG_FILE="$work/tofu.tfrc"
+export TF_IN_AUTOMATION=1 TF_INPUT=0
+
+step() { printf '== %s\n' "$*"; }
+
+step "tofu fmt -check -recursive terraform"
+"$tofu" fmt -check -recursive -diff terraform
+
+step "package the source archive"
+go run ./cmd/farm package -o "$work/farm-source.zip"
+
+step "tofu validate"
+"$tofu" -chdir=terraform validate -no-color
+
+export GOOGLE_OAUTH_ACCESS_TOKEN=placeholder GOOGLE_PROJECT=my-data-platform GOOGLE_REGION=europe-west1
+
+step "tofu test (terraform/tests: validation messages, plans only)"
+"$tofu" -chdir=terraform test -no-color
+
+# The plan runs on a copy of the configuration without backend.tf (the GCS backend needs `init`,
+# which dev_overrides cannot do offline) and without any local state or .terraform of a developer.
+# The copy keeps the layout terraform reads the schemas from (../schemas).
+step "tofu plan -refresh=false (terraform.tfvars.example, placeholder credentials)"
+mkdir -p "$work/tree/terraform"
+cp terraform/*.tf terraform/terraform.tfvars.example "$work/tree/terraform/"
+rm "$work/tree/terraform/backend.tf"
+ln -s "$root/schemas" "$work/tree/schemas"
+(
+  cd "$work/tree/terraform"
+  # The full plan is long: it is shown only when planning fails.
+  if ! "$tofu" plan -refresh=false -lock=false -no-color \
+    -var-file=terraform.tfvars.example -var="source_archive=$work/farm-source.zip" -out="$work/farm.tfplan" >"$work/plan.txt" 2>&1; then
+    cat "$work/plan.txt"
+    exit 1
+  fi
+  grep '^Plan:' "$work/plan.txt"
+  "$tofu" show -json "$work/farm.tfplan" >"$work/plan.json"
+)
+
+step "plan checks (go test ./internal/deploytest)"
+FARM_TF_PLAN_JSON="$work/plan.json" FARM_TF_SOURCE_ARCHIVE="$work/farm-source.zip" \
+  go test -count=1 -run 'TestPlan' ./internal/deploytest
+
+step "tflint $("$tflint" --version | head -n1) with the google ruleset"
+TFLINT_PLUGIN_DIR="$tflint_plugins" "$tflint" --chdir=terraform --config="$root/terraform/.tflint.hcl" --no-color
+
+step "terraform/ is valid"

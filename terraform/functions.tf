@@ -1,0 +1,247 @@
+# The four functions, built from ONE source archive of the module (the root package registers all
+# four; each function picks its entry point): one poll function per configured source, the trace
+# function and the BigQuery sink.
+#
+# The trace and sink functions have no Eventarc trigger: an Eventarc subscription cannot carry a
+# dead-letter policy or a maximum delivery count, so pubsub.tf owns push subscriptions that deliver
+# to the functions' URLs. The Functions Framework turns such a push into the same
+# google.cloud.pubsub.topic.v1.messagePublished CloudEvent an Eventarc trigger would send.
+
+# --- Source archive ------------------------------------------------------------------------------
+# Its object is named by the archive's SHA-256: a code change uploads a new object and redeploys
+# the functions; anything else (a variable, a re-package of the same tree) rebuilds nothing.
+
+resource "google_storage_bucket" "source" {
+  name     = "${replace(var.project_id, "/[:.]/", "-")}-${local.prefix}-source"
+  location = var.region
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true # holds only build inputs, uploaded again by every apply
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_object" "source" {
+  name         = "farm-source-${local.archive_sha256}.zip"
+  bucket       = google_storage_bucket.source.name
+  source       = var.source_archive
+  content_type = "application/zip"
+
+  # The previous archive is deleted only after the functions have moved to the new one.
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+locals {
+  build_source = {
+    bucket = google_storage_bucket.source.name
+    object = google_storage_bucket_object.source.name
+  }
+
+  # Secret volumes mount under this directory, one sub-directory per secret.
+  secrets_dir = "/etc/secrets"
+
+  poll_env = { for name, s in local.sources : name => merge(
+    local.common_env,
+    s.kind == "argo" ? {
+      FARM_ARGO_URL            = s.url
+      FARM_ARGO_INSTANCE       = name
+      FARM_ARGO_UI_URL         = s.ui_url
+      FARM_ARGO_NAMESPACE      = length(s.namespaces) > 0 ? join(",", s.namespaces) : null
+      FARM_ARGO_LABEL_SELECTOR = s.label_selector
+      } : {
+      FARM_AIRFLOW_URL         = s.url
+      FARM_AIRFLOW_INSTANCE    = name
+      FARM_AIRFLOW_UI_URL      = s.ui_url
+      FARM_AIRFLOW_AUTH        = s.auth
+      FARM_AIRFLOW_USERNAME    = s.username
+      FARM_AIRFLOW_API_VERSION = s.api_version
+      FARM_AIRFLOW_DAG_INCLUDE = s.dag_include
+      FARM_AIRFLOW_DAG_EXCLUDE = s.dag_exclude
+    },
+    { for f in local.source_secrets[name] : f.env => "${local.secrets_dir}/${f.purpose}/${f.purpose}" },
+    var.function_env.poll,
+    s.env,
+  ) }
+
+  trace_env = merge(local.common_env, {
+    DD_TRACE_AGENT_URL                   = var.datadog_agent_url
+    DD_ENV                               = var.environment
+    DD_VERSION                           = substr(local.archive_sha256, 0, 12)
+    DD_INSTRUMENTATION_TELEMETRY_ENABLED = "false"
+    FARM_TRACE_SERVICE_ARGO              = var.trace_service_argo
+    FARM_TRACE_SERVICE_AIRFLOW           = var.trace_service_airflow
+  }, var.function_env.trace)
+
+  sink_env = merge(local.common_env, {
+    FARM_SINK             = "bigquery"
+    FARM_BIGQUERY_PROJECT = var.project_id
+    FARM_BIGQUERY_DATASET = google_bigquery_dataset.farm.dataset_id
+  }, var.function_env.sink)
+
+  direct_vpc = try(coalesce(var.vpc_access.network, var.vpc_access.subnetwork), null) != null
+  # Private network access of the poll and trace functions: a connector or Direct VPC egress.
+  vpc = {
+    connector         = try(var.vpc_access.connector, null)
+    connector_egress  = try(var.vpc_access.connector, null) == null ? null : var.vpc_access.egress
+    direct_egress     = local.direct_vpc ? "VPC_EGRESS_${var.vpc_access.egress}" : null
+    direct_interfaces = local.direct_vpc ? [var.vpc_access] : []
+  }
+}
+
+# --- Poll functions: HTTP, called by Cloud Scheduler and by people for backfills -----------------
+
+resource "google_cloudfunctions2_function" "poll" {
+  for_each = local.sources
+
+  name        = "${local.prefix}-poll-${each.key}"
+  location    = var.region
+  description = "FARM: polls ${each.value.kind} source ${each.key} (${each.value.url}) and publishes run deltas."
+
+  build_config {
+    runtime         = var.go_runtime
+    entry_point     = local.entry_points[each.value.kind]
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = local.build_source.bucket
+        object = local.build_source.object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.poll[each.key].email
+    available_memory                 = var.function_memory.poll
+    timeout_seconds                  = var.poll_timeout_seconds
+    max_instance_count               = var.poll_max_instances
+    max_instance_request_concurrency = 1
+    # Backfills come from people's machines; IAM (run.invoker) still guards every call.
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+    environment_variables          = { for k, v in local.poll_env[each.key] : k => v if v != null }
+
+    dynamic "secret_volumes" {
+      for_each = local.source_secrets[each.key]
+      content {
+        mount_path = "${local.secrets_dir}/${secret_volumes.value.purpose}"
+        project_id = var.project_id
+        secret     = secret_volumes.value.secret
+        versions {
+          version = "latest"
+          path    = secret_volumes.value.purpose
+        }
+      }
+    }
+
+    vpc_connector                 = local.vpc.connector
+    vpc_connector_egress_settings = local.vpc.connector_egress
+    direct_vpc_egress             = local.vpc.direct_egress
+    dynamic "direct_vpc_network_interface" {
+      for_each = local.vpc.direct_interfaces
+      content {
+        network    = direct_vpc_network_interface.value.network
+        subnetwork = direct_vpc_network_interface.value.subnetwork
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_secret_manager_secret_iam_member.reader,
+  ]
+}
+
+# --- Trace: run deltas to DataDog spans -----------------------------------------------------------
+
+resource "google_cloudfunctions2_function" "trace" {
+  name        = "${local.prefix}-trace"
+  location    = var.region
+  description = "FARM: turns run deltas into DataDog APM spans (push subscription ${local.prefix}-trace)."
+
+  build_config {
+    runtime         = var.go_runtime
+    entry_point     = local.entry_points.trace
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = local.build_source.bucket
+        object = local.build_source.object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.trace.email
+    available_memory      = var.function_memory.trace
+    timeout_seconds       = var.consumer_timeout_seconds
+    max_instance_count    = var.consumer_max_instances
+    # One message per instance at a time: the handler flushes the tracer before it answers.
+    max_instance_request_concurrency = 1
+    # Only Pub/Sub push (from inside Google Cloud) calls it.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    environment_variables          = { for k, v in local.trace_env : k => v if v != null }
+
+    dynamic "secret_environment_variables" {
+      for_each = var.datadog_api_key_secret == null ? [] : [var.datadog_api_key_secret]
+      content {
+        key        = "DD_API_KEY"
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
+
+    vpc_connector                 = local.vpc.connector
+    vpc_connector_egress_settings = local.vpc.connector_egress
+    direct_vpc_egress             = local.vpc.direct_egress
+    dynamic "direct_vpc_network_interface" {
+      for_each = local.vpc.direct_interfaces
+      content {
+        network    = direct_vpc_network_interface.value.network
+        subnetwork = direct_vpc_network_interface.value.subnetwork
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_secret_manager_secret_iam_member.reader,
+  ]
+}
+
+# --- BigQuerySink: task events to BigQuery rows ---------------------------------------------------
+
+resource "google_cloudfunctions2_function" "sink" {
+  name        = "${local.prefix}-bigquery-sink"
+  location    = var.region
+  description = "FARM: writes task events to BigQuery dataset ${var.bigquery_dataset} (push subscription ${local.prefix}-bigquery-sink)."
+
+  build_config {
+    runtime         = var.go_runtime
+    entry_point     = local.entry_points.sink
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = local.build_source.bucket
+        object = local.build_source.object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.sink.email
+    available_memory                 = var.function_memory.sink
+    timeout_seconds                  = var.consumer_timeout_seconds
+    max_instance_count               = var.consumer_max_instances
+    max_instance_request_concurrency = 1
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    environment_variables            = { for k, v in local.sink_env : k => v if v != null }
+  }
+
+  depends_on = [google_project_iam_member.build]
+}

@@ -1,0 +1,148 @@
+# Bad input is refused at plan time by the validation block that explains it. Run by
+# .ci/terraform.sh (`tofu test`), offline: plans only, with placeholder credentials.
+
+variables {
+  project_id        = "my-data-platform"
+  source_archive    = "tests/fixtures/archive.bin"
+  datadog_agent_url = "http://10.10.0.5:8126"
+  sources = [
+    { kind = "argo", name = "batch", url = "https://argo.example.com", namespaces = ["data"] },
+    { kind = "airflow", name = "composer", url = "https://example-dot-europe-west1.composer.googleusercontent.com" },
+  ]
+}
+
+run "valid_configuration_plans" {
+  command = plan
+
+  assert {
+    condition     = length(google_cloudfunctions2_function.poll) == 2
+    error_message = "Expected one poll function per source."
+  }
+  assert {
+    condition     = google_cloudfunctions2_function.poll["batch"].build_config[0].entry_point == "PollArgo" && google_cloudfunctions2_function.poll["composer"].build_config[0].entry_point == "PollAirflow"
+    error_message = "Each poll function must pick its kind's entry point."
+  }
+  assert {
+    condition     = google_storage_bucket_object.source.name == "farm-source-${filesha256("tests/fixtures/archive.bin")}.zip"
+    error_message = "The archive's object must be named by its SHA-256."
+  }
+  assert {
+    condition     = keys(local.secrets) == ["farm-batch-token"]
+    error_message = "Only the Argo source needs a secret (Composer uses Google credentials)."
+  }
+}
+
+run "missing_archive" {
+  command = plan
+  variables {
+    source_archive = "tests/fixtures/no-such-archive.bin"
+  }
+  expect_failures = [var.source_archive]
+}
+
+run "unknown_kind" {
+  command = plan
+  variables {
+    sources = [{ kind = "jenkins", name = "ci", url = "https://jenkins.example.com" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "duplicate_names" {
+  command = plan
+  variables {
+    sources = [
+      { kind = "argo", name = "one", url = "https://a.example.com" },
+      { kind = "airflow", name = "one", url = "https://b.example.com" },
+    ]
+  }
+  expect_failures = [var.sources]
+}
+
+run "relative_url" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "batch", url = "argo.example.com" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "basic_auth_without_user" {
+  command = plan
+  variables {
+    sources = [{ kind = "airflow", name = "legacy", url = "https://airflow.example.com", auth = "basic" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "argo_auth_of_airflow" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "batch", url = "https://argo.example.com", auth = "jwt" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "secret_in_plain_env" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "batch", url = "https://argo.example.com", env = { FARM_ARGO_TOKEN = "s3cr3t" } }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "bad_schedule" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "batch", url = "https://argo.example.com", schedule = "every minute" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "public_backfill_invoker" {
+  command = plan
+  variables {
+    backfill_invokers = ["allUsers"]
+  }
+  expect_failures = [var.backfill_invokers]
+}
+
+run "bad_agent_url" {
+  command = plan
+  variables {
+    datadog_agent_url = "10.10.0.5:8126"
+  }
+  expect_failures = [var.datadog_agent_url]
+}
+
+run "connector_and_direct_vpc" {
+  command = plan
+  variables {
+    vpc_access = { connector = "farm", network = "default", subnetwork = "default" }
+  }
+  expect_failures = [var.vpc_access]
+}
+
+run "too_few_delivery_attempts" {
+  command = plan
+  variables {
+    max_delivery_attempts = 2
+  }
+  expect_failures = [var.max_delivery_attempts]
+}
+
+run "poll_timeout_beyond_scheduler" {
+  command = plan
+  variables {
+    poll_timeout_seconds = 3600
+  }
+  expect_failures = [var.poll_timeout_seconds]
+}
+
+run "secret_in_function_env" {
+  command = plan
+  variables {
+    function_env = { trace = { DD_API_KEY = "s3cr3t" } }
+  }
+  expect_failures = [var.function_env]
+}

@@ -1,0 +1,19 @@
+# Tool and provider versions. Only the google provider is used: every provider must be installable
+# offline in CI (see .ci/terraform.sh), so nothing here needs archive, random or time.
+terraform {
+  required_version = ">= 1.6.0"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 8.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = local.labels
+}
