@@ -13,10 +13,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/event"
 )
 
@@ -141,24 +141,6 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// syncBuffer is written by the receiver's goroutines while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func freePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -178,7 +160,7 @@ func TestServeRunsEveryFunction(t *testing.T) {
 	t.Setenv("FARM_LOCAL_AGENT_ADDR", "127.0.0.1:"+freePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "-port", freePort(t), "-interval", "1s"}, &stdout, &stderr) }()
 

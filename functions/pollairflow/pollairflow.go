@@ -4,20 +4,12 @@
 package pollairflow
 
 import (
-	"context"
 	"net/http"
 
-	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/setup"
 )
 
-var handler = poll.Handler(func(ctx context.Context) (poll.Poller, error) {
-	app, err := setup.Default()
-	if err != nil {
-		return nil, err
-	}
-	return app.AirflowEngine(ctx)
-}, poll.HTTPOptions{})
+var handler = setup.PollHandler((*setup.App).AirflowEngine)
 
 // Handle serves one request.
 func Handle(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }

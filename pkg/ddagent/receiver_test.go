@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/ddagent"
 )
 
@@ -283,7 +283,7 @@ func TestLocalAgentPrintsFinishedRuns(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	stop, err := ddagent.LocalAgent(&out)(t.Context(), addr)
 	if err != nil {
 		t.Fatal(err)
@@ -302,21 +302,4 @@ func TestLocalAgentPrintsFinishedRuns(t *testing.T) {
 	if got := out.String(); !strings.HasPrefix(got, "trace 69a5e0c4000000000000000000000007  argo-workflows  4 spans\n") {
 		t.Errorf("printed:\n%s", got)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,6 +2,7 @@ package setup
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/publish"
@@ -35,4 +36,16 @@ func (a *App) engine(ctx context.Context, src poll.Source, kind string) (*poll.E
 		SourceKind:        kind,
 		MaxBackfillWindow: c.MaxBackfillWindow,
 	}), nil
+}
+
+// PollHandler is a poll function's whole HTTP handler: the process's App is built on the first
+// request and engine picks the source ((*App).ArgoEngine, (*App).AirflowEngine).
+func PollHandler(engine func(*App, context.Context) (*poll.Engine, error)) http.Handler {
+	return poll.Handler(func(ctx context.Context) (poll.Poller, error) {
+		app, err := Default()
+		if err != nil {
+			return nil, err
+		}
+		return engine(app, ctx)
+	}, poll.HTTPOptions{})
 }

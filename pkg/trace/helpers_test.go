@@ -1,7 +1,6 @@
 package trace_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/ddagent"
 	"github.com/farmobs/farm/pkg/logging"
@@ -35,7 +35,7 @@ type env struct {
 	clock  *clock.Manual
 	ledger state.Ledger
 	tracer *trace.Tracer
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 }
 
 // newEnv starts a receiver, points the tracer at it (DD_TRACE_AGENT_URL) and returns a Tracer
@@ -55,7 +55,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) newTracer(t *testing.T, ledger state.Ledger) *trace.Tracer {
 	t.Helper()
 	if e.logs == nil {
-		e.logs = &syncBuffer{}
+		e.logs = &testenv.SyncBuffer{}
 	}
 	tr, err := trace.New(trace.Options{
 		ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, Version: version, MaxAge: maxAge,
@@ -65,24 +65,6 @@ func (e *env) newTracer(t *testing.T, ledger state.Ledger) *trace.Tracer {
 		t.Fatal(err)
 	}
 	return tr
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // wantSpan describes one expected span. Spans are named by key: "run" for the root, else
