@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"sort"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -430,8 +431,16 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay bool, 
 	return runs, deltas, nil
 }
 
+// maxMessage bounds orchestrator messages in events: with MaxEventsPerMessage events a Pub/Sub
+// message stays far below its 10 MB limit whatever a failing pod printed.
+const maxMessage = 4 << 10
+
 // split makes one or more deltas of a run's events.
 func (e *Engine) split(run event.Run, events []event.TaskEvent, now time.Time, replay bool) []*event.RunDelta {
+	run.Message = truncate(run.Message)
+	for i := range events {
+		events[i].Message = truncate(events[i].Message)
+	}
 	n := e.opts.MaxEventsPerMessage
 	parts := max(1, (len(events)+n-1)/n)
 	out := make([]*event.RunDelta, 0, parts)
@@ -455,6 +464,17 @@ func (e *Engine) split(run event.Run, events []event.TaskEvent, now time.Time, r
 		})
 	}
 	return out
+}
+
+func truncate(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	s = s[:maxMessage]
+	for len(s) > 0 && !utf8.ValidString(s) { // do not cut a rune in two
+		s = s[:len(s)-1]
+	}
+	return s + "…"
 }
 
 func (e *Engine) messages(deltas []*event.RunDelta) ([]event.Message, error) {

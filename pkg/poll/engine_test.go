@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
@@ -333,5 +334,19 @@ func TestEngineNodeThatFinishesTwice(t *testing.T) {
 	second := polltest.Events(h.Published())
 	if len(second) != 1 || second[0].PrevState != "Failed" || second[0].ID == first[0].ID {
 		t.Fatalf("second failure published %+v; want one Failed>Failed event with a new id", second)
+	}
+}
+
+func TestEngineTruncatesHugeMessages(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	huge := task("m", "Failed", at(0), at(1))
+	huge.Message = strings.Repeat("é", 1<<20) // a pod that printed a megabyte
+	src.set("m", "Failed", false, huge)
+	mustPoll(t, e, poll.Request{})
+	got := polltest.Events(h.Published())
+	if len(got) != 1 || len(got[0].Message) > 5<<10 || !strings.HasSuffix(got[0].Message, "…") || !utf8.ValidString(got[0].Message) {
+		t.Fatalf("message of %d bytes published", len(got[0].Message))
 	}
 }
