@@ -194,21 +194,14 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	}()
 
 	holder := newHolder()
-	src, err := e.store.Acquire(ctx, e.src.Name(), holder, start, e.opts.LeaseTTL)
+	src, release, err := e.begin(ctx, holder, start, req.DryRun)
 	if err != nil {
-		var held *state.LeaseHeldError
-		if errors.As(err, &held) {
-			return res, fmt.Errorf("%w (held by %s until %s)", ErrBusy, held.Holder, held.Expires.UTC().Format(time.RFC3339))
-		}
-		return res, fmt.Errorf("%w: acquire lease: %w", ErrStore, err)
+		return res, err
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			// The poll failed: give the lease back so the next schedule need not wait for expiry.
-			if err := e.store.Release(context.WithoutCancel(ctx), e.src.Name(), holder); err != nil {
-				e.log.WarnContext(ctx, "release lease", "source", e.src.Name(), "error", err)
-			}
+			release()
 		}
 	}()
 	res.PreviousCursor = src.Cursor
@@ -262,6 +255,34 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		res.Cursor = cursor
 	}
 	return res, nil
+}
+
+// begin takes the source's lease and returns the source document and how to give the lease back
+// if the poll fails. A dry run takes no lease: it reads the document and stores nothing.
+func (e *Engine) begin(ctx context.Context, holder string, now time.Time, dryRun bool) (*state.Source, func(), error) {
+	name := e.src.Name()
+	if dryRun {
+		src, err := e.store.Peek(ctx, name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: read source: %w", ErrStore, err)
+		}
+		return src, func() {}, nil
+	}
+	src, err := e.store.Acquire(ctx, name, holder, now, e.opts.LeaseTTL)
+	if err != nil {
+		var held *state.LeaseHeldError
+		if errors.As(err, &held) {
+			return nil, nil, fmt.Errorf("%w (held by %s until %s)", ErrBusy, held.Holder, held.Expires.UTC().Format(time.RFC3339))
+		}
+		return nil, nil, fmt.Errorf("%w: acquire lease: %w", ErrStore, err)
+	}
+	release := func() {
+		// The poll failed: give the lease back so the next schedule need not wait for expiry.
+		if err := e.store.Release(context.WithoutCancel(ctx), name, holder); err != nil {
+			e.log.WarnContext(ctx, "release lease", "source", name, "error", err)
+		}
+	}
+	return src, release, nil
 }
 
 func (e *Engine) check(req Request, now time.Time) error {

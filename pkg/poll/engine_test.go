@@ -350,3 +350,33 @@ func TestEngineTruncatesHugeMessages(t *testing.T) {
 		t.Fatalf("message of %d bytes published", len(got[0].Message))
 	}
 }
+
+func TestEngineDryRunStoresNothing(t *testing.T) {
+	store := newStore(t)
+	h := polltest.New(t, store, t0)
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	src.set("dry", "Running", true, task("dry", "Running", at(0), nil))
+	var printed []*event.RunDelta
+	e.OnPublish(func(d *event.RunDelta) { printed = append(printed, d) })
+	res := mustPoll(t, e, poll.Request{DryRun: true})
+	if len(h.Published()) != 0 || len(printed) != 1 || res.Events != 1 {
+		t.Fatalf("dry run: %d published, %d printed, result %+v; want nothing published, 1 printed", len(h.Published()), len(printed), res)
+	}
+	// A poll is running: a dry run still works, and takes nothing from it.
+	if _, err := store.Acquire(context.Background(), "argo/test", "running-poll", t0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	mustPoll(t, e, poll.Request{DryRun: true})
+	if err := store.Release(context.Background(), "argo/test", "running-poll"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Peek(context.Background(), "argo/test")
+	if err != nil || !got.Cursor.IsZero() || len(got.Index) != 0 {
+		t.Fatalf("after dry runs the store has cursor %s and %d index entries (err %v)", got.Cursor, len(got.Index), err)
+	}
+	mustPoll(t, e, poll.Request{})
+	if real := polltest.Events(h.Published()); len(real) != 1 || real[0].ID != printed[0].Events[0].ID {
+		t.Fatalf("the real poll published %v, the dry run printed %v", ids(real), ids(printed[0].Events))
+	}
+}

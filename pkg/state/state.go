@@ -78,6 +78,9 @@ type Store interface {
 	// Acquire takes the lease on source for holder until now+ttl and returns the source document.
 	// If another holder's lease has not expired it returns a *LeaseHeldError.
 	Acquire(ctx context.Context, source, holder string, now time.Time, ttl time.Duration) (*Source, error)
+	// Peek reads the source document without taking the lease (dry runs). A source never
+	// committed reads as an empty document.
+	Peek(ctx context.Context, source string) (*Source, error)
 	// Release gives the lease up without changing the cursor or the index (a failed poll).
 	// Releasing a lease one does not hold is not an error.
 	Release(ctx context.Context, source, holder string) error

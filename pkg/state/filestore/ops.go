@@ -40,6 +40,28 @@ func (s *Store) Acquire(ctx context.Context, source, holder string, now time.Tim
 	return out, nil
 }
 
+// Peek returns a copy of the source document without taking the lease.
+func (s *Store) Peek(ctx context.Context, source string) (*state.Source, error) {
+	if err := state.CheckName("source", source); err != nil {
+		return nil, err
+	}
+	out := &state.Source{Index: state.Index{}}
+	err := s.view(ctx, func(d *fileData) error {
+		s.usage.Read(1)
+		if sd := d.source(source, false); sd != nil {
+			out.Cursor, out.LeaseHolder, out.LeaseExpires = sd.Cursor, sd.LeaseHolder, sd.LeaseExpires
+			if sd.Index != nil {
+				out.Index = maps.Clone(sd.Index)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("read the source "+source, err)
+	}
+	return out, nil
+}
+
 // Release clears the lease if holder holds it.
 func (s *Store) Release(ctx context.Context, source, holder string) error {
 	if err := state.CheckLease(source, holder); err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	gfs "cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/farmobs/farm/pkg/state"
 )
@@ -92,6 +94,32 @@ func (s *Store) Acquire(ctx context.Context, source, holder string, now time.Tim
 		return nil, fail(ctx, "acquire the lease of "+source, err)
 	}
 	s.usage.Wrote(1)
+	return out, nil
+}
+
+// Peek reads the source document outside any transaction, without taking the lease.
+func (s *Store) Peek(ctx context.Context, source string) (*state.Source, error) {
+	if err := state.CheckName("source", source); err != nil {
+		return nil, err
+	}
+	ref := s.sourceRef(source)
+	snap, err := ref.Get(ctx)
+	s.usage.Read(1)
+	out := &state.Source{Index: state.Index{}}
+	if status.Code(err) == codes.NotFound {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fail(ctx, "read the source "+source, err)
+	}
+	var d sourceDoc
+	if err := snap.DataTo(&d); err != nil {
+		return nil, fmt.Errorf("firestore: decode %s: %w", ref.Path, err)
+	}
+	if err := decodeBlob(d.IndexEncoding, d.Index, &out.Index); err != nil {
+		return nil, fmt.Errorf("firestore: decode the index of %s: %w", ref.Path, err)
+	}
+	out.Cursor, out.LeaseHolder, out.LeaseExpires = d.Cursor, d.LeaseHolder, d.LeaseExpires
 	return out, nil
 }
 

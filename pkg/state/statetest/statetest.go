@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"HolderReacquire", testHolderReacquire},
 		{"Release", testRelease},
 		{"CommitAdvancesAndReleases", testCommit},
+		{"PeekTakesNoLease", testPeek},
 		{"CommitLostLease", testCommitLostLease},
 		{"ZeroCursorKeepsCursor", testZeroCursor},
 		{"IndexRoundTrip", testIndexRoundTrip},
@@ -204,6 +205,31 @@ func testCommit(t *testing.T, s state.Store, _ state.Ledger) {
 	}
 	if err := s.Commit(ctx, src, "a", nil, t0.Add(time.Hour), nil); !errors.Is(err, state.ErrLeaseLost) {
 		t.Errorf("a second Commit by the same holder = %v, want ErrLeaseLost", err)
+	}
+}
+
+func testPeek(t *testing.T, s state.Store, _ state.Ledger) {
+	ctx := t.Context()
+	empty, err := s.Peek(ctx, src)
+	if err != nil || !empty.Cursor.IsZero() || empty.Index == nil || len(empty.Index) != 0 {
+		t.Fatalf("Peek of a new source = %+v, %v; want an empty document", empty, err)
+	}
+	runs := sampleRuns()
+	idx := state.Index{runs[0].Key: {Fingerprint: runs[0].Fingerprint, Active: true, Ref: "r"}}
+	acquire(t, s, src, "a", t0)
+	commit(t, s, "a", runs, t0, idx)
+	acquire(t, s, src, "b", t0.Add(time.Second))
+	got, err := s.Peek(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Cursor.Equal(t0) || !cmp.Equal(got.Index, idx, cmpOpts...) || got.LeaseHolder != "b" {
+		t.Errorf("Peek = cursor %s, index %v, holder %q; want %s, %v, b", got.Cursor, got.Index, got.LeaseHolder, t0, idx)
+	}
+	// Peeking took nothing: b still holds the lease and can commit.
+	commit(t, s, "b", nil, t0.Add(time.Minute), idx)
+	if _, err := s.Peek(ctx, ""); !errors.Is(err, state.ErrInvalid) {
+		t.Errorf("Peek of an empty name = %v, want ErrInvalid", err)
 	}
 }
 
