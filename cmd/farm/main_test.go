@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,8 +18,11 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/internal/testenv"
+	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
 )
+
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // cleanEnv gives the test the environment of a fresh machine, in a fresh directory: nothing
 // configured. Every variable the runner may set is registered with t.Setenv, so it is restored.
@@ -187,5 +191,29 @@ func TestServeRunsEveryFunction(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("serve: %v", err)
+	}
+}
+
+// With a BigQuery emulator configured, the runner creates the dataset, tables and views from the
+// embedded schema files before serving.
+func TestServePreparesABigQueryEmulator(t *testing.T) {
+	cleanEnv(t)
+	bq := testenv.StartBigQuery(t, "farm-local")
+	t.Setenv("FARM_PROJECT_ID", "farm-local")
+	t.Setenv("FARM_STATE_STORE", "file")
+	t.Setenv("FARM_SINK", "bigquery")
+	t.Setenv("FARM_BIGQUERY_ENDPOINT", bq.Endpoint)
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareBigQuery(t.Context(), cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	c := bq.Client(t)
+	for _, table := range []string{"argo", "airflow", "argo_dedup", "task_duration_daily"} {
+		if _, err := c.Dataset("farm").Table(table).Metadata(t.Context()); err != nil {
+			t.Errorf("table %s: %v", table, err)
+		}
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/local"
 	"github.com/farmobs/farm/pkg/logging"
+	"github.com/farmobs/farm/pkg/setup"
+	"github.com/farmobs/farm/schemas"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -48,6 +50,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	if cfg.Sink.Mode == "bigquery" && cfg.Sink.Endpoint != "" {
+		// An emulator starts empty: create the dataset, tables and views terraform would.
+		if err := prepareBigQuery(ctx, cfg, log); err != nil {
+			return err
+		}
+	}
 	base, err := startFunctions(ctx, *port)
 	if err != nil {
 		return err
@@ -129,6 +137,20 @@ func startDeliveries(ctx context.Context, wg *sync.WaitGroup, cfg config.Config,
 		<-ctx.Done()
 		_ = c.Close()
 	})
+	return nil
+}
+
+func prepareBigQuery(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	app := setup.New(cfg, log, nil)
+	defer app.Close()
+	s, err := app.Sink(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Prepare(ctx, schemas.FS); err != nil {
+		return fmt.Errorf("create the BigQuery tables on %s: %w", cfg.Sink.Endpoint, err)
+	}
+	log.InfoContext(ctx, "BigQuery dataset, tables and views are ready", "endpoint", cfg.Sink.Endpoint, "dataset", cfg.Sink.Dataset)
 	return nil
 }
 
