@@ -31,6 +31,8 @@ func commands() []command {
 		{"serve", "run every function in one process, polling on a schedule (the default)", cmdServe},
 		{"poll", "run one poll: farm poll argo|airflow [-dry-run] [-since T -until T [-replay]]", cmdPoll},
 		{"package", "write the reproducible source archive for deployment", cmdPackage},
+		{"bench", "measure polls against simulated estates: farm bench [-quick] [-runs N,N] [-churn S,S] [-polls N]", cmdBench},
+		{"fidelity", "run FARM through a simulated day and compare what it published with the truth", cmdFidelity},
 	}
 }
 

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/farmobs/farm/pkg/bench"
+	"github.com/farmobs/farm/pkg/event"
+)
+
+func TestParseBench(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		configs []string // names, in order
+		wantErr string
+	}{
+		{"defaults", nil, []string{"argo-1000-1%", "argo-1000-10%", "argo-10000-1%", "argo-10000-10%", "argo-10000x100-1%",
+			"airflow-1000-100dags-1%", "airflow-1000-100dags-10%", "airflow-1000-1000dags-1%", "airflow-1000-1000dags-10%"}, ""},
+		{"quick", []string{"-quick", "-churn", "0.05"}, []string{"argo-200-5%", "airflow-100-10dags-5%", "airflow-100-100dags-5%"}, ""},
+		{"argo only", []string{"-runs", "50", "-churn", "1", "-airflow-runs", "0", "-large-tasks", "0"}, []string{"argo-50-100%"}, ""},
+		{"bad runs", []string{"-runs", "1k"}, nil, `-runs: "1k"`},
+		{"churn out of range", []string{"-churn", "0.5,2"}, nil, `-churn: "2"`},
+		{"no polls", []string{"-polls", "0"}, nil, "-polls"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := parseBench(tc.args, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, c := range p.configs() {
+				names = append(names, c.Name)
+			}
+			if strings.Join(names, " ") != strings.Join(tc.configs, " ") {
+				t.Errorf("configurations %v, want %v", names, tc.configs)
+			}
+		})
+	}
+}
+
+// TestServeSim is the child process's side: it prints its URL, serves the estate and its control
+// endpoint, and ends when its stdin closes.
+func TestServeSim(t *testing.T) {
+	stopR, stopW := io.Pipe()
+	outR, outW := io.Pipe()
+	e := bench.Estate{Kind: event.SourceArgo, Runs: 5, Tasks: 6, Churn: 0.5, Seed: 1, Interval: time.Minute}
+	done := make(chan error, 1)
+	go func() { done <- serveSim(t.Context(), e, stopR, outW) }()
+	url, err := bufio.NewReader(outR).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	url = strings.TrimSpace(url)
+	resp, err := http.Post(url+"/_farm/advance?by=2m", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info bench.Info
+	err = json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if err != nil || !info.Now.Equal(bench.Epoch.Add(2*time.Minute)) || info.ActiveRuns < 5 {
+		t.Fatalf("info %+v, %v: want the clock 2m after the epoch and 5 active runs", info, err)
+	}
+	resp, err = http.Get(url + "/api/v1/workflows/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("workflow list: %s", resp.Status)
+	}
+	stopW.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("serveSim after stdin closed: %v", err)
+	}
+	if bad := estateFlags(e); len(bad)%2 != 0 {
+		t.Errorf("estate flags %v are not name/value pairs", bad)
+	}
+}
+
+func TestFidelityCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := cmdFidelity(t.Context(), []string{"-day", "40m", "-runs", "4", "-tasks", "6", "-source", "argo"}, &out, &errOut)
+	if err != nil && !strings.Contains(err.Error(), "fidelity targets missed") {
+		t.Fatalf("fidelity: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"== argo: a simulated day", "task transitions exposed", "duplicated, different id", "largest time error"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "== airflow") {
+		t.Error("-source argo ran Airflow too")
+	}
+	if err := cmdFidelity(t.Context(), []string{"-day", "soon"}, io.Discard, io.Discard); err == nil {
+		t.Error("bad -day: want an error")
+	}
+}

@@ -1,0 +1,158 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// Summary averages a report's measured polls; peaks are maxima.
+type Summary struct {
+	Polls                    int
+	Changed                  float64
+	Wall, CPU                time.Duration
+	PeakHeap, PeakRSS        uint64
+	APICalls, APIBytes       float64
+	Reads, Writes            float64
+	Messages, PublishedBytes float64
+	FloorWall, FloorCPU      time.Duration
+	FloorCalls, FloorBytes   float64
+	FloorPeakHeap            uint64
+	MaxOpsOver, MaxReadsOver int // largest (ops - changed) and (reads - changed) of any poll
+	MaxWritesOver            int
+}
+
+// WallRatio is the poll's wall time over the floor's.
+func (s Summary) WallRatio() float64 { return ratio(s.Wall, s.FloorWall) }
+
+// CPURatio is the poll's CPU time over the floor's.
+func (s Summary) CPURatio() float64 { return ratio(s.CPU, s.FloorCPU) }
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// Summarize averages r's polls.
+func (r *Report) Summarize() Summary {
+	s := Summary{Polls: len(r.Polls)}
+	if s.Polls == 0 {
+		return s
+	}
+	n := float64(s.Polls)
+	var wall, cpu, fwall, fcpu time.Duration
+	for _, p := range r.Polls {
+		res := p.Result
+		s.Changed += float64(res.RunsChanged) / n
+		wall += p.Poll.Wall
+		cpu += p.Poll.CPU
+		fwall += p.Floor.Wall
+		fcpu += p.Floor.CPU
+		s.PeakHeap, s.PeakRSS = max(s.PeakHeap, p.Poll.PeakHeap), max(s.PeakRSS, p.Poll.PeakRSS)
+		s.FloorPeakHeap = max(s.FloorPeakHeap, p.Floor.PeakHeap)
+		s.APICalls += float64(res.APICalls) / n
+		s.APIBytes += float64(res.APIBytes) / n
+		s.Reads += float64(res.StoreReads) / n
+		s.Writes += float64(res.StoreWrites) / n
+		s.Messages += float64(res.Messages) / n
+		s.PublishedBytes += float64(res.BytesPublished) / n
+		s.FloorCalls += float64(p.FloorCalls) / n
+		s.FloorBytes += float64(p.FloorBytes) / n
+		s.MaxOpsOver = max(s.MaxOpsOver, res.StoreReads+res.StoreWrites-res.RunsChanged)
+		s.MaxReadsOver = max(s.MaxReadsOver, res.StoreReads-res.RunsChanged)
+		s.MaxWritesOver = max(s.MaxWritesOver, res.StoreWrites-res.RunsChanged)
+	}
+	d := time.Duration(s.Polls)
+	s.Wall, s.CPU, s.FloorWall, s.FloorCPU = wall/d, cpu/d, fwall/d, fcpu/d
+	return s
+}
+
+// WritePolls prints one line per measured poll of r, then the mean.
+func (r *Report) WritePolls(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "\n== %s: %s, %d active runs of %d tasks", c.Name, c.Estate.Kind, r.Sim.ActiveRuns, c.Estate.Tasks)
+	if !c.isArgo() {
+		fmt.Fprintf(w, " over %d DAGs", c.Estate.DAGs)
+	}
+	fmt.Fprintf(w, " (%d nodes/task instances), %.0f%% churn per %s poll; store %s\n",
+		r.Sim.ActiveNodes, c.Estate.Churn*100, c.Estate.Interval, r.Store)
+	fmt.Fprintf(w, "cold poll: %d runs, %d API calls, %.1f MB, %d store reads, %d writes, %d messages\n",
+		r.Cold.RunsSeen, r.Cold.APICalls, float64(r.Cold.APIBytes)/1e6, r.Cold.StoreReads, r.Cold.StoreWrites, r.Cold.Messages)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "poll\tchanged\twall\tcpu\tpeak heap\tpeak RSS\tAPI calls\tAPI MB\tFS reads\tFS writes\tmsgs\tpub kB\tfloor wall\tfloor cpu\twall/floor\tcpu/floor\t")
+	for i, p := range r.Polls {
+		res := p.Result
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%d\t%.2f\t%d\t%d\t%d\t%.1f\t%s\t%s\t%.2f\t%.2f\t\n", i+1, res.RunsChanged,
+			ms(p.Poll.Wall), ms(p.Poll.CPU), MiB(p.Poll.PeakHeap), MiB(p.Poll.PeakRSS), res.APICalls, float64(res.APIBytes)/1e6,
+			res.StoreReads, res.StoreWrites, res.Messages, float64(res.BytesPublished)/1e3, ms(p.Floor.Wall), ms(p.Floor.CPU),
+			ratio(p.Poll.Wall, p.Floor.Wall), ratio(p.Poll.CPU, p.Floor.CPU))
+	}
+	s := r.Summarize()
+	fmt.Fprintf(tw, "mean\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%.2f\t%.2f\t\n", s.Changed,
+		ms(s.Wall), ms(s.CPU), MiB(s.PeakHeap), MiB(s.PeakRSS), s.APICalls, s.APIBytes/1e6, s.Reads, s.Writes,
+		s.Messages, s.PublishedBytes/1e3, ms(s.FloorWall), ms(s.FloorCPU), s.WallRatio(), s.CPURatio())
+	_ = tw.Flush()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)) }
+
+// Check is one target and whether it was met.
+type Check struct {
+	Target string
+	Pass   bool
+	Detail string
+}
+
+func (c Check) String() string {
+	v := "MISS"
+	if c.Pass {
+		v = "PASS"
+	}
+	return fmt.Sprintf("%s  %s: %s", v, c.Target, c.Detail)
+}
+
+// Targets held to (issue 8).
+const (
+	maxFloorRatio = 2.0
+	maxRSS        = 512 << 20
+	storeSlack    = 3 // operations per poll beyond one per changed run
+)
+
+// StoreChecks checks every report's Firestore operations per poll against changed runs + 3, for
+// the sum and, separately, for reads and for writes.
+func StoreChecks(reps []*Report) []Check {
+	var out []Check
+	for _, r := range reps {
+		s := r.Summarize()
+		out = append(out,
+			Check{r.Config.Name + ": Firestore ops (reads+writes) <= changed runs + 3", s.MaxOpsOver <= storeSlack,
+				fmt.Sprintf("mean %.1f reads + %.1f writes = %.1f for %.1f changed runs; worst poll: changed + %d", s.Reads, s.Writes, s.Reads+s.Writes, s.Changed, s.MaxOpsOver)},
+			Check{r.Config.Name + ": zero Firestore ops for unchanged runs (reads <= changed + 3 and writes <= changed + 3)",
+				s.MaxReadsOver <= storeSlack && s.MaxWritesOver <= storeSlack,
+				fmt.Sprintf("worst poll: reads = changed + %d, writes = changed + %d, whatever the %d unchanged runs", s.MaxReadsOver, s.MaxWritesOver, r.Sim.ActiveRuns)})
+	}
+	return out
+}
+
+// DAGCheck compares the Airflow API calls per poll of the same runs over few and many DAGs.
+func DAGCheck(few, many *Report) Check {
+	a, b := few.Summarize(), many.Summarize()
+	// Calls depend on runs changed (batches, tries), not on DAGs: allow for the estates' different churn.
+	pass := b.APICalls <= a.APICalls*1.1+1
+	return Check{"Airflow API calls per poll independent of the number of DAGs", pass,
+		fmt.Sprintf("%.1f calls over %d DAGs, %.1f over %d DAGs (%.1f vs %.1f runs changed)",
+			a.APICalls, few.Config.Estate.DAGs, b.APICalls, many.Config.Estate.DAGs, a.Changed, b.Changed)}
+}
+
+// FloorCheck checks a poll against its download-and-decode floor and the memory bound.
+func FloorCheck(r *Report) []Check {
+	s := r.Summarize()
+	return []Check{
+		{r.Config.Name + ": poll within 2x its download-and-decode floor (wall)", s.WallRatio() <= maxFloorRatio,
+			fmt.Sprintf("%s vs %s: %.2fx (CPU %s vs %s: %.2fx)", ms(s.Wall), ms(s.FloorWall), s.WallRatio(), ms(s.CPU), ms(s.FloorCPU), s.CPURatio())},
+		{r.Config.Name + ": peak RSS < 512 MiB", s.PeakRSS < maxRSS, "peak RSS " + MiB(s.PeakRSS) + ", peak heap " + MiB(s.PeakHeap)},
+	}
+}

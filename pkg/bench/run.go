@@ -1,0 +1,213 @@
+// Package bench measures FARM's poll against simulated estates (cost per poll, against the floor
+// of only downloading and decoding the same API pages) and checks what FARM publishes against the
+// simulators' ground truth over a simulated day (fidelity). cmd/farm's bench and fidelity
+// commands print what it returns.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/farmobs/farm/pkg/clock"
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/poll"
+)
+
+// Config is one benchmark configuration.
+type Config struct {
+	Name   string
+	Estate Estate
+	Polls  int    // measured polls, after a cold poll and one warm-up poll
+	SimURL string // base URL of a Sim serving Estate (in this process or another)
+}
+
+// PollFigures are one measured poll and its floor.
+type PollFigures struct {
+	Poll        Usage
+	Result      poll.Result
+	Floor       Usage
+	FloorCalls  int64
+	FloorBytes  int64
+	FloorLoaded int // runs the floor decoded the nodes of (fingerprint changed)
+}
+
+// Report is one configuration's figures.
+type Report struct {
+	Config Config
+	Store  string // state store kind
+	Sim    Info   // the simulator after the warm-up
+	Cold   poll.Result
+	Polls  []PollFigures
+	// Sample is what the measured polls published (up to SampleCap), for EncodeThroughput.
+	Sample []Delivery
+}
+
+// SampleCap bounds the deliveries a Report keeps.
+const SampleCap = 5000
+
+// Run measures cfg's polls with the state store of OpenStore (whose operation counts the engine
+// reports) and the in-process Pub/Sub. Peak RSS is the process's: keep the simulator in another
+// process.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
+	if err := cfg.Estate.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Polls < 1 {
+		return nil, fmt.Errorf("polls must be at least 1, got %d", cfg.Polls)
+	}
+	remote := Remote{URL: cfg.SimURL}
+	info, err := remote.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	clk := clock.NewManual(info.Now)
+	store, err := OpenStore(ctx, clk)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	bus, err := NewBus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer bus.Close()
+	// A fresh instance name per configuration: runs share one store without sharing state.
+	instance := fmt.Sprintf("%s-%d", cfg.Name, time.Now().UnixNano())
+	so := sourceOptions{kind: cfg.Estate.Kind, baseURL: cfg.SimURL, instance: instance, clock: clk, log: log}
+	src, err := newSource(so)
+	if err != nil {
+		return nil, err
+	}
+	so.instance += "-floor"
+	floorSrc, err := newSource(so)
+	if err != nil {
+		return nil, err
+	}
+	// store.Store, not store: the engine counts operations through the concrete store's Usage.
+	engine := poll.New(src, store.Store, bus.Publisher, clk, log, poll.Options{SourceKind: cfg.Estate.Kind, Tenant: "bench", Overlap: Overlap})
+	m := &meter{remote: remote, clk: clk, engine: engine, src: src, bus: bus,
+		floor: &floor{src: floorSrc}, interval: cfg.Estate.Interval}
+	rep := &Report{Config: cfg, Store: store.Kind}
+	// The estate has been running for a while when FARM starts: otherwise every poll whose window
+	// reaches back to the estate's creation would see every run as changed.
+	if _, err := remote.Advance(ctx, Overlap); err != nil {
+		return nil, err
+	}
+	clk.Advance(Overlap)
+	// The cold poll reads every run; the next ones still see the estate's creation in their
+	// overlap, so the steady state starts once the overlap has passed it.
+	cold, err := m.poll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cold poll: %w", err)
+	}
+	rep.Cold = cold.Result
+	for i := range warmUpPolls {
+		if _, err := m.poll(ctx); err != nil {
+			return nil, fmt.Errorf("warm-up poll %d: %w", i+1, err)
+		}
+	}
+	for i := range cfg.Polls {
+		f, err := m.poll(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("poll %d: %w", i+1, err)
+		}
+		rep.Polls = append(rep.Polls, f)
+		rep.Sample = append(rep.Sample, m.last[:min(len(m.last), SampleCap-len(rep.Sample))]...)
+	}
+	rep.Sim, err = remote.Info(ctx)
+	return rep, err
+}
+
+// Overlap is how far before its cursor each poll looks again: FARM_POLL_OVERLAP's default.
+const Overlap = 5 * time.Minute
+
+// warmUpPolls follow the cold poll (itself an Overlap after the estate's creation): the first one's
+// window still reaches back to the creation (windows are inclusive), the second one's no more.
+const warmUpPolls = 2
+
+// meter runs one poll after moving the simulator's clock and the engine's, then its floor.
+type meter struct {
+	remote   Remote
+	clk      *clock.Manual
+	engine   *poll.Engine
+	src      source
+	bus      *Bus
+	floor    *floor
+	interval time.Duration
+	polled   bool
+	last     []Delivery // what the last poll published
+}
+
+func (m *meter) poll(ctx context.Context) (PollFigures, error) {
+	var f PollFigures
+	if m.polled {
+		if _, err := m.remote.Advance(ctx, m.interval); err != nil {
+			return f, err
+		}
+		m.clk.Advance(m.interval)
+	}
+	m.polled = true
+	if err := ResetPeakRSS(); err != nil {
+		return f, err
+	}
+	var res *poll.Result
+	var err error
+	f.Poll, err = Measure(func() error {
+		res, err = m.engine.Poll(ctx, poll.Request{})
+		return err
+	})
+	if err != nil {
+		return f, err
+	}
+	f.Result = *res
+	if m.last, err = m.bus.Drain(); err != nil {
+		return f, err
+	}
+	if err := ResetPeakRSS(); err != nil {
+		return f, err
+	}
+	// Same clock instant, so the simulator serves the same pages.
+	calls0, bytes0 := m.floor.src.APIStats()
+	w := poll.Window{Since: res.WindowSince, Until: res.WindowUntil}
+	f.Floor, err = Measure(func() error {
+		f.FloorLoaded, err = m.floor.run(ctx, w)
+		return err
+	})
+	calls1, bytes1 := m.floor.src.APIStats()
+	f.FloorCalls, f.FloorBytes = calls1-calls0, bytes1-bytes0
+	return f, err
+}
+
+// floor does only what no poll can avoid: the same list requests with the same fields, decoded by
+// the same source code, plus decoding the nodes of the runs whose fingerprint changed (a poll
+// cannot know what changed inside them without it). No store, no diff, no publish.
+type floor struct {
+	src source
+	fps map[string]string
+}
+
+func (f *floor) run(ctx context.Context, w poll.Window) (int, error) {
+	snaps, err := f.src.List(ctx, w)
+	if err != nil {
+		return 0, fmt.Errorf("floor list: %w", err)
+	}
+	next := make(map[string]string, len(snaps))
+	loaded := 0
+	for _, s := range snaps {
+		next[s.Key()] = s.Fingerprint
+		if s.Loaded || f.fps[s.Key()] == s.Fingerprint {
+			continue
+		}
+		if err := f.src.Load(ctx, s); err != nil {
+			return loaded, fmt.Errorf("floor load %s: %w", s.Ref, err)
+		}
+		loaded++
+	}
+	f.fps = next
+	return loaded, nil
+}
+
+// isArgo reports whether the configuration polls Argo.
+func (c Config) isArgo() bool { return c.Estate.Kind == event.SourceArgo }
