@@ -30,6 +30,18 @@ func TaskEventID(runKey, nodeID string, attempt int, state string, startedAt, fi
 	return NewID("task", runKey, nodeID, strconv.Itoa(attempt), state, stamp(startedAt), stamp(finishedAt))
 }
 
+// TaskEventIDQueued is TaskEventID for a task that also has a queued time (Airflow): a sensor in
+// reschedule mode is queued again for every poke, keeping its try number and start date, so its
+// queued time is what tells one entry into "running" from the next. A nil queued time gives
+// TaskEventID's id.
+func TaskEventIDQueued(runKey, nodeID string, attempt int, state string, startedAt, finishedAt, queuedAt *time.Time) string {
+	q := stamp(queuedAt)
+	if q == "" {
+		return TaskEventID(runKey, nodeID, attempt, state, startedAt, finishedAt)
+	}
+	return NewID("task", runKey, nodeID, strconv.Itoa(attempt), state, stamp(startedAt), stamp(finishedAt), "queued", q)
+}
+
 // DeltaID is the id of a RunDelta (one message): the run, its phase and the ids of its events.
 func DeltaID(runKey, phase string, part int, eventIDs []string) string {
 	ids := append([]string(nil), eventIDs...)

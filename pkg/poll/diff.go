@@ -12,13 +12,14 @@ import (
 //
 //  1. A task is identified within its run by TaskKey: node id and attempt. Argo retries are
 //     separate nodes (attempt = child index); Airflow tries are separate attempts of one task.
-//  2. A task produces an event when its state, start time or finish time differ from what was last
-//     published for it — or when it was never published. The start and finish times matter
-//     because a node can re-enter the same state: `argo retry` resets a failed node, keeping its
-//     id, and it can fail again with a later finish time.
+//  2. A task produces an event when its state, start, finish or queued time differ from what was
+//     last published for it — or when it was never published. The times matter because a task
+//     can re-enter the same state: `argo retry` resets a failed node, keeping its id, and it can
+//     fail again with a later finish time; an Airflow sensor in reschedule mode is queued again for
+//     every poke within one try, with the same start date and a new queued time.
 //  3. Tasks not in the current snapshot keep their stored state (Airflow shows only the latest
 //     try; older tries must not be forgotten, or a later listing of them would publish again).
-//  4. The event id (event.TaskEventID) names the state entered and its times, never the previous
+//  4. The event id (event.TaskEventIDQueued) names the state entered and its times, never the previous
 //     state, so every observer of the same transition — a poll, a replay, a crashed poll run
 //     again — produces the same id.
 
@@ -41,13 +42,14 @@ func diff(prev *state.Run, snap *Snapshot, statusOf func(string) event.Status) (
 		cur.StartedAt = normalize(cur.StartedAt)
 		cur.FinishedAt = normalize(cur.FinishedAt)
 		key := TaskKey(cur)
-		now := state.Task{State: cur.State, StartedAt: deref(cur.StartedAt), FinishedAt: deref(cur.FinishedAt)}
+		queued := queuedAt(cur)
+		now := state.Task{State: cur.State, StartedAt: deref(cur.StartedAt), FinishedAt: deref(cur.FinishedAt), QueuedAt: deref(queued)}
 		before, known := tasks[key]
 		if known && sameTask(before, now) {
 			continue
 		}
 		e := *cur
-		e.ID = event.TaskEventID(runKey, e.NodeID, e.Attempt, e.State, e.StartedAt, e.FinishedAt)
+		e.ID = event.TaskEventIDQueued(runKey, e.NodeID, e.Attempt, e.State, e.StartedAt, e.FinishedAt, queued)
 		e.PrevState, e.PrevStatus = "", ""
 		if known {
 			e.PrevState = before.State
@@ -60,7 +62,16 @@ func diff(prev *state.Run, snap *Snapshot, statusOf func(string) event.Status) (
 }
 
 func sameTask(a, b state.Task) bool {
-	return a.State == b.State && a.StartedAt.Equal(b.StartedAt) && a.FinishedAt.Equal(b.FinishedAt)
+	return a.State == b.State && a.StartedAt.Equal(b.StartedAt) && a.FinishedAt.Equal(b.FinishedAt) && a.QueuedAt.Equal(b.QueuedAt)
+}
+
+// queuedAt is the task's queued time where the source has one (Airflow), normalised like the
+// other times.
+func queuedAt(e *event.TaskEvent) *time.Time {
+	if e.Airflow == nil {
+		return nil
+	}
+	return normalize(e.Airflow.QueuedAt)
 }
 
 // normalize keeps times in UTC at microsecond precision: what every store and BigQuery keep, so a

@@ -71,6 +71,9 @@ type Task struct {
 	State      string    `json:"s"`
 	StartedAt  time.Time `json:"b,omitzero"`
 	FinishedAt time.Time `json:"e,omitzero"`
+	// QueuedAt is Airflow's queued_when: a rescheduled sensor re-enters a state within one try
+	// with only this time changed.
+	QueuedAt time.Time `json:"q,omitzero"`
 }
 
 // Store is what the poll engine needs. Implementations must be safe for concurrent use.
