@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-
 	"github.com/farmobs/farm/functions/pollairflow"
-	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/pkg/poll/polltest"
 	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
@@ -33,26 +31,17 @@ func TestPollAirflowFunction(t *testing.T) {
 	}
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
-	ps := local.StartPubSub()
-	defer ps.Close()
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "password")
 	writeFile(t, pwFile, "pw\n")
 	for k, v := range map[string]string{
 		"FARM_AIRFLOW_URL": srv.URL, "FARM_AIRFLOW_AUTH": "jwt", "FARM_AIRFLOW_USERNAME": "farm", "FARM_AIRFLOW_PASSWORD_FILE": pwFile,
 		"FARM_PROJECT_ID": "farm-test", "FARM_STATE_STORE": "file", "FARM_STATE_FILE": filepath.Join(dir, "state.json"),
-		"PUBSUB_EMULATOR_HOST": ps.Addr, "FARM_LOG_LEVEL": "warn",
+		"FARM_LOG_LEVEL": "warn",
 	} {
 		t.Setenv(k, v)
 	}
-	c, err := pubsub.NewClient(t.Context(), "farm-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := local.EnsureTopic(t.Context(), c, "farm-test", "farm-run-deltas"); err != nil {
-		t.Fatal(err)
-	}
+	ps := polltest.PubSubEnv(t, "farm-test", "farm-run-deltas")
 
 	post := func(body string) (int, map[string]any) {
 		rec := httptest.NewRecorder()

@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-
 	"github.com/farmobs/farm/functions/pollargo"
 	"github.com/farmobs/farm/pkg/clock"
-	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/pkg/poll/polltest"
 	"github.com/farmobs/farm/pkg/sim/argosim"
 	"github.com/farmobs/farm/pkg/state/filestore"
 )
@@ -32,8 +30,6 @@ func TestPollArgoFunction(t *testing.T) {
 	}
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
-	ps := local.StartPubSub()
-	defer ps.Close()
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte("sa-token\n"), 0o600); err != nil {
@@ -43,18 +39,11 @@ func TestPollArgoFunction(t *testing.T) {
 	for k, v := range map[string]string{
 		"FARM_ARGO_URL": srv.URL, "FARM_ARGO_INSTANCE": "prod", "FARM_ARGO_TOKEN_FILE": tokenFile,
 		"FARM_PROJECT_ID": "farm-test", "FARM_STATE_STORE": "file", "FARM_STATE_FILE": stateFile,
-		"PUBSUB_EMULATOR_HOST": ps.Addr, "FARM_LOG_LEVEL": "warn", "FARM_MAX_BACKFILL_WINDOW": "24h",
+		"FARM_LOG_LEVEL": "warn", "FARM_MAX_BACKFILL_WINDOW": "24h",
 	} {
 		t.Setenv(k, v)
 	}
-	c, err := pubsub.NewClient(t.Context(), "farm-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := local.EnsureTopic(t.Context(), c, "farm-test", "farm-run-deltas"); err != nil {
-		t.Fatal(err)
-	}
+	ps := polltest.PubSubEnv(t, "farm-test", "farm-run-deltas")
 
 	post := func(body string) (int, map[string]any) {
 		rec := httptest.NewRecorder()

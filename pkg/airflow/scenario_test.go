@@ -18,7 +18,6 @@ import (
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/poll/polltest"
 	"github.com/farmobs/farm/pkg/sim/airflowsim"
-	"github.com/farmobs/farm/pkg/state"
 )
 
 // summary lists the task transitions of deltas as "run/node#attempt prev>state".
@@ -129,29 +128,10 @@ func TestScenarioDownLongerThanTheOverlap(t *testing.T) {
 	})
 }
 
-// crashOnce fails the first Commit, as a poll killed after publishing and before committing.
-type crashOnce struct {
-	state.Store
-	mu      sync.Mutex
-	crashed bool
-}
-
-func (c *crashOnce) Commit(ctx context.Context, source, holder string, runs []*state.Run, cursor time.Time, index state.Index) error {
-	c.mu.Lock()
-	crash := !c.crashed
-	c.crashed = true
-	c.mu.Unlock()
-	if crash {
-		_ = c.Store.Release(ctx, source, holder)
-		return errors.New("instance killed before commit")
-	}
-	return c.Store.Commit(ctx, source, holder, runs, cursor, index)
-}
-
 func TestScenarioCrashBetweenPublishAndCommit(t *testing.T) {
 	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
 		e := newEnv(t, envOpts{sim: simOpts})
-		e.h.Store = &crashOnce{Store: e.store}
+		e.h.Store = polltest.NewCrashOnce(e.store)
 		e.engine = e.h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute})
 		e.trigger("etl", "r1", task("a", 1))
 		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))

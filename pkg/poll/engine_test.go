@@ -14,7 +14,6 @@ import (
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/poll/polltest"
-	"github.com/farmobs/farm/pkg/state"
 )
 
 // script is a Source whose runs the test sets directly: the engine's logic is tested here; the
@@ -172,23 +171,8 @@ func TestEngineFollowsRunsThatLeftTheActiveListing(t *testing.T) {
 	}
 }
 
-// failingCommit is a real store whose Commit fails once: a crash between publish and commit.
-type failingCommit struct {
-	state.Store
-	fail bool
-}
-
-func (f *failingCommit) Commit(ctx context.Context, source, holder string, runs []*state.Run, cursor time.Time, index state.Index) error {
-	if f.fail {
-		f.fail = false
-		_ = f.Store.Release(ctx, source, holder)
-		return errors.New("process killed")
-	}
-	return f.Store.Commit(ctx, source, holder, runs, cursor, index)
-}
-
 func TestEngineCrashBetweenPublishAndCommitRepublishesSameIDs(t *testing.T) {
-	store := &failingCommit{Store: newStore(t), fail: true}
+	store := polltest.NewCrashOnce(newStore(t))
 	h := polltest.New(t, store, t0)
 	src := newScript()
 	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
