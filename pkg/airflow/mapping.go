@@ -285,12 +285,14 @@ func runPart(r *event.Run) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// fingerprint covers the run part and every task instance's state, try and times.
+// fingerprint covers the run part and every field of every task instance that the dedupe rules
+// (pkg/poll/diff.go) compare: state, try, start, end and queued time. A rescheduled sensor running
+// again differs from what the last poll saw only in its queued time.
 func fingerprint(rp string, tis []TaskInstance) string {
 	rows := make([]string, 0, len(tis))
 	for i := range tis {
 		t := &tis[i]
-		rows = append(rows, fmt.Sprintf("%s|%d|%d|%s|%s|%s", t.TaskID, t.MapIndex, t.TryNumber, t.State, ts(t.Start), ts(t.End)))
+		rows = append(rows, fmt.Sprintf("%s|%d|%d|%s|%s|%s|%s", t.TaskID, t.MapIndex, t.TryNumber, t.State, ts(t.Start), ts(t.End), ts(t.QueuedWhen)))
 	}
 	slices.Sort(rows)
 	h := sha256.New()

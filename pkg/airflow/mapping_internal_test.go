@@ -78,3 +78,27 @@ func TestJWTTimes(t *testing.T) {
 		}
 	}
 }
+
+// The engine skips a run whose fingerprint it knows without diffing it, so every field the dedupe
+// rules compare (pkg/poll/diff.go) must move the fingerprint.
+func TestFingerprintCoversDiffedFields(t *testing.T) {
+	at := func(s int) *time.Time { v := time.Unix(int64(s), 0).UTC(); return &v }
+	base := TaskInstance{TaskID: "wait", MapIndex: -1, TryNumber: 1, State: "running", Start: at(100), QueuedWhen: at(90)}
+	for name, mutate := range map[string]func(*TaskInstance){
+		"state":       func(t *TaskInstance) { t.State = "success" },
+		"try":         func(t *TaskInstance) { t.TryNumber = 2 },
+		"start":       func(t *TaskInstance) { t.Start = at(101) },
+		"end":         func(t *TaskInstance) { t.End = at(200) },
+		"queued time": func(t *TaskInstance) { t.QueuedWhen = at(150) }, // a rescheduled sensor running again
+		"map index":   func(t *TaskInstance) { t.MapIndex = 0 },
+	} {
+		changed := base
+		mutate(&changed)
+		if fingerprint("run", []TaskInstance{base}) == fingerprint("run", []TaskInstance{changed}) {
+			t.Errorf("%s changed, fingerprint did not", name)
+		}
+	}
+	if fingerprint("run", []TaskInstance{base}) == fingerprint("run2", []TaskInstance{base}) {
+		t.Error("run part changed, fingerprint did not")
+	}
+}

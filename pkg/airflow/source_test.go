@@ -595,3 +595,42 @@ func TestStoredStatesKeepGroupStart(t *testing.T) {
 		t.Errorf("group start with the stored first try: %s, want 0s", got)
 	}
 }
+
+// A sensor rescheduled and running again between two polls shows the same state, try and start
+// as at the last poll: only its queued time moved. That re-entry is still a transition to record.
+func TestSensorRescheduledBetweenPolls(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "r1", task("wait", 0))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		wait := e.sim.TI("etl", "r1", "wait")
+		e.must(wait.Advance(S, Q, R))
+		_, d1 := e.poll()
+		e.advance(time.Minute)
+		e.must(wait.Advance(airflowsim.UpForReschedule))
+		e.advance(time.Minute)
+		e.must(wait.Advance(S, Q, R))
+		e.advance(time.Minute)
+		_, d2 := e.poll()
+		_, d3 := e.poll()
+		want := []string{"#1 ·->running 0s..-", "#1 running->running 0s..-"}
+		if got := transitions(slices.Concat(d1, d2, d3), "wait"); !slices.Equal(got, want) {
+			t.Fatalf("sensor:\n got %q\nwant %q", got, want)
+		}
+		first, again := eventOf(t, d1, "wait"), eventOf(t, d2, "wait")
+		if first.ID == again.ID || again.Airflow.QueuedAt == nil || !again.Airflow.QueuedAt.Equal(t0.Add(2*time.Minute)) {
+			t.Errorf("re-entry: id %s (first %s), queued %v", again.ID, first.ID, again.Airflow.QueuedAt)
+		}
+	})
+}
+
+func eventOf(t *testing.T, ds []*event.RunDelta, node string) event.TaskEvent {
+	t.Helper()
+	for _, ev := range polltestEvents(ds) {
+		if ev.NodeID == node {
+			return ev
+		}
+	}
+	t.Fatalf("no event of %s in %d deltas", node, len(ds))
+	return event.TaskEvent{}
+}
