@@ -229,7 +229,8 @@ func (s *Source) snapshot(info ServerInfo, r Run) *poll.Snapshot {
 		Source: event.SourceAirflow, Instance: s.instance, UID: ref.String(), Name: ref.RunID, Pipeline: ref.DagID,
 		Phase: r.State, Status: event.AirflowStatus(r.State), StartedAt: r.Start, FinishedAt: r.End,
 		Message: r.Note, URL: s.runURL(info, ref), RunType: r.RunType, LogicalDate: r.LogicalDate,
-		QueuedAt: r.QueuedAt, RunAfter: r.RunAfter,
+		QueuedAt: r.QueuedAt, RunAfter: r.RunAfter, DataIntervalStart: r.DataIntervalStart, DataIntervalEnd: r.DataIntervalEnd,
+		LastSchedulingDecision: r.LastSchedulingDecision, ExternalTrigger: r.ExternalTrigger,
 	}
 	return &poll.Snapshot{Run: run, Ref: ref.String(), Active: r.Active()}
 }

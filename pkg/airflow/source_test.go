@@ -634,3 +634,37 @@ func eventOf(t *testing.T, ds []*event.RunDelta, node string) event.TaskEvent {
 	t.Fatalf("no event of %s in %d deltas", node, len(ds))
 	return event.TaskEvent{}
 }
+
+// The run fields of the first FARM table travel in the events on both API versions: data
+// interval, last scheduling decision, note, and Airflow 2's external_trigger (gone in Airflow 3).
+func TestRunFieldsBothAPIs(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "r1", task("load", 0))
+		e.advance(time.Minute)
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", "r1", "load").Advance(S, Q, R))
+		_, deltas := e.poll()
+		if len(deltas) != 1 {
+			t.Fatalf("%d deltas", len(deltas))
+		}
+		r := deltas[0].Run
+		scheduled := t0.Add(time.Minute)
+		if r.DataIntervalStart == nil || !r.DataIntervalStart.Equal(t0) || r.DataIntervalEnd == nil || !r.DataIntervalEnd.Equal(t0) {
+			t.Errorf("data interval %v..%v, want the logical date %v", r.DataIntervalStart, r.DataIntervalEnd, t0)
+		}
+		if r.LastSchedulingDecision == nil || !r.LastSchedulingDecision.Equal(scheduled) {
+			t.Errorf("last scheduling decision %v, want %v", r.LastSchedulingDecision, scheduled)
+		}
+		switch simOpts.API {
+		case "v1":
+			if r.ExternalTrigger == nil || *r.ExternalTrigger {
+				t.Errorf("external_trigger %v, want false for a scheduled run", r.ExternalTrigger)
+			}
+		case "v2":
+			if r.ExternalTrigger != nil {
+				t.Errorf("external_trigger %v on Airflow 3, which has none", *r.ExternalTrigger)
+			}
+		}
+	})
+}

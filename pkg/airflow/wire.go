@@ -22,6 +22,11 @@ type Run struct {
 	RunAfter    *time.Time // v2 only
 	Start, End  *time.Time
 	Note        string
+	// DataIntervalStart and DataIntervalEnd are null for runs whose timetable has no interval.
+	DataIntervalStart, DataIntervalEnd *time.Time
+	// LastSchedulingDecision moves on every scheduler loop over the run: reported, never compared.
+	LastSchedulingDecision *time.Time
+	ExternalTrigger        *bool // v1 only: Airflow 3 removed it
 }
 
 // Active reports whether the run may still change on its own.
@@ -68,6 +73,11 @@ type wireRun struct {
 	StartDate     *string `json:"start_date"`
 	EndDate       *string `json:"end_date"`
 	Note          *string `json:"note"`
+
+	DataIntervalStart      *string `json:"data_interval_start"`
+	DataIntervalEnd        *string `json:"data_interval_end"`
+	LastSchedulingDecision *string `json:"last_scheduling_decision"`
+	ExternalTrigger        *bool   `json:"external_trigger"`
 }
 
 type wireTI struct {
@@ -139,7 +149,10 @@ func (w *wireRun) decode() (Run, error) {
 		RunRef: RunRef{w.DagID, w.DagRunID}, State: str(w.State), RunType: w.RunType, Note: str(w.Note),
 		LogicalDate: p.parse(what, "logical_date", w.LogicalDate), QueuedAt: p.parse(what, "queued_at", w.QueuedAt),
 		RunAfter: p.parse(what, "run_after", w.RunAfter), Start: p.parse(what, "start_date", w.StartDate),
-		End: p.parse(what, "end_date", w.EndDate),
+		End: p.parse(what, "end_date", w.EndDate), DataIntervalStart: p.parse(what, "data_interval_start", w.DataIntervalStart),
+		DataIntervalEnd:        p.parse(what, "data_interval_end", w.DataIntervalEnd),
+		LastSchedulingDecision: p.parse(what, "last_scheduling_decision", w.LastSchedulingDecision),
+		ExternalTrigger:        w.ExternalTrigger,
 	}
 	if r.LogicalDate == nil {
 		r.LogicalDate = p.parse(what, "execution_date", w.ExecutionDate)

@@ -22,13 +22,12 @@ const (
 )
 
 // workflowFields are the fields of a workflow FARM reads. The server trims its answer to them
-// (upstream util/fields): a path keeps everything under it, its parents are walked. The
-// annotation path keeps that one annotation, not every annotation.
+// (upstream util/fields): a path keeps everything under it, its parents are walked.
 var workflowFields = []string{
 	"metadata.uid", "metadata.name", "metadata.namespace", "metadata.labels",
 	"metadata.resourceVersion", "metadata.generateName", "metadata.creationTimestamp",
-	"metadata.annotations." + AnnotationPodNameFormat,
-	"spec.workflowTemplateRef",
+	"metadata.annotations",
+	"spec.workflowTemplateRef", "spec.arguments.parameters",
 	"status.phase", "status.startedAt", "status.finishedAt", "status.message",
 	"status.nodes", "status.compressedNodes", "status.offloadNodeStatusVersion",
 }

@@ -57,20 +57,55 @@ type Mapper struct {
 func (m Mapper) Run(wf *Workflow) event.Run {
 	md, st := &wf.Metadata, &wf.Status
 	return event.Run{
-		Source:     event.SourceArgo,
-		Instance:   m.Instance,
-		Namespace:  md.Namespace,
-		UID:        md.UID,
-		Name:       md.Name,
-		Pipeline:   Pipeline(wf),
-		Phase:      st.Phase,
-		Status:     event.ArgoStatus(st.Phase),
-		StartedAt:  st.StartedAt.ptr(),
-		FinishedAt: st.FinishedAt.ptr(),
-		Message:    st.Message,
-		URL:        m.runURL(md.Namespace, md.Name),
-		Labels:     keptLabels(md.Labels),
+		Source:      event.SourceArgo,
+		Instance:    m.Instance,
+		Namespace:   md.Namespace,
+		UID:         md.UID,
+		Name:        md.Name,
+		Pipeline:    Pipeline(wf),
+		Phase:       st.Phase,
+		Status:      event.ArgoStatus(st.Phase),
+		StartedAt:   st.StartedAt.ptr(),
+		FinishedAt:  st.FinishedAt.ptr(),
+		Message:     st.Message,
+		URL:         m.runURL(md.Namespace, md.Name),
+		Labels:      keptLabels(md.Labels),
+		CreatedAt:   md.CreationTimestamp.ptr(),
+		Annotations: keptAnnotations(md.Annotations),
+		Parameters:  parameters(wf.Spec.Arguments.Parameters),
 	}
+}
+
+// annotationLastApplied is kubectl's copy of the whole manifest: large, and nothing a report needs.
+const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+func keptAnnotations(in map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range in {
+		if k == annotationLastApplied {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(in))
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func parameters(in []Parameter) []event.Parameter {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]event.Parameter, len(in))
+	for i, p := range in {
+		out[i].Name = p.Name
+		if p.Value != nil {
+			v := string(*p.Value)
+			out[i].Value = &v
+		}
+	}
+	return out
 }
 
 func (m Mapper) runURL(ns, name string) string {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -291,6 +292,8 @@ func TestRun(t *testing.T) {
 	ui, _ := url.Parse("https://argo.example.com/ui/")
 	wf := decodeWorkflow(t, fixture(t, "dag-nested.json"))
 	start := time.Date(2026, 1, 2, 4, 0, 0, 0, time.UTC)
+	created := time.Date(2026, 1, 2, 3, 59, 58, 0, time.UTC)
+	date := "2026-01-01"
 	want := event.Run{
 		Source: "argo", Instance: "prod", Namespace: "etl", UID: "c6b1f2d4-3e5a-4f60-8a71-92b3c4d5e6f7", Name: "dag-nested-8x2kq",
 		Pipeline: "nightly-etl", Phase: "Running", Status: event.StatusRunning, StartedAt: &start,
@@ -300,6 +303,9 @@ func TestRun(t *testing.T) {
 			LabelCronWorkflow:     "nightly-etl",
 			LabelWorkflowTemplate: "etl-template",
 		},
+		CreatedAt:   &created,
+		Annotations: map[string]string{"workflows.argoproj.io/scheduled-time": "2026-01-02T04:00:00Z"},
+		Parameters:  []event.Parameter{{Name: "date", Value: &date}},
 	}
 	if got := (Mapper{Instance: "prod", UIURL: ui}).Run(wf); !reflect.DeepEqual(got, want) {
 		t.Errorf("Run:\n got %+v\nwant %+v", got, want)
@@ -315,6 +321,41 @@ func TestRun(t *testing.T) {
 	}
 	if _, ok := r.Labels["workflows.argoproj.io/phase"]; ok {
 		t.Errorf("volatile labels kept: %v", r.Labels)
+	}
+}
+
+// Annotations keep all but kubectl's copy of the manifest; parameter values are AnyStrings upstream
+// (a number or boolean in a hand-written manifest reads as its text) and may be absent.
+func TestRunAnnotationsAndParameters(t *testing.T) {
+	var wf Workflow
+	raw := `{"metadata":{"uid":"u","name":"w","namespace":"n","annotations":{
+		"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"argoproj.io/v1alpha1\"}",
+		"team":"data"}},
+		"spec":{"arguments":{"parameters":[{"name":"n","value":3},{"name":"dry","value":true},{"name":"s","value":"x"},{"name":"unset"}]}},
+		"status":{"phase":"Running"}}`
+	if err := json.Unmarshal([]byte(raw), &wf); err != nil {
+		t.Fatal(err)
+	}
+	r := Mapper{Instance: "prod"}.Run(&wf)
+	if !reflect.DeepEqual(r.Annotations, map[string]string{"team": "data"}) {
+		t.Errorf("annotations %v", r.Annotations)
+	}
+	var got []string
+	for _, p := range r.Parameters {
+		v := "<none>"
+		if p.Value != nil {
+			v = *p.Value
+		}
+		got = append(got, p.Name+"="+v)
+	}
+	if want := []string{"n=3", "dry=true", "s=x", "unset=<none>"}; !slices.Equal(got, want) {
+		t.Errorf("parameters %q, want %q", got, want)
+	}
+	if r.CreatedAt != nil {
+		t.Errorf("created_at %v for a workflow without creationTimestamp", r.CreatedAt)
+	}
+	if err := json.Unmarshal([]byte(`{"spec":{"arguments":{"parameters":[{"name":"o","value":{"a":1}}]}}}`), &wf); err == nil {
+		t.Error("an object as a parameter value was accepted")
 	}
 }
 

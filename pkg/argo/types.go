@@ -33,9 +33,45 @@ type ObjectMeta struct {
 	Annotations       map[string]string `json:"annotations,omitempty"`
 }
 
-// WorkflowSpec keeps only the template reference, a fallback for the pipeline name.
+// WorkflowSpec keeps the template reference, a fallback for the pipeline name, and the arguments
+// the run was submitted with.
 type WorkflowSpec struct {
 	WorkflowTemplateRef *WorkflowTemplateRef `json:"workflowTemplateRef,omitempty"`
+	Arguments           Arguments            `json:"arguments"`
+}
+
+// Arguments of a workflow.
+type Arguments struct {
+	Parameters []Parameter `json:"parameters,omitempty"`
+}
+
+// Parameter is a workflow argument. Its value is an AnyString upstream: written as a string, read
+// from a string, a number or a boolean.
+type Parameter struct {
+	Name  string     `json:"name"`
+	Value *AnyString `json:"value,omitempty"`
+}
+
+// AnyString reads a JSON string, number or boolean as its text.
+type AnyString string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (a *AnyString) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*a = AnyString(s)
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch v.(type) {
+	case float64, bool:
+		*a = AnyString(bytes.TrimSpace(b))
+		return nil
+	}
+	return fmt.Errorf("parameter value %s: want a string, number or boolean", b)
 }
 
 // WorkflowTemplateRef names the (cluster) workflow template a workflow runs.

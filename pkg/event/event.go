@@ -74,11 +74,28 @@ type Run struct {
 	URL    string            `json:"url,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
 
+	// Argo only.
+	CreatedAt   *time.Time        `json:"created_at,omitempty"`  // metadata.creationTimestamp
+	Annotations map[string]string `json:"annotations,omitempty"` // see argo.Mapper for what is left out
+	Parameters  []Parameter       `json:"parameters,omitempty"`  // spec.arguments.parameters
+
 	// Airflow only.
-	RunType     string     `json:"run_type,omitempty"`
-	LogicalDate *time.Time `json:"logical_date,omitempty"`
-	QueuedAt    *time.Time `json:"queued_at,omitempty"`
-	RunAfter    *time.Time `json:"run_after,omitempty"`
+	RunType                string     `json:"run_type,omitempty"`
+	LogicalDate            *time.Time `json:"logical_date,omitempty"`
+	QueuedAt               *time.Time `json:"queued_at,omitempty"`
+	RunAfter               *time.Time `json:"run_after,omitempty"`
+	DataIntervalStart      *time.Time `json:"data_interval_start,omitempty"`
+	DataIntervalEnd        *time.Time `json:"data_interval_end,omitempty"`
+	LastSchedulingDecision *time.Time `json:"last_scheduling_decision,omitempty"`
+	// ExternalTrigger is Airflow 2's flag; Airflow 3 removed it (run_type and triggered_by say it).
+	ExternalTrigger *bool `json:"external_trigger,omitempty"`
+}
+
+// Parameter is one argument a run was submitted with. Value is absent when the workflow declares
+// the parameter without a value.
+type Parameter struct {
+	Name  string  `json:"name"`
+	Value *string `json:"value,omitempty"`
 }
 
 // Key is the run's identity, stable across polls and machines. It is the Pub/Sub ordering key

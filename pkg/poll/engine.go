@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -459,6 +460,7 @@ const maxMessage = 4 << 10
 // split makes one or more deltas of a run's events.
 func (e *Engine) split(run event.Run, events []event.TaskEvent, now time.Time, replay bool) []*event.RunDelta {
 	run.Message = truncate(run.Message)
+	run.Annotations, run.Parameters = truncateArgs(run.Annotations, run.Parameters)
 	for i := range events {
 		events[i].Message = truncate(events[i].Message)
 	}
@@ -496,6 +498,26 @@ func truncate(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s + "…"
+}
+
+// truncateArgs bounds annotation and parameter values like messages: they are copied into every
+// part of a run's delta. The snapshot's own map and slice are left as they are.
+func truncateArgs(annotations map[string]string, params []event.Parameter) (map[string]string, []event.Parameter) {
+	var a map[string]string
+	if annotations != nil {
+		a = make(map[string]string, len(annotations))
+		for k, v := range annotations {
+			a[k] = truncate(v)
+		}
+	}
+	p := slices.Clone(params)
+	for i := range p {
+		if v := p[i].Value; v != nil {
+			t := truncate(*v)
+			p[i].Value = &t
+		}
+	}
+	return a, p
 }
 
 func (e *Engine) messages(deltas []*event.RunDelta) ([]event.Message, error) {

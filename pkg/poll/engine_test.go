@@ -328,10 +328,23 @@ func TestEngineTruncatesHugeMessages(t *testing.T) {
 	huge := task("m", "Failed", at(0), at(1))
 	huge.Message = strings.Repeat("é", 1<<20) // a pod that printed a megabyte
 	src.set("m", "Failed", false, huge)
+	big := strings.Repeat("x", 1<<20)
+	snap := src.runs["m"]
+	snap.Run.Message, snap.Run.Annotations = big, map[string]string{"big": big, "small": "s"}
+	snap.Run.Parameters = []event.Parameter{{Name: "big", Value: &big}, {Name: "unset"}}
 	mustPoll(t, e, poll.Request{})
-	got := polltest.Events(h.Published())
+	deltas := h.Published()
+	got := polltest.Events(deltas)
 	if len(got) != 1 || len(got[0].Message) > 5<<10 || !strings.HasSuffix(got[0].Message, "…") || !utf8.ValidString(got[0].Message) {
 		t.Fatalf("message of %d bytes published", len(got[0].Message))
+	}
+	run := deltas[0].Run
+	if len(run.Message) > 5<<10 || len(run.Annotations["big"]) > 5<<10 || run.Annotations["small"] != "s" ||
+		len(*run.Parameters[0].Value) > 5<<10 || run.Parameters[1].Value != nil {
+		t.Errorf("run message %d bytes, annotations %d, parameters %+v", len(run.Message), len(run.Annotations["big"]), run.Parameters)
+	}
+	if len(snap.Run.Annotations["big"]) != 1<<20 || len(*snap.Run.Parameters[0].Value) != 1<<20 {
+		t.Error("the snapshot's annotations or parameters were cut in place")
 	}
 }
 

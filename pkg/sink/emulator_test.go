@@ -199,6 +199,17 @@ func TestBigQueryRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("extract(1): got %v, want %v", got, want)
 	}
+	got = env.query(t, "SELECT JSON_VALUE(parameters, '$[0].value') AS date, JSON_VALUE(annotations, '$.\"workflows.argoproj.io/scheduled-time\"') AS scheduled, "+
+		"creation_timestamp FROM farm.argo WHERE node_display_name = 'extract(1)'")
+	want = []map[string]bigquery.Value{{"date": "2026-03-01", "scheduled": "2026-03-02T01:00:00Z", "creation_timestamp": sinktest.Day0.Add(-2 * time.Second)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("workflow arguments: got %v, want %v", got, want)
+	}
+	got = env.query(t, "SELECT external_trigger, note, data_interval_end FROM farm.airflow WHERE task_id = 'fetch_orders' AND try_number = 2")
+	want = []map[string]bigquery.Value{{"external_trigger": false, "note": "rerun after the orders API outage", "data_interval_end": sinktest.Day0.Add(23 * time.Hour)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("DAG run fields: got %v, want %v", got, want)
+	}
 	got = env.query(t, "SELECT task_id, map_index, try_number, task_state FROM farm.airflow WHERE task_type = 'MappedTask' ORDER BY map_index")
 	for i, r := range got {
 		if r["task_id"] != "enrich.score" || r["map_index"] != int64(i) || r["try_number"] != int64(1) || r["task_state"] != "success" {

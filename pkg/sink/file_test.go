@@ -106,8 +106,12 @@ func validateValue(c *bigquery.FieldSchema, raw json.RawMessage) error {
 			return fmt.Errorf("%s is not a UTC RFC 3339 timestamp with at most microseconds", raw)
 		}
 	case bigquery.JSONFieldType:
-		if _, ok := v.(map[string]any); !ok {
-			return fmt.Errorf("%s is not a JSON object (a string would load as a JSON string)", raw)
+		// A load job keeps a JSON column's raw value: an object or an array (parameters) as such,
+		// but a string as a JSON string.
+		_, obj := v.(map[string]any)
+		_, arr := v.([]any)
+		if !obj && !arr {
+			return fmt.Errorf("%s is not a JSON object or array (a string would load as a JSON string)", raw)
 		}
 	default:
 		return fmt.Errorf("no check for type %s", c.Type)

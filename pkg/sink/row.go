@@ -52,16 +52,19 @@ type Common struct {
 type ArgoRow struct {
 	Common
 	// Columns of the first FARM argo table, with their meaning: they describe the workflow.
-	Name             string          `json:"name,omitempty"`
-	NormalizedName   string          `json:"normalized_name,omitempty"`
-	Namespace        string          `json:"namespace,omitempty"`
-	Kind             string          `json:"kind,omitempty"`
-	URL              string          `json:"url,omitempty"`
-	Phase            string          `json:"phase,omitempty"`
-	WorkflowTemplate string          `json:"workflow_template,omitempty"`
-	Labels           json.RawMessage `json:"labels,omitempty"`
-	StartedAt        *time.Time      `json:"started_at,omitempty"`
-	FinishedAt       *time.Time      `json:"finished_at,omitempty"`
+	Name              string          `json:"name,omitempty"`
+	NormalizedName    string          `json:"normalized_name,omitempty"`
+	Namespace         string          `json:"namespace,omitempty"`
+	Kind              string          `json:"kind,omitempty"`
+	URL               string          `json:"url,omitempty"`
+	Phase             string          `json:"phase,omitempty"`
+	WorkflowTemplate  string          `json:"workflow_template,omitempty"`
+	Labels            json.RawMessage `json:"labels,omitempty"`
+	Annotations       json.RawMessage `json:"annotations,omitempty"`
+	CreationTimestamp *time.Time      `json:"creation_timestamp,omitempty"`
+	Parameters        json.RawMessage `json:"parameters,omitempty"`
+	StartedAt         *time.Time      `json:"started_at,omitempty"`
+	FinishedAt        *time.Time      `json:"finished_at,omitempty"`
 
 	PreviousPhase string `json:"previous_phase,omitempty"`
 	RunMessage    string `json:"run_message,omitempty"`
@@ -96,6 +99,12 @@ type AirflowRow struct {
 	RunType     string     `json:"run_type,omitempty"`
 	State       string     `json:"state,omitempty"`
 
+	DataIntervalStart      *time.Time `json:"data_interval_start,omitempty"`
+	DataIntervalEnd        *time.Time `json:"data_interval_end,omitempty"`
+	LastSchedulingDecision *time.Time `json:"last_scheduling_decision,omitempty"`
+	ExternalTrigger        *bool      `json:"external_trigger,omitempty"`
+	Note                   string     `json:"note,omitempty"`
+
 	PreviousState string     `json:"previous_state,omitempty"`
 	RunQueuedAt   *time.Time `json:"run_queued_at,omitempty"`
 	RunAfter      *time.Time `json:"run_after,omitempty"`
@@ -125,13 +134,6 @@ type AirflowRow struct {
 	TaskInstanceID      string     `json:"task_instance_id,omitempty"`
 	TaskMessage         string     `json:"task_message,omitempty"`
 	MissedTries         []int64    `json:"missed_tries,omitempty"`
-}
-
-// LegacyColumns are columns of the first FARM tables that the event model does not carry: they
-// stay in the schemas so existing queries keep compiling, and are NULL in rows written by FARM.
-var LegacyColumns = map[string][]string{
-	TableArgo:    {"annotations", "creation_timestamp", "parameters"},
-	TableAirflow: {"data_interval_start", "data_interval_end", "last_scheduling_decision", "external_trigger", "note"},
 }
 
 // Save implements bigquery.ValueSaver.
@@ -195,12 +197,12 @@ func (c Common) withEvent(e *event.TaskEvent) Common {
 
 // argoRun holds the workflow columns, computed once per delta.
 type argoRun struct {
-	run    *event.Run
-	labels json.RawMessage
+	run                             *event.Run
+	labels, annotations, parameters json.RawMessage
 }
 
 func newArgoRun(r *event.Run) argoRun {
-	return argoRun{run: r, labels: jsonObject(r.Labels)}
+	return argoRun{run: r, labels: jsonObject(r.Labels), annotations: jsonObject(r.Annotations), parameters: jsonArray(r.Parameters)}
 }
 
 // argoWorkflowTemplateLabel names the workflow template a workflow was submitted from.
@@ -218,6 +220,9 @@ func argoRow(c Common, w argoRun, e *event.TaskEvent) *ArgoRow {
 		Phase:                 r.Phase,
 		WorkflowTemplate:      r.Labels[argoWorkflowTemplateLabel],
 		Labels:                w.labels,
+		Annotations:           w.annotations,
+		CreationTimestamp:     timestamp(r.CreatedAt),
+		Parameters:            w.parameters,
 		StartedAt:             timestamp(r.StartedAt),
 		FinishedAt:            timestamp(r.FinishedAt),
 		PreviousPhase:         r.PrevPhase,
@@ -243,29 +248,34 @@ func argoRow(c Common, w argoRun, e *event.TaskEvent) *ArgoRow {
 
 func airflowRow(c Common, r *event.Run, e *event.TaskEvent) *AirflowRow {
 	row := &AirflowRow{
-		Common:              c.withEvent(e),
-		DagID:               r.Pipeline,
-		DagRunID:            r.Name,
-		LogicalDate:         timestamp(r.LogicalDate),
-		StartDate:           timestamp(r.StartedAt),
-		EndDate:             timestamp(r.FinishedAt),
-		RunType:             r.RunType,
-		State:               r.Phase,
-		PreviousState:       r.PrevPhase,
-		RunQueuedAt:         timestamp(r.QueuedAt),
-		RunAfter:            timestamp(r.RunAfter),
-		URL:                 r.URL,
-		TaskID:              e.NodeID,
-		TaskDisplayName:     e.DisplayName,
-		TaskType:            e.Type,
-		ParentID:            e.ParentID,
-		TryNumber:           int64(e.Attempt),
-		TaskState:           e.State,
-		TaskPreviousState:   e.PrevState,
-		TaskStartDate:       timestamp(e.StartedAt),
-		TaskEndDate:         timestamp(e.FinishedAt),
-		TaskDurationSeconds: seconds(e.StartedAt, e.FinishedAt),
-		TaskMessage:         e.Message,
+		Common:                 c.withEvent(e),
+		DagID:                  r.Pipeline,
+		DagRunID:               r.Name,
+		LogicalDate:            timestamp(r.LogicalDate),
+		StartDate:              timestamp(r.StartedAt),
+		EndDate:                timestamp(r.FinishedAt),
+		RunType:                r.RunType,
+		State:                  r.Phase,
+		DataIntervalStart:      timestamp(r.DataIntervalStart),
+		DataIntervalEnd:        timestamp(r.DataIntervalEnd),
+		LastSchedulingDecision: timestamp(r.LastSchedulingDecision),
+		ExternalTrigger:        r.ExternalTrigger,
+		Note:                   r.Message,
+		PreviousState:          r.PrevPhase,
+		RunQueuedAt:            timestamp(r.QueuedAt),
+		RunAfter:               timestamp(r.RunAfter),
+		URL:                    r.URL,
+		TaskID:                 e.NodeID,
+		TaskDisplayName:        e.DisplayName,
+		TaskType:               e.Type,
+		ParentID:               e.ParentID,
+		TryNumber:              int64(e.Attempt),
+		TaskState:              e.State,
+		TaskPreviousState:      e.PrevState,
+		TaskStartDate:          timestamp(e.StartedAt),
+		TaskEndDate:            timestamp(e.FinishedAt),
+		TaskDurationSeconds:    seconds(e.StartedAt, e.FinishedAt),
+		TaskMessage:            e.Message,
 	}
 	if a := e.Airflow; a != nil {
 		// The task-instance fields are authoritative; the event's generic ones are fallbacks for
@@ -320,6 +330,15 @@ func jsonObject[V string | int64](m map[string]V) json.RawMessage {
 		return nil
 	}
 	b, _ := json.Marshal(m)
+	return b
+}
+
+// jsonArray encodes a list as a JSON column; an empty list is NULL.
+func jsonArray[V any](s []V) json.RawMessage {
+	if len(s) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(s)
 	return b
 }
 

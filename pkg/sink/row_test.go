@@ -30,7 +30,7 @@ func bigQueryType(t reflect.Type) (typ bigquery.FieldType, repeated bool, ok boo
 		return bigquery.IntegerFieldType, false, true
 	case reflect.TypeFor[*float64]():
 		return bigquery.FloatFieldType, false, true
-	case reflect.TypeFor[bool]():
+	case reflect.TypeFor[bool](), reflect.TypeFor[*bool]():
 		return bigquery.BooleanFieldType, false, true
 	case reflect.TypeFor[*time.Time]():
 		return bigquery.TimestampFieldType, false, true
@@ -82,7 +82,6 @@ func TestRowTypesMatchSchemas(t *testing.T) {
 				t.Fatal(err)
 			}
 			fields := structColumns(t, rowTypes[spec.Name])
-			legacy := sink.LegacyColumns[spec.Name]
 			inSchema := map[string]bool{}
 			for _, col := range schema {
 				inSchema[col.Name] = true
@@ -94,10 +93,6 @@ func TestRowTypesMatchSchemas(t *testing.T) {
 				}
 				f, ok := fields[col.Name]
 				switch {
-				case slices.Contains(legacy, col.Name):
-					if ok {
-						t.Errorf("column %s is listed in LegacyColumns but the row type writes it", col.Name)
-					}
 				case !ok:
 					t.Errorf("schema column %s (%s) has no field in the row type", col.Name, col.Type)
 				case f.typ != col.Type || f.repeated != col.Repeated:
@@ -107,11 +102,6 @@ func TestRowTypesMatchSchemas(t *testing.T) {
 			for name, f := range fields {
 				if !inSchema[name] {
 					t.Errorf("row field %s (%s) is not a column of %s", name, f.typ, spec.SchemaFile)
-				}
-			}
-			for _, name := range legacy {
-				if !inSchema[name] {
-					t.Errorf("legacy column %s is missing from %s", name, spec.SchemaFile)
 				}
 			}
 			for _, c := range append([]string{spec.Partition}, spec.Clustering...) {
@@ -265,6 +255,9 @@ func TestArgoRows(t *testing.T) {
 		"phase":                   "Succeeded",
 		"workflow_template":       "etl",
 		"labels":                  `{"workflows.argoproj.io/completed":"true","workflows.argoproj.io/cron-workflow":"etl-nightly","workflows.argoproj.io/workflow-template":"etl"}`,
+		"annotations":             `{"workflows.argoproj.io/scheduled-time":"2026-03-02T01:00:00Z"}`,
+		"creation_timestamp":      "2026-03-02T00:59:58Z",
+		"parameters":              `[{"name":"date","value":"2026-03-01"},{"name":"dry-run"}]`,
 		"started_at":              "2026-03-02T01:00:00Z",
 		"finished_at":             "2026-03-02T01:05:00Z",
 		"previous_phase":          "Running",
@@ -341,7 +334,10 @@ func TestAirflowRows(t *testing.T) {
 				"task_queued_at": "2026-03-02T01:00:11Z", "task_start_date": "2026-03-02T01:00:13.5Z", "task_end_date": "2026-03-02T01:00:43.5Z",
 				"task_duration_seconds": 30.0, "queue_seconds": 2.5, "operator": "PythonOperator", "pool": "default_pool",
 				"queue": "default", "hostname": "airflow-worker-0", "executor": "CeleryExecutor", "priority_weight": int64(3),
-				"task_message": "ConnectionError: orders API timed out",
+				"task_message":        "ConnectionError: orders API timed out",
+				"data_interval_start": "2026-03-02T00:00:00Z", "data_interval_end": "2026-03-03T00:00:00Z",
+				"last_scheduling_decision": "2026-03-02T01:06:40.5Z", "external_trigger": false,
+				"note": "rerun after the orders API outage",
 			},
 			null: []string{"parent_id", "task_scheduled_at", "missed_tries", "task_instance_id", "run_queued_at"},
 		},

@@ -38,27 +38,31 @@ type ArgoNode struct {
 // ArgoRun is a test workflow.
 type ArgoRun struct {
 	Name, UID, Pipeline, Phase, PrevPhase string
-	Start, End                            *time.Time
-	Labels                                map[string]string
+	Start, End, Created                   *time.Time
+	Labels, Annotations                   map[string]string
+	Parameters                            []event.Parameter
 }
 
 // ArgoDelta is the RunDelta of a workflow of instance prod-eu, namespace data, observed at
 // observed, with one event per node.
 func ArgoDelta(r ArgoRun, observed time.Time, nodes ...ArgoNode) *event.RunDelta {
 	run := event.Run{
-		Source:     event.SourceArgo,
-		Instance:   "prod-eu",
-		Namespace:  "data",
-		UID:        r.UID,
-		Name:       r.Name,
-		Pipeline:   r.Pipeline,
-		Phase:      r.Phase,
-		PrevPhase:  r.PrevPhase,
-		Status:     event.ArgoStatus(r.Phase),
-		StartedAt:  r.Start,
-		FinishedAt: r.End,
-		URL:        "https://argo.example.com/workflows/data/" + r.Name,
-		Labels:     r.Labels,
+		Source:      event.SourceArgo,
+		Instance:    "prod-eu",
+		Namespace:   "data",
+		UID:         r.UID,
+		Name:        r.Name,
+		Pipeline:    r.Pipeline,
+		Phase:       r.Phase,
+		PrevPhase:   r.PrevPhase,
+		Status:      event.ArgoStatus(r.Phase),
+		StartedAt:   r.Start,
+		FinishedAt:  r.End,
+		URL:         "https://argo.example.com/workflows/data/" + r.Name,
+		Labels:      r.Labels,
+		CreatedAt:   r.Created,
+		Annotations: r.Annotations,
+		Parameters:  r.Parameters,
 	}
 	events := make([]event.TaskEvent, 0, len(nodes))
 	for _, n := range nodes {
@@ -127,14 +131,18 @@ func NestedArgoDelta() *event.RunDelta {
 		Phase: "Skipped", Start: At(291), End: At(291), Message: "when 'false == true' evaluated false"}
 	return ArgoDelta(ArgoRun{
 		Name: wf, UID: "5b7e0c3e-2a41-4d8e-9f0b-6c1d2e3f4a5b", Pipeline: "etl-nightly", Phase: "Succeeded", PrevPhase: "Running",
-		Start: At(0), End: At(300),
+		Start: At(0), End: At(300), Created: At(-2),
 		Labels: map[string]string{
 			"workflows.argoproj.io/cron-workflow":     "etl-nightly",
 			"workflows.argoproj.io/workflow-template": "etl",
 			"workflows.argoproj.io/completed":         "true",
 		},
+		Annotations: map[string]string{"workflows.argoproj.io/scheduled-time": "2026-03-02T01:00:00Z"},
+		Parameters:  []event.Parameter{{Name: "date", Value: &nightlyDate}, {Name: "dry-run"}},
 	}, Day0.Add(6*time.Minute), root, extract, try0, try1, transform, clean, notify)
 }
+
+var nightlyDate = "2026-03-01"
 
 // AirflowTry is one task-instance try transition of a test DAG run.
 type AirflowTry struct {
@@ -155,6 +163,9 @@ type AirflowTry struct {
 type AirflowRun struct {
 	DagID, RunID, RunType, State, PrevState string
 	Logical, Start, End, Queued, RunAfter   *time.Time
+	IntervalStart, IntervalEnd, Decision    *time.Time
+	ExternalTrigger                         *bool
+	Note                                    string
 }
 
 // AirflowDelta is the RunDelta of a DAG run of instance composer-eu, observed at observed, with
@@ -175,6 +186,12 @@ func AirflowDelta(r AirflowRun, observed time.Time, tries ...AirflowTry) *event.
 		LogicalDate: r.Logical,
 		QueuedAt:    r.Queued,
 		RunAfter:    r.RunAfter,
+		Message:     r.Note,
+
+		DataIntervalStart:      r.IntervalStart,
+		DataIntervalEnd:        r.IntervalEnd,
+		LastSchedulingDecision: r.Decision,
+		ExternalTrigger:        r.ExternalTrigger,
 	}
 	events := make([]event.TaskEvent, 0, len(tries))
 	for _, tr := range tries {
@@ -216,6 +233,8 @@ func AirflowDelta(r AirflowRun, observed time.Time, tries ...AirflowTry) *event.
 // F64 returns a pointer to v.
 func F64(v float64) *float64 { return &v }
 
+var scheduledRun = false
+
 // RetriedMappedAirflowDelta is a DAG run of daily_sales with a task that failed its first try
 // (up_for_retry after 30 s) and succeeded its second (34.123456 s), a task mapped over three
 // inputs (7, 11 and 12.5 s, pool scoring), and their task group (17 s). Events in that order:
@@ -231,6 +250,8 @@ func RetriedMappedAirflowDelta() *event.RunDelta {
 	return AirflowDelta(AirflowRun{
 		DagID: "daily_sales", RunID: "scheduled__2026-03-01T00:00:00+00:00", RunType: "scheduled",
 		State: "success", PrevState: "running", Logical: At(-3600), Start: At(10), End: At(400),
+		IntervalStart: At(-3600), IntervalEnd: At(82800), Decision: At(400.5), ExternalTrigger: &scheduledRun,
+		Note: "rerun after the orders API outage",
 	}, Day0.Add(7*time.Minute),
 		try(func(t *AirflowTry) {
 			t.TaskID, t.Try, t.State, t.Prev = "fetch_orders", 1, "up_for_retry", "running"
