@@ -217,3 +217,36 @@ func TestServePreparesABigQueryEmulator(t *testing.T) {
 		}
 	}
 }
+
+// The simulated Airflow speaks either API: Airflow 2's runs carry external_trigger, Airflow 3's
+// have none (it was removed), which tells the two mappings apart end to end.
+func TestPollSimulatedAirflowBothAPIs(t *testing.T) {
+	for _, tc := range []struct {
+		api      string
+		external bool
+	}{{"", false}, {"v2", false}, {"v1", true}} {
+		t.Run("api="+tc.api, func(t *testing.T) {
+			cleanEnv(t)
+			t.Setenv("FARM_SIM_AIRFLOW_API", tc.api)
+			var out, errb bytes.Buffer
+			if err := run(context.Background(), []string{"poll", "airflow", "-dry-run"}, &out, &errb); err != nil {
+				t.Fatalf("poll: %v\n%s", err, errb.String())
+			}
+			ds := deltas(t, out.Bytes())
+			if len(ds) == 0 {
+				t.Fatal("no RunDelta")
+			}
+			for _, d := range ds {
+				if got := d.Run.ExternalTrigger != nil; got != tc.external || d.Run.Source != event.SourceAirflow {
+					t.Fatalf("run %s of %s: external_trigger present %v, want %v", d.Run.UID, d.Run.Source, got, tc.external)
+				}
+			}
+		})
+	}
+	cleanEnv(t)
+	t.Setenv("FARM_SIM_AIRFLOW_API", "v3")
+	err := run(context.Background(), []string{"poll", "airflow", "-dry-run"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "FARM_SIM_AIRFLOW_API") {
+		t.Fatalf("err = %v, want the bad variable named", err)
+	}
+}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -51,8 +53,18 @@ func localOptions(log *slog.Logger, stdout io.Writer) local.Options {
 				}
 				return demo, demo.Close, nil
 			},
-			// Airflow 3 (API v2); FARM_AIRFLOW_URL points at a real one of either version.
-			"airflow": airflowsim.Simulator("v2"),
+			// FARM_AIRFLOW_URL points at a real one of either version.
+			"airflow": simulatedAirflow,
 		},
 	}
+}
+
+// simulatedAirflow starts the demo Airflow speaking the API FARM_SIM_AIRFLOW_API names: v2
+// (Airflow 3, the default) or v1 (Airflow 2.10), so both mappings can be watched locally.
+func simulatedAirflow(ctx context.Context) (http.Handler, func(), error) {
+	api := cmp.Or(os.Getenv("FARM_SIM_AIRFLOW_API"), "v2")
+	if api != "v1" && api != "v2" {
+		return nil, nil, fmt.Errorf("FARM_SIM_AIRFLOW_API=%q: want v1 (Airflow 2) or v2 (Airflow 3)", api)
+	}
+	return airflowsim.Simulator(api)(ctx)
 }
