@@ -5,7 +5,8 @@
 # The trace and sink functions have no Eventarc trigger: an Eventarc subscription cannot carry a
 # dead-letter policy or a maximum delivery count, so pubsub.tf owns push subscriptions that deliver
 # to the functions' URLs. The Functions Framework turns such a push into the same
-# google.cloud.pubsub.topic.v1.messagePublished CloudEvent an Eventarc trigger would send.
+# google.cloud.pubsub.topic.v1.messagePublished CloudEvent an Eventarc trigger would send, less the
+# envelope's subscription (local.sink_subscription gives it to the sink).
 
 # --- Source archive ------------------------------------------------------------------------------
 # Its object is named by the archive's SHA-256: a code change uploads a new object and redeploys
@@ -75,10 +76,17 @@ locals {
     FARM_TRACE_SERVICE_AIRFLOW           = var.trace_service_airflow
   }, var.function_env.trace)
 
+  # The sink's push subscription (pubsub.tf) is named after the function. The Functions Framework
+  # drops the push envelope's subscription, so the sink is told its full name, built from strings:
+  # the subscription refers to the function's URI, so its id would make a cycle.
+  sink_name         = "${local.prefix}-bigquery-sink"
+  sink_subscription = "projects/${var.project_id}/subscriptions/${local.sink_name}"
+
   sink_env = merge(local.common_env, {
-    FARM_SINK             = "bigquery"
-    FARM_BIGQUERY_PROJECT = var.project_id
-    FARM_BIGQUERY_DATASET = google_bigquery_dataset.farm.dataset_id
+    FARM_SINK              = "bigquery"
+    FARM_BIGQUERY_PROJECT  = var.project_id
+    FARM_BIGQUERY_DATASET  = google_bigquery_dataset.farm.dataset_id
+    FARM_SINK_SUBSCRIPTION = local.sink_subscription
   }, var.function_env.sink)
 
   direct_vpc = try(coalesce(var.vpc_access.network, var.vpc_access.subnetwork), null) != null
@@ -216,9 +224,9 @@ resource "google_cloudfunctions2_function" "trace" {
 # --- BigQuerySink: task events to BigQuery rows ---------------------------------------------------
 
 resource "google_cloudfunctions2_function" "sink" {
-  name        = "${local.prefix}-bigquery-sink"
+  name        = local.sink_name
   location    = var.region
-  description = "FARM: writes task events to BigQuery dataset ${var.bigquery_dataset} (push subscription ${local.prefix}-bigquery-sink)."
+  description = "FARM: writes task events to BigQuery dataset ${var.bigquery_dataset} (push subscription ${local.sink_name})."
 
   build_config {
     runtime         = var.go_runtime

@@ -298,7 +298,7 @@ func mountSecrets(t *testing.T, sc *serviceConfig) (env map[string]string, secre
 }
 
 // checkTargets requires that a function's settings name the topic, database and dataset this
-// plan creates.
+// plan creates, and for the sink the subscription that pushes to it.
 func (d *deployment) checkTargets(t *testing.T, name string, f *function, cfg config.Config) {
 	t.Helper()
 	deltas := d.topics[firstResource(d.plan.References("google_pubsub_subscription.consumer", "topic"))]
@@ -316,6 +316,17 @@ func (d *deployment) checkTargets(t *testing.T, name string, f *function, cfg co
 	datasets := resources[dataset](t, d.plan, "google_bigquery_dataset")
 	if cfg.Sink.Mode != "bigquery" || !slices.ContainsFunc(slices.Collect(maps.Values(datasets)), func(ds *dataset) bool { return ds.DatasetID == cfg.Sink.Dataset }) {
 		t.Errorf("%s writes to %s dataset %q, not the one the plan creates", name, cfg.Sink.Mode, cfg.Sink.Dataset)
+	}
+	// The Functions Framework drops the push envelope's subscription: the sink's rows name the
+	// subscription that pushes to it only through its settings.
+	var pushers []string
+	for _, s := range d.subs {
+		if len(s.PushConfig) > 0 && s.Name == name {
+			pushers = append(pushers, "projects/"+d.project+"/subscriptions/"+s.Name)
+		}
+	}
+	if len(pushers) != 1 || cfg.Sink.Subscription != pushers[0] {
+		t.Errorf("%s names its subscription %q (FARM_SINK_SUBSCRIPTION); the plan's push subscriptions to it are %v", name, cfg.Sink.Subscription, pushers)
 	}
 }
 

@@ -9,6 +9,11 @@ import (
 // a bad name with 400, which the sink treats as rows refused for good.
 var bigQueryDataset = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 
+// pubsubSubscription is a full Pub/Sub subscription name: a project id (domain-scoped ones
+// included) and a subscription id as Pub/Sub allows them. A bare id would land in the
+// subscription_name column looking like a name, so it is refused.
+var pubsubSubscription = regexp.MustCompile(`^projects/(?:[a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]/subscriptions/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
+
 // Sink is the BigQuery sink function.
 type Sink struct {
 	// Mode is FARM_SINK: bigquery (default when a project is set) or file (newline-delimited JSON
@@ -24,16 +29,21 @@ type Sink struct {
 	// BatchRows is FARM_BIGQUERY_BATCH_ROWS: rows per streaming insert request (BigQuery
 	// recommends at most 500).
 	BatchRows int
+	// Subscription is FARM_SINK_SUBSCRIPTION: the full name (projects/P/subscriptions/S) of the
+	// subscription that delivers to the sink, written to rows whose delivery does not name it. A
+	// push through the Functions Framework does not: its CloudEvent drops the envelope's field.
+	Subscription string
 }
 
 func loadSink(r *Reader, common Common) Sink {
 	s := Sink{
-		Dir:       r.String("FARM_SINK_DIR", ".farm/bigquery"),
-		Project:   r.String("FARM_BIGQUERY_PROJECT", common.ProjectID),
-		Dataset:   r.String("FARM_BIGQUERY_DATASET", "farm"),
-		Endpoint:  r.String("FARM_BIGQUERY_ENDPOINT", ""),
-		Timeout:   r.Duration("FARM_BIGQUERY_TIMEOUT", 30*time.Second),
-		BatchRows: r.Int("FARM_BIGQUERY_BATCH_ROWS", 500),
+		Dir:          r.String("FARM_SINK_DIR", ".farm/bigquery"),
+		Project:      r.String("FARM_BIGQUERY_PROJECT", common.ProjectID),
+		Dataset:      r.String("FARM_BIGQUERY_DATASET", "farm"),
+		Endpoint:     r.String("FARM_BIGQUERY_ENDPOINT", ""),
+		Timeout:      r.Duration("FARM_BIGQUERY_TIMEOUT", 30*time.Second),
+		BatchRows:    r.Int("FARM_BIGQUERY_BATCH_ROWS", 500),
+		Subscription: r.String("FARM_SINK_SUBSCRIPTION", ""),
 	}
 	def := "file"
 	if s.Project != "" {
@@ -52,6 +62,9 @@ func loadSink(r *Reader, common Common) Sink {
 	r.Positive("FARM_BIGQUERY_TIMEOUT", s.Timeout)
 	if s.BatchRows < 1 || s.BatchRows > 50000 {
 		r.Fail("FARM_BIGQUERY_BATCH_ROWS", "is %d; want 1 to 50000 (BigQuery's limit per request)", s.BatchRows)
+	}
+	if s.Subscription != "" && !pubsubSubscription.MatchString(s.Subscription) {
+		r.Fail("FARM_SINK_SUBSCRIPTION", "is %q; want a full subscription name, projects/PROJECT_ID/subscriptions/SUBSCRIPTION_ID", s.Subscription)
 	}
 	return s
 }

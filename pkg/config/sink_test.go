@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,47 @@ func TestSinkConfig(t *testing.T) {
 			}
 			if cfg.Sink != tc.want {
 				t.Errorf("got %+v, want %+v", cfg.Sink, tc.want)
+			}
+		})
+	}
+}
+
+// TestSinkSubscription checks FARM_SINK_SUBSCRIPTION: a full subscription name is kept as given,
+// anything else is refused naming the variable.
+func TestSinkSubscription(t *testing.T) {
+	cases := []struct {
+		name, value, want string
+		wantErr           bool
+	}{
+		{name: "unset", value: "", want: ""},
+		{name: "full name", value: "projects/acme-obs/subscriptions/farm-bigquery-sink", want: "projects/acme-obs/subscriptions/farm-bigquery-sink"},
+		{name: "surrounding spaces", value: " projects/acme-obs/subscriptions/farm-bigquery-sink\n", want: "projects/acme-obs/subscriptions/farm-bigquery-sink"},
+		{name: "domain-scoped project", value: "projects/example.com:acme-obs/subscriptions/farm.sink~v2+x%41", want: "projects/example.com:acme-obs/subscriptions/farm.sink~v2+x%41"},
+		{name: "bare subscription id", value: "farm-bigquery-sink", wantErr: true},
+		{name: "topic, not subscription", value: "projects/acme-obs/topics/farm-run-deltas", wantErr: true},
+		{name: "push endpoint URL", value: "https://pubsub.googleapis.com/v1/projects/acme-obs/subscriptions/farm-bigquery-sink", wantErr: true},
+		{name: "no project", value: "projects//subscriptions/farm-bigquery-sink", wantErr: true},
+		{name: "project with capitals", value: "projects/Acme-Obs/subscriptions/farm-bigquery-sink", wantErr: true},
+		{name: "subscription id starts with a digit", value: "projects/acme-obs/subscriptions/1farm", wantErr: true},
+		{name: "subscription id too short", value: "projects/acme-obs/subscriptions/ab", wantErr: true},
+		{name: "trailing slash", value: "projects/acme-obs/subscriptions/farm-bigquery-sink/", wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"FARM_SINK_SUBSCRIPTION": tc.value}
+			cfg, err := config.LoadFrom(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if tc.wantErr {
+				want := "FARM_SINK_SUBSCRIPTION is " + strconv.Quote(tc.value)
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("got %v, want an error containing %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Sink.Subscription != tc.want {
+				t.Errorf("Subscription = %q, want %q", cfg.Sink.Subscription, tc.want)
 			}
 		})
 	}

@@ -21,9 +21,9 @@ func FromConfig(cfg config.Sink, log *slog.Logger) (*Sink, error) {
 			Endpoint:  cfg.Endpoint,
 			Timeout:   cfg.Timeout,
 			BatchRows: cfg.BatchRows,
-		}), log), nil
+		}), log, WithSubscription(cfg.Subscription)), nil
 	case "file":
-		return New(NewFileWriter(cfg.Dir), log), nil
+		return New(NewFileWriter(cfg.Dir), log, WithSubscription(cfg.Subscription)), nil
 	}
 	return nil, fmt.Errorf("sink mode %q: want bigquery or file", cfg.Mode)
 }

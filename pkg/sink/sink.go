@@ -40,16 +40,31 @@ func (e *RejectedError) Error() string {
 
 // Sink handles RunDelta messages: one row per task event, routed to its source's table.
 type Sink struct {
-	w   Writer
-	log *slog.Logger
+	w            Writer
+	log          *slog.Logger
+	subscription string
+}
+
+// Option configures a Sink.
+type Option func(*Sink)
+
+// WithSubscription names the subscription (projects/P/subscriptions/S) that delivers to the sink,
+// for messages whose delivery does not: a push through the Functions Framework arrives as a
+// CloudEvent without the envelope's subscription field. A delivery that names one wins.
+func WithSubscription(name string) Option {
+	return func(s *Sink) { s.subscription = name }
 }
 
 // New returns a Sink writing with w and logging to log (slog.Default() when nil).
-func New(w Writer, log *slog.Logger) *Sink {
+func New(w Writer, log *slog.Logger, opts ...Option) *Sink {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sink{w: w, log: log}
+	s := &Sink{w: w, log: log}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // HandleEnvelope handles the body of a Pub/Sub messagePublished CloudEvent. It returns an error
@@ -66,6 +81,9 @@ func (s *Sink) HandleEnvelope(ctx context.Context, body []byte) error {
 
 // Handle handles one delivered message, like HandleEnvelope.
 func (s *Sink) Handle(ctx context.Context, msg event.Message) error {
+	if msg.Subscription == "" {
+		msg.Subscription = s.subscription
+	}
 	d, err := event.Decode(msg.Data)
 	if err != nil {
 		s.drop(ctx, msg, err)

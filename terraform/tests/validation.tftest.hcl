@@ -30,6 +30,10 @@ run "valid_configuration_plans" {
     condition     = keys(local.secrets) == ["farm-batch-token"]
     error_message = "Only the Argo source needs a secret (Composer uses Google credentials)."
   }
+  assert {
+    condition     = google_cloudfunctions2_function.sink.service_config[0].environment_variables["FARM_SINK_SUBSCRIPTION"] == "projects/${var.project_id}/subscriptions/${google_pubsub_subscription.consumer["sink"].name}"
+    error_message = "The sink must be told the full name of the subscription that pushes to it (the Functions Framework drops it from the push)."
+  }
 }
 
 run "missing_archive" {
