@@ -50,6 +50,9 @@ func (s *sender) session(ctx context.Context, spans []span) error {
 		tracer.WithService(s.service),
 		tracer.WithLogStartup(false), // once per call would flood the log
 		tracer.WithLogger(s.logger),
+		// FARM serves no requests for AppSec to protect; left undecided, the tracer builds its WAF
+		// on every Start in case remote configuration turns it on: most of a session's CPU.
+		tracer.WithAppSecEnabled(false),
 	)
 	err := emitAll(spans)
 	tracer.Stop()
