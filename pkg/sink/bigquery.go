@@ -2,9 +2,11 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,10 @@ type BigQueryConfig struct {
 	Timeout time.Duration
 	// BatchRows is the most rows per insert request (default 500).
 	BatchRows int
+	// BatchBytes bounds the rows of one insert request by their JSON size (default 4 MiB).
+	// BigQuery refuses requests over 10 MB, and JSON columns travel as escaped strings, which can
+	// nearly double them: every row repeats its run's annotations and parameters.
+	BatchBytes int
 }
 
 // BigQueryWriter streams rows with tabledata.insertAll, the event id as insert id. Its client is
@@ -39,6 +45,9 @@ type BigQueryWriter struct {
 func NewBigQueryWriter(cfg BigQueryConfig) *BigQueryWriter {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.BatchBytes <= 0 {
+		cfg.BatchBytes = 4 << 20
 	}
 	if cfg.BatchRows <= 0 {
 		cfg.BatchRows = 500
@@ -90,13 +99,14 @@ func (w *BigQueryWriter) Write(ctx context.Context, table string, rows []Row) er
 	// refuses the whole request and the valid rows would be lost with the acknowledgement.
 	ins.SkipInvalidRows = true
 	rejected := &RejectedError{Table: table}
-	for start := 0; start < len(rows); start += w.cfg.BatchRows {
-		batch := rows[start:min(start+w.cfg.BatchRows, len(rows))]
+	start := 0
+	for _, batch := range batches(rows, w.cfg.BatchRows, w.cfg.BatchBytes) {
 		refused, err := w.put(ctx, ins, batch)
 		if err != nil {
 			return fmt.Errorf("insert rows %d-%d of %d into %s.%s: %w", start, start+len(batch)-1, len(rows), w.cfg.Dataset, table, err)
 		}
 		rejected.Rows = append(rejected.Rows, refused...)
+		start += len(batch)
 	}
 	if len(rejected.Rows) > 0 {
 		return rejected
@@ -104,11 +114,37 @@ func (w *BigQueryWriter) Write(ctx context.Context, table string, rows []Row) er
 	return nil
 }
 
+// batches splits rows into insert requests of at most maxRows rows and, but for a single row
+// larger than that, maxBytes of row JSON.
+func batches(rows []Row, maxRows, maxBytes int) [][]Row {
+	var out [][]Row
+	start, size := 0, 0
+	for i, r := range rows {
+		n := rowSize(r)
+		if i > start && (i-start == maxRows || size+n > maxBytes) {
+			out = append(out, rows[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(rows) {
+		out = append(out, rows[start:])
+	}
+	return out
+}
+
+// rowSize is a row's JSON size (the load-file encoding, the same columns as the insert).
+func rowSize(r Row) int {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return 0 // Save reports the same problem, per row
+	}
+	return len(b)
+}
+
 // put inserts one batch. It returns the rows refused for good, or an error worth retrying.
 func (w *BigQueryWriter) put(ctx context.Context, ins *bigquery.Inserter, batch []Row) ([]RejectedRow, error) {
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
-	defer cancel()
-	err := ins.Put(ctx, batch)
+	err := w.insert(ctx, ins, batch)
 	if err == nil {
 		return nil, nil
 	}
@@ -118,11 +154,33 @@ func (w *BigQueryWriter) put(ctx context.Context, ins *bigquery.Inserter, batch 
 	}
 	var api *googleapi.Error
 	if errors.As(err, &api) && api.Code == http.StatusBadRequest {
-		// BigQuery refuses the request itself (too large, malformed): the same rows would be
-		// refused again. Names that could cause a 400 are checked by the configuration.
+		if tooLarge(api) && len(batch) > 1 {
+			// The size estimate fell short: halves go in, down to a single row if need be.
+			half := len(batch) / 2
+			first, err := w.put(ctx, ins, batch[:half])
+			if err != nil {
+				return nil, err
+			}
+			second, err := w.put(ctx, ins, batch[half:])
+			return append(first, second...), err
+		}
+		// BigQuery refuses the request itself (malformed, or one row too large): the same rows
+		// would be refused again. Names that could cause a 400 are checked by the configuration.
 		return refuseAll(batch, api.Error()), nil
 	}
 	return nil, err
+}
+
+func (w *BigQueryWriter) insert(ctx context.Context, ins *bigquery.Inserter, batch []Row) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	defer cancel()
+	return ins.Put(ctx, batch)
+}
+
+// tooLarge reports BigQuery's answer to a request over its size limit ("Request payload size
+// exceeds the limit: 10485760 bytes.").
+func tooLarge(err *googleapi.Error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "payload size exceeds")
 }
 
 func rowErrors(multi bigquery.PutMultiError) []RejectedRow {

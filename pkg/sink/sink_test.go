@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -261,7 +262,7 @@ func TestBigQueryFailuresAreRetried(t *testing.T) {
 // TestBadRequestIsAcknowledged: a 400 is BigQuery refusing the request itself; sending it again
 // would get the same answer, so it is logged and acknowledged.
 func TestBadRequestIsAcknowledged(t *testing.T) {
-	api := newGoogleAPI(t, http.StatusBadRequest, "INVALID_ARGUMENT", "invalid", "Request payload size exceeds the limit: 10485760 bytes.")
+	api := newGoogleAPI(t, http.StatusBadRequest, "INVALID_ARGUMENT", "invalid", "Invalid table ID \"argo$\".")
 	logs := &logBuffer{}
 	d := sinktest.NestedArgoDelta()
 	if err := sinkAt(api.srv.URL, logs).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "8001", sinktest.Day0))); err != nil {
@@ -275,21 +276,27 @@ func TestBadRequestIsAcknowledged(t *testing.T) {
 		t.Fatalf("want one rejection line for all %d rows, got %v", len(d.Events), logs.entries(t))
 	}
 	first := logged[0]["rejections"].([]any)[0].(map[string]any)
-	if reasons := first["reasons"].([]any); !strings.Contains(reasons[0].(string), "payload size exceeds") {
+	if reasons := first["reasons"].([]any); !strings.Contains(reasons[0].(string), "Invalid table ID") {
 		t.Errorf("reason %v does not carry BigQuery's message", reasons)
 	}
 }
 
-// TestBatches checks that a delta larger than a batch goes in several requests, each row once.
-// A proxy in front of the emulator counts the rows of each insertAll request.
-func TestBatches(t *testing.T) {
-	env := newBQEnv(t, true)
+// request is one insertAll request an insertProxy saw.
+type request struct {
+	rows, bytes int
+	tooLarge    bool // answered 400 "payload size exceeds the limit" instead of forwarded
+}
+
+// insertProxy stands in front of the emulator, records every insertAll request and, above limit
+// bytes (0: none), answers as BigQuery does above its 10 MB: 400, the request refused whole.
+func insertProxy(t *testing.T, env *bqEnv, limit int) (*httptest.Server, func() []request) {
+	t.Helper()
 	target, err := url.Parse(env.emu.Endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var batches []int
+	var seen []request
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/insertAll") {
@@ -300,33 +307,108 @@ func TestBatches(t *testing.T) {
 			if err := json.Unmarshal(body, &req); err != nil {
 				t.Errorf("insertAll body: %v", err)
 			}
+			rq := request{rows: len(req.Rows), bytes: len(body), tooLarge: limit > 0 && len(body) > limit}
 			mu.Lock()
-			batches = append(batches, len(req.Rows))
+			seen = append(seen, rq)
 			mu.Unlock()
+			if rq.tooLarge {
+				msg := fmt.Sprintf("Request payload size exceeds the limit: %d bytes.", limit)
+				w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+				w.WriteHeader(http.StatusBadRequest)
+				_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+					"code": 400, "message": msg, "status": "INVALID_ARGUMENT",
+					"errors": []map[string]any{{"message": msg, "domain": "global", "reason": "badRequest"}},
+				}})
+				return
+			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
+	return srv, func() []request {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+func writerAt(t *testing.T, endpoint string, batchRows, batchBytes int) *sink.BigQueryWriter {
 	w := sink.NewBigQueryWriter(sink.BigQueryConfig{
-		Project: testProject, Dataset: testDataset, Endpoint: srv.URL, Timeout: callTimeout, BatchRows: 3,
+		Project: testProject, Dataset: testDataset, Endpoint: endpoint, Timeout: callTimeout, BatchRows: batchRows, BatchBytes: batchBytes,
 	})
 	t.Cleanup(func() { _ = w.Close() })
-	d := sinktest.NestedArgoDelta()
-	if err := sink.New(w, (&logBuffer{}).logger()).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "9001", sinktest.Day0))); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	got := slices.Clone(batches)
-	mu.Unlock()
-	if !slices.Equal(got, []int{3, 3, 1}) {
-		t.Errorf("insertAll requests carried %v rows, want [3 3 1] for 7 events in batches of 3", got)
-	}
+	return w
+}
+
+// storedOnce checks every event of d is in the argo table exactly once.
+func storedOnce(t *testing.T, env *bqEnv, d *event.RunDelta) {
+	t.Helper()
 	if n := env.count(t, "SELECT COUNT(DISTINCT event_id) FROM farm.argo"); n != int64(len(d.Events)) {
 		t.Errorf("%d distinct events stored, want %d", n, len(d.Events))
 	}
 	if n := env.count(t, "SELECT COUNT(*) FROM farm.argo"); n != int64(len(d.Events)) {
 		t.Errorf("%d rows stored, want %d", n, len(d.Events))
+	}
+}
+
+// TestBatches checks that a delta larger than a batch goes in several requests, each row once.
+func TestBatches(t *testing.T) {
+	env := newBQEnv(t, true)
+	srv, seen := insertProxy(t, env, 0)
+	d := sinktest.NestedArgoDelta()
+	if err := sink.New(writerAt(t, srv.URL, 3, 0), (&logBuffer{}).logger()).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "9001", sinktest.Day0))); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, r := range seen() {
+		got = append(got, r.rows)
+	}
+	if !slices.Equal(got, []int{3, 3, 1}) {
+		t.Errorf("insertAll requests carried %v rows, want [3 3 1] for 7 events in batches of 3", got)
+	}
+	storedOnce(t, env, d)
+}
+
+// Every row repeats its run's annotations and parameters, so a delta of few events can exceed
+// BigQuery's request size. Batches are bounded by size; should BigQuery still refuse a request
+// as too large, its halves go in instead — no row is dropped, none is written twice.
+func TestBatchesBySize(t *testing.T) {
+	const limit = 60 << 10
+	big := strings.Repeat("x", 4<<10)
+	for _, tc := range []struct {
+		name       string
+		batchBytes int
+		tooLarge   bool // whether the proxy must have refused some request
+	}{
+		{"estimate keeps requests under the limit", 25 << 10, false},
+		{"a request refused as too large is split", 1 << 20, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newBQEnv(t, true)
+			srv, seen := insertProxy(t, env, limit)
+			d := sinktest.NestedArgoDelta()
+			for i := range 5 {
+				d.Run.Parameters = append(d.Run.Parameters, event.Parameter{Name: fmt.Sprintf("p%d", i), Value: &big})
+			}
+			logs := &logBuffer{}
+			if err := sink.New(writerAt(t, srv.URL, 500, tc.batchBytes), logs.logger()).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "9002", sinktest.Day0))); err != nil {
+				t.Fatal(err)
+			}
+			refused := 0
+			for _, r := range seen() {
+				if r.tooLarge {
+					refused++
+				}
+			}
+			if (refused > 0) != tc.tooLarge {
+				t.Errorf("%d requests refused as too large: %+v", refused, seen())
+			}
+			if got := logs.find(t, "rows rejected by the destination; message acknowledged"); len(got) != 0 {
+				t.Errorf("rows dropped: %v", got)
+			}
+			storedOnce(t, env, d)
+		})
 	}
 }
 
