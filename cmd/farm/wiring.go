@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/farmobs/farm/pkg/clock"
@@ -62,9 +63,10 @@ func localOptions(log *slog.Logger, stdout io.Writer) local.Options {
 // simulatedAirflow starts the demo Airflow speaking the API FARM_SIM_AIRFLOW_API names: v2
 // (Airflow 3, the default) or v1 (Airflow 2.10), so both mappings can be watched locally.
 func simulatedAirflow(ctx context.Context) (http.Handler, func(), error) {
-	api := cmp.Or(os.Getenv("FARM_SIM_AIRFLOW_API"), "v2")
-	if api != "v1" && api != "v2" {
-		return nil, nil, fmt.Errorf("FARM_SIM_AIRFLOW_API=%q: want v1 (Airflow 2) or v2 (Airflow 3)", api)
+	api := cmp.Or(strings.TrimSpace(os.Getenv("FARM_SIM_AIRFLOW_API")), "v2")
+	h, stop, err := airflowsim.Simulator(api)(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("FARM_SIM_AIRFLOW_API: %w", err)
 	}
-	return airflowsim.Simulator(api)(ctx)
+	return h, stop, nil
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,12 +36,10 @@ func TestPushThroughFunctionsFramework(t *testing.T) {
 	w := sink.NewFileWriter(dir)
 	handle := bigquerysink.Handler(sink.New(w, nil, sink.WithSubscription(sinktest.Subscription)))
 	received := make(chan []byte, 1)
-	t.Setenv("FUNCTION_TARGET", "BigQuerySinkPush")
-	functions.CloudEvent("BigQuerySinkPush", func(ctx context.Context, e cloudevent.Event) error {
+	url := serveFunctions(t, func(ctx context.Context, e cloudevent.Event) error {
 		received <- e.Data()
 		return handle(ctx, e)
 	})
-	url := serveFunctions(t)
 
 	m := sinktest.Message(t, sinktest.NestedArgoDelta(), "8001", sinktest.Day0)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url+topic, bytes.NewReader(sinktest.Envelope(t, m)))
@@ -85,14 +86,38 @@ func TestPushThroughFunctionsFramework(t *testing.T) {
 	}
 }
 
-// serveFunctions runs the registered functions with the Functions Framework on loopback, the way
-// Cloud Run runs the deployed source (FUNCTION_TARGET picks the function, served at every path),
-// and returns its base URL. The framework offers no stop: the server ends with the test binary.
-func serveFunctions(t *testing.T) string {
+// The Functions Framework has one registry and one server per process, with no way to stop it: it
+// is started once (so the tests also run with -count=2) and each test swaps the handler.
+var (
+	frameworkOnce sync.Once
+	frameworkURL  string
+	frameworkErr  error
+	pushHandler   atomic.Pointer[func(context.Context, cloudevent.Event) error]
+)
+
+// serveFunctions serves handle as the CloudEvent function BigQuerySinkPush with the Functions
+// Framework on loopback, the way Cloud Run runs the deployed source (FUNCTION_TARGET picks the
+// function, served at every path), and returns its base URL.
+func serveFunctions(t *testing.T, handle func(context.Context, cloudevent.Event) error) string {
 	t.Helper()
+	pushHandler.Store(&handle)
+	frameworkOnce.Do(func() {
+		os.Setenv("FUNCTION_TARGET", "BigQuerySinkPush") // read when the server starts, once
+		functions.CloudEvent("BigQuerySinkPush", func(ctx context.Context, e cloudevent.Event) error {
+			return (*pushHandler.Load())(ctx, e)
+		})
+		frameworkURL, frameworkErr = startFramework()
+	})
+	if frameworkErr != nil {
+		t.Fatal(frameworkErr)
+	}
+	return frameworkURL
+}
+
+func startFramework() (string, error) {
 	port, err := testenv.FreePort()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	errc := make(chan error, 1)
@@ -102,15 +127,15 @@ func serveFunctions(t *testing.T) string {
 	for {
 		select {
 		case err := <-errc:
-			t.Fatalf("functions framework: %v", err)
+			return "", fmt.Errorf("functions framework: %w", err)
 		default:
 		}
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return "http://" + addr + "/"
+			return "http://" + addr + "/", nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the functions framework did not listen on %s", addr)
+			return "", fmt.Errorf("the functions framework did not listen on %s", addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -277,8 +277,11 @@ func splitTaskKey(key string) (node string, attempt int, ok bool) {
 	return key[:i], n, true
 }
 
-// runPart is the hash of the run-level fields FARM reports: when it and the task instances are
-// unchanged, nothing FARM reports about the run is.
+// runPart is the hash of the run-level fields that can change what FARM publishes: when it and
+// the task instances are unchanged, the run needs no reading. Left out on purpose:
+// last_scheduling_decision, which moves on every scheduler loop over an active run (it would make
+// every poll read every active run's task instances), and the data interval and external_trigger,
+// which never change. They travel in the events all the same.
 func runPart(r *event.Run) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%s|%s|%s|%s|%s|%s|%s", r.Phase, r.RunType, ts(r.StartedAt), ts(r.FinishedAt), ts(r.LogicalDate), ts(r.QueuedAt), ts(r.RunAfter), r.Message)

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"testing"
 	"time"
+
+	"github.com/farmobs/farm/pkg/event"
 )
 
 func TestDeriveState(t *testing.T) {
@@ -100,5 +102,28 @@ func TestFingerprintCoversDiffedFields(t *testing.T) {
 	}
 	if fingerprint("run", []TaskInstance{base}) == fingerprint("run2", []TaskInstance{base}) {
 		t.Error("run part changed, fingerprint did not")
+	}
+}
+
+func TestRunPartIgnoresSchedulerChurn(t *testing.T) {
+	at := func(s int) *time.Time { v := time.Unix(int64(s), 0).UTC(); return &v }
+	yes := true
+	base := event.Run{Phase: "running", RunType: "scheduled", StartedAt: at(10), LogicalDate: at(0), Message: "note"}
+	for name, c := range map[string]struct {
+		mutate  func(*event.Run)
+		changes bool
+	}{
+		"last scheduling decision": {func(r *event.Run) { r.LastSchedulingDecision = at(99) }, false},
+		"data interval":            {func(r *event.Run) { r.DataIntervalStart, r.DataIntervalEnd = at(0), at(86400) }, false},
+		"external trigger":         {func(r *event.Run) { r.ExternalTrigger = &yes }, false},
+		"phase":                    {func(r *event.Run) { r.Phase = "success" }, true},
+		"note":                     {func(r *event.Run) { r.Message = "rerun" }, true},
+		"end":                      {func(r *event.Run) { r.FinishedAt = at(20) }, true},
+	} {
+		r := base
+		c.mutate(&r)
+		if got := runPart(&r) != runPart(&base); got != c.changes {
+			t.Errorf("%s: run part changed %v, want %v", name, got, c.changes)
+		}
 	}
 }

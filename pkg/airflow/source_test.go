@@ -643,6 +643,7 @@ func TestRunFieldsBothAPIs(t *testing.T) {
 		e.trigger("etl", "r1", task("load", 0))
 		e.advance(time.Minute)
 		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		e.must(e.sim.SetRunNote("etl", "r1", "rerun after the outage"))
 		e.must(e.sim.TI("etl", "r1", "load").Advance(S, Q, R))
 		_, deltas := e.poll()
 		if len(deltas) != 1 {
@@ -650,8 +651,11 @@ func TestRunFieldsBothAPIs(t *testing.T) {
 		}
 		r := deltas[0].Run
 		scheduled := t0.Add(time.Minute)
-		if r.DataIntervalStart == nil || !r.DataIntervalStart.Equal(t0) || r.DataIntervalEnd == nil || !r.DataIntervalEnd.Equal(t0) {
-			t.Errorf("data interval %v..%v, want the logical date %v", r.DataIntervalStart, r.DataIntervalEnd, t0)
+		if r.DataIntervalStart == nil || !r.DataIntervalStart.Equal(t0) || r.DataIntervalEnd == nil || !r.DataIntervalEnd.Equal(t0.Add(24*time.Hour)) {
+			t.Errorf("data interval %v..%v, want %v and a day later", r.DataIntervalStart, r.DataIntervalEnd, t0)
+		}
+		if r.Message != "rerun after the outage" {
+			t.Errorf("note %q", r.Message)
 		}
 		if r.LastSchedulingDecision == nil || !r.LastSchedulingDecision.Equal(scheduled) {
 			t.Errorf("last scheduling decision %v, want %v", r.LastSchedulingDecision, scheduled)

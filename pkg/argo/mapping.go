@@ -80,17 +80,7 @@ func (m Mapper) Run(wf *Workflow) event.Run {
 const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 func keptAnnotations(in map[string]string) map[string]string {
-	var out map[string]string
-	for k, v := range in {
-		if k == annotationLastApplied {
-			continue
-		}
-		if out == nil {
-			out = make(map[string]string, len(in))
-		}
-		out[k] = v
-	}
-	return out
+	return keepKeys(in, func(k string) bool { return k != annotationLastApplied })
 }
 
 func parameters(in []Parameter) []event.Parameter {
@@ -118,13 +108,18 @@ func (m Mapper) runURL(ns, name string) string {
 // keptLabels are the user's own labels (team, app…) and the Argo labels that say where the run
 // came from.
 func keptLabels(in map[string]string) map[string]string {
+	return keepKeys(in, func(k string) bool { return !strings.HasPrefix(k, argoLabelPrefix) || keptArgoLabels[k] })
+}
+
+// keepKeys copies the entries of in whose key passes keep; nil when none does.
+func keepKeys(in map[string]string, keep func(string) bool) map[string]string {
 	var out map[string]string
 	for k, v := range in {
-		if strings.HasPrefix(k, argoLabelPrefix) && !keptArgoLabels[k] {
+		if !keep(k) {
 			continue
 		}
 		if out == nil {
-			out = make(map[string]string)
+			out = make(map[string]string, len(in))
 		}
 		out[k] = v
 	}

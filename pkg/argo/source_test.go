@@ -711,3 +711,54 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("valid settings refused: %v", err)
 	}
 }
+
+// The run fields of the first FARM table (creation time, annotations, parameters) survive the
+// `fields` selection of every request that reads a workflow: the live listing, a GET by name,
+// and the archive once the workflow is gone from the cluster.
+func TestRunFieldsSurviveFieldSelection(t *testing.T) {
+	f := newFakeArgo(t)
+	wf := synth("etl", "args-eeee5", t0.Add(time.Minute), 2, "Succeeded")
+	wf["metadata"].(map[string]any)["annotations"] = map[string]any{
+		"team.example.com/owner":                           "data",
+		"kubectl.kubernetes.io/last-applied-configuration": `{"kind":"Workflow"}`,
+	}
+	wf["spec"].(map[string]any)["arguments"] = map[string]any{"parameters": []any{
+		map[string]any{"name": "date", "value": "2026-01-02"}, map[string]any{"name": "unset"},
+	}}
+	f.addLive(wf)
+	s, _ := newSource(t, f, nil)
+	check := func(how string, snaps []*poll.Snapshot) {
+		t.Helper()
+		if len(snaps) != 1 {
+			t.Fatalf("%s: %d runs", how, len(snaps))
+		}
+		r := snaps[0].Run
+		if r.CreatedAt == nil || !r.CreatedAt.Equal(t0.Add(time.Minute)) {
+			t.Errorf("%s: created_at %v", how, r.CreatedAt)
+		}
+		if len(r.Annotations) != 1 || r.Annotations["team.example.com/owner"] != "data" {
+			t.Errorf("%s: annotations %v", how, r.Annotations)
+		}
+		if len(r.Parameters) != 2 || r.Parameters[0].Name != "date" || r.Parameters[0].Value == nil || *r.Parameters[0].Value != "2026-01-02" || r.Parameters[1].Value != nil {
+			t.Errorf("%s: parameters %+v", how, r.Parameters)
+		}
+	}
+	listed, err := s.List(t.Context(), window(t0, t0.Add(time.Hour), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("listed", listed)
+	ref := listed[0].Ref
+	got, err := s.Fetch(t.Context(), []string{ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("read by name", got)
+	f.archive("uid-args-eeee5")
+	f.deleteLive("uid-args-eeee5")
+	got, err = s.Fetch(t.Context(), []string{ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("read from the archive", got)
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -45,33 +46,38 @@ type Arguments struct {
 	Parameters []Parameter `json:"parameters,omitempty"`
 }
 
-// Parameter is a workflow argument. Its value is an AnyString upstream: written as a string, read
-// from a string, a number or a boolean.
+// Parameter is a workflow argument.
 type Parameter struct {
 	Name  string     `json:"name"`
 	Value *AnyString `json:"value,omitempty"`
 }
 
-// AnyString reads a JSON string, number or boolean as its text.
+// AnyString is a parameter value: written as a string by the server, but a hand-written manifest
+// may hold a number or a boolean, read as Argo reads them. Any other JSON is kept as its text
+// rather than failing the page it is on (Argo itself would read it as empty).
 type AnyString string
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (a *AnyString) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*a = AnyString(s)
-		return nil
-	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	switch v.(type) {
-	case float64, bool:
-		*a = AnyString(bytes.TrimSpace(b))
-		return nil
+	switch v := v.(type) {
+	case string:
+		*a = AnyString(v)
+	case float64:
+		*a = AnyString(strconv.FormatFloat(v, 'f', -1, 64))
+	case bool:
+		*a = AnyString(strconv.FormatBool(v))
+	default:
+		var c bytes.Buffer
+		if err := json.Compact(&c, b); err != nil {
+			return err
+		}
+		*a = AnyString(c.String())
 	}
-	return fmt.Errorf("parameter value %s: want a string, number or boolean", b)
+	return nil
 }
 
 // WorkflowTemplateRef names the (cluster) workflow template a workflow runs.

@@ -2,8 +2,10 @@
 // changed, the task events inside it, and the deterministic ids that make replays recognisable.
 //
 // Every consumer (trace, BigQuery sink) depends on this package and nothing else from the poll
-// side, so a change here is a change of the wire format: bump SchemaVersion and update
-// schemas/rundelta.schema.json in the same commit.
+// side, so a change here is a change of the wire format, and schemas/rundelta.schema.json changes
+// in the same commit. A breaking change (a field removed, renamed, retyped or given another
+// meaning) bumps SchemaVersion; an optional field added does not: Decode ignores fields it does
+// not know, so pollers and consumers can be deployed in either order.
 package event
 
 import (
@@ -91,8 +93,9 @@ type Run struct {
 	ExternalTrigger *bool `json:"external_trigger,omitempty"`
 }
 
-// Parameter is one argument a run was submitted with. Value is absent when the workflow declares
-// the parameter without a value.
+// Parameter is one argument a run was submitted with (Argo spec.arguments.parameters). Value is
+// absent when the parameter has none there (declared bare, or valueFrom). A run of a workflow
+// template lists only the arguments given at submission, not the template's defaults.
 type Parameter struct {
 	Name  string  `json:"name"`
 	Value *string `json:"value,omitempty"`

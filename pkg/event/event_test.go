@@ -84,6 +84,8 @@ func TestDecode(t *testing.T) {
 		want error
 	}{
 		{"valid", string(good), nil},
+		// A newer poller's optional field, unknown to this build: read as if absent.
+		{"unknown field from a newer release", strings.Replace(string(good), `"source":"argo"`, `"source":"argo","owner_team":"data"`, 1), nil},
 		{"not json", "{", ErrInvalid},
 		{"no version", `{"id":"x"}`, ErrInvalid},
 		{"future version", `{"schema_version":99,"id":"x"}`, ErrUnsupportedVersion},

@@ -202,7 +202,7 @@ type argoRun struct {
 }
 
 func newArgoRun(r *event.Run) argoRun {
-	return argoRun{run: r, labels: jsonObject(r.Labels), annotations: jsonObject(r.Annotations), parameters: jsonArray(r.Parameters)}
+	return argoRun{run: r, labels: jsonObject(r.Labels), annotations: jsonObject(r.Annotations), parameters: jsonParameters(r.Parameters)}
 }
 
 // argoWorkflowTemplateLabel names the workflow template a workflow was submitted from.
@@ -333,12 +333,13 @@ func jsonObject[V string | int64](m map[string]V) json.RawMessage {
 	return b
 }
 
-// jsonArray encodes a list as a JSON column; an empty list is NULL.
-func jsonArray[V any](s []V) json.RawMessage {
-	if len(s) == 0 {
+// jsonParameters encodes a run's parameters as a JSON column; none is NULL. Names and values
+// are strings: the encoding cannot fail.
+func jsonParameters(ps []event.Parameter) json.RawMessage {
+	if len(ps) == 0 {
 		return nil
 	}
-	b, _ := json.Marshal(s)
+	b, _ := json.Marshal(ps)
 	return b
 }
 

@@ -28,6 +28,19 @@ func (s *Server) SetRunState(dagID, runID, state string) error {
 	return s.w.setRunState(r, state, s.clk.Now().UTC())
 }
 
+// SetRunNote sets a DAG run's note, as PATCH …/dagRuns/{id}/setNote does ("" clears it).
+func (s *Server) SetRunNote(dagID, runID, note string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.w.run(dagID, runID)
+	if err != nil {
+		return err
+	}
+	r.note = note
+	r.updatedAt = s.clk.Now().UTC()
+	return nil
+}
+
 // Expand turns a mapped task's unexpanded instance into n instances (map_index 0..n-1).
 func (s *Server) Expand(dagID, runID, taskID string, n int) error {
 	s.mu.Lock()

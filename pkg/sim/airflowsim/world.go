@@ -61,6 +61,7 @@ type dagRun struct {
 	updatedAt           time.Time
 	externalTrigger     bool
 	triggeredBy         string
+	note                string          // "" is null
 	tis                 []*taskInstance // in creation order
 }
 
@@ -187,7 +188,9 @@ func (w *world) addRun(spec RunSpec, at time.Time) (*dagRun, error) {
 		ld := spec.LogicalDate.UTC()
 		r.logicalDate = &ld
 		r.runAfter = ld
-		r.dataIntervalStart, r.dataIntervalEnd = &ld, &ld
+		// A daily timetable's interval: it starts at the logical date.
+		end := ld.Add(24 * time.Hour)
+		r.dataIntervalStart, r.dataIntervalEnd = &ld, &end
 	}
 	w.runs = append(w.runs, r)
 	w.runIdx[k] = r
