@@ -4,19 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	cloudevent "github.com/cloudevents/sdk-go/v2/event"
 
@@ -86,57 +80,21 @@ func TestPushThroughFunctionsFramework(t *testing.T) {
 	}
 }
 
-// The Functions Framework has one registry and one server per process, with no way to stop it: it
-// is started once (so the tests also run with -count=2) and each test swaps the handler.
-var (
-	frameworkOnce sync.Once
-	frameworkURL  string
-	frameworkErr  error
-	pushHandler   atomic.Pointer[func(context.Context, cloudevent.Event) error]
-)
+// pushHandler is what the registered function runs: each test sets its own.
+var pushHandler atomic.Pointer[func(context.Context, cloudevent.Event) error]
 
 // serveFunctions serves handle as the CloudEvent function BigQuerySinkPush with the Functions
-// Framework on loopback, the way Cloud Run runs the deployed source (FUNCTION_TARGET picks the
-// function, served at every path), and returns its base URL.
+// Framework, as Cloud Run runs the deployed source, and returns its base URL.
 func serveFunctions(t *testing.T, handle func(context.Context, cloudevent.Event) error) string {
 	t.Helper()
 	pushHandler.Store(&handle)
-	frameworkOnce.Do(func() {
-		os.Setenv("FUNCTION_TARGET", "BigQuerySinkPush") // read when the server starts, once
+	url, err := testenv.FunctionsFramework("BigQuerySinkPush", func() {
 		functions.CloudEvent("BigQuerySinkPush", func(ctx context.Context, e cloudevent.Event) error {
 			return (*pushHandler.Load())(ctx, e)
 		})
-		frameworkURL, frameworkErr = startFramework()
 	})
-	if frameworkErr != nil {
-		t.Fatal(frameworkErr)
-	}
-	return frameworkURL
-}
-
-func startFramework() (string, error) {
-	port, err := testenv.FreePort()
 	if err != nil {
-		return "", err
+		t.Fatal(err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	errc := make(chan error, 1)
-	go func() { errc <- funcframework.StartHostPort("127.0.0.1", strconv.Itoa(port)) }()
-	// A readiness wait for the server being started (the framework offers no other signal).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-errc:
-			return "", fmt.Errorf("functions framework: %w", err)
-		default:
-		}
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "http://" + addr + "/", nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("the functions framework did not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return url
 }

@@ -7,12 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	tracefn "github.com/farmobs/farm/functions/trace"
@@ -30,32 +28,11 @@ const topic = "projects/farm-test/topics/farm-run-deltas"
 // deployed source (FUNCTION_TARGET picks the entry point, served at /), and returns its URL.
 func serve(t *testing.T) string {
 	t.Helper()
-	t.Setenv("FUNCTION_TARGET", "Trace")
-	functions.CloudEvent("Trace", tracefn.Handle)
-	port, err := testenv.FreePort()
+	url, err := testenv.FunctionsFramework("Trace", func() { functions.CloudEvent("Trace", tracefn.Handle) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	errc := make(chan error, 1)
-	go func() { errc <- funcframework.StartHostPort("127.0.0.1", strconv.Itoa(port)) }()
-	// A readiness wait for the server being started (the framework offers no other signal).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-errc:
-			t.Fatalf("functions framework: %v", err)
-		default:
-		}
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "http://" + addr + "/"
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the functions framework did not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return url
 }
 
 // workflow is a finished Argo workflow of two pods that ended at now minus a minute.
