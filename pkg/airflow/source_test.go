@@ -14,6 +14,7 @@ import (
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/poll/polltest"
 	"github.com/farmobs/farm/pkg/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/state"
 )
@@ -217,7 +218,7 @@ func TestMappedTaskInstancesNestUnderTheirTask(t *testing.T) {
 		if got := transitions(all, "part"); !slices.Equal(got, []string{"#0 ·->running 1m0s..-"}) {
 			t.Errorf("group part: %q", got)
 		}
-		for _, ev := range polltestEvents(all) {
+		for _, ev := range polltest.Events(all) {
 			switch ev.NodeID {
 			case "part.fan[1]":
 				if ev.ParentID != "part.fan" || ev.Airflow.MapIndex != 1 || ev.Type != airflow.TypeTask {
@@ -230,14 +231,6 @@ func TestMappedTaskInstancesNestUnderTheirTask(t *testing.T) {
 			}
 		}
 	})
-}
-
-func polltestEvents(ds []*event.RunDelta) []event.TaskEvent {
-	var out []event.TaskEvent
-	for _, d := range ds {
-		out = append(out, d.Events...)
-	}
-	return out
 }
 
 func TestSensorRescheduleUpstreamFailedAndSkipped(t *testing.T) {
@@ -626,7 +619,7 @@ func TestSensorRescheduledBetweenPolls(t *testing.T) {
 
 func eventOf(t *testing.T, ds []*event.RunDelta, node string) event.TaskEvent {
 	t.Helper()
-	for _, ev := range polltestEvents(ds) {
+	for _, ev := range polltest.Events(ds) {
 		if ev.NodeID == node {
 			return ev
 		}

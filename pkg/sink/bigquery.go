@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -131,15 +130,6 @@ func batches(rows []Row, maxRows, maxBytes int) [][]Row {
 		out = append(out, rows[start:])
 	}
 	return out
-}
-
-// rowSize is a row's JSON size (the load-file encoding, the same columns as the insert).
-func rowSize(r Row) int {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return 0 // Save reports the same problem, per row
-	}
-	return len(b)
 }
 
 // put inserts one batch. It returns the rows refused for good, or an error worth retrying.

@@ -127,3 +127,27 @@ func pointee(v reflect.Value) bigquery.Value {
 
 // timestampLayout is RFC 3339 with BigQuery's microsecond precision.
 const timestampLayout = "2006-01-02T15:04:05.999999Z07:00"
+
+// rowSize estimates a row's size in an insert request from its columns, without encoding it:
+// strings and JSON by their length plus quoting, other values by a fixed allowance. It sizes
+// batches, where encoding every row a second time cost more than the insert encoding itself.
+func rowSize(row any) int {
+	v := reflect.ValueOf(row)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	n := 0
+	for _, c := range columnsOf(v.Type()) {
+		f := v.FieldByIndex(c.index)
+		n += len(c.name) + 4 // "name":
+		switch c.kind {
+		case kindString, kindJSON:
+			n += f.Len() + 2
+		case kindInts:
+			n += 21 * f.Len()
+		default:
+			n += 32 // a number, a boolean or a timestamp
+		}
+	}
+	return n
+}

@@ -232,7 +232,7 @@ func (v version) encodeRun(r *dagRun) any {
 			DataIntervalEnd: v.stampOpt(r.dataIntervalEnd), DataIntervalStart: v.stampOpt(r.dataIntervalStart),
 			EndDate: v.stampPtr(r.end), ExecutionDate: v.stampOpt(r.logicalDate), ExternalTrigger: r.externalTrigger,
 			LastSchedulingDecision: v.stampPtr(r.lastSchedulingCheck), LogicalDate: v.stampOpt(r.logicalDate),
-			RunType: r.runType, StartDate: v.stampPtr(r.start), State: r.state, Note: optString(r.note),
+			RunType: r.runType, StartDate: v.stampPtr(r.start), State: r.state, Note: strPtr(r.note),
 		}
 	}
 	var dur *float64
@@ -246,7 +246,7 @@ func (v version) encodeRun(r *dagRun) any {
 		DataIntervalStart: v.stampOpt(r.dataIntervalStart), DataIntervalEnd: v.stampOpt(r.dataIntervalEnd),
 		RunAfter: v.stamp(r.runAfter), LastSchedulingDecision: v.stampPtr(r.lastSchedulingCheck),
 		RunType: r.runType, State: r.state, TriggeredBy: strPtr(r.triggeredBy), Conf: map[string]any{},
-		DagVersions: []dagVersionV2{v.dagVersion(r.dagID, r.queuedAt)}, DagDisplayName: r.dagID, Note: optString(r.note),
+		DagVersions: []dagVersionV2{v.dagVersion(r.dagID, r.queuedAt)}, DagDisplayName: r.dagID, Note: strPtr(r.note),
 	}
 }
 
@@ -310,12 +310,4 @@ func (v version) encodeTry(t *taskInstance, r *dagRun) any {
 		QueuedWhen: v.stampPtr(t.queuedWhen), ScheduledWhen: v.stampPtr(t.scheduledWhen), Pid: intPtr(t.pid),
 		Executor: strPtr(t.executor), ExecutorConfig: "{}", DagVersion: &dv,
 	}
-}
-
-// optString is null for "".
-func optString(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }
