@@ -35,7 +35,7 @@ const (
 	pollAtEnd       = "try first seen finished"
 )
 
-// span is a received span as offsets from t0.
+// gotSpan is a received span, its times as offsets from t0.
 type gotSpan struct {
 	id, parent uint64
 	name       string
@@ -242,23 +242,25 @@ func TestRescheduledSensorDurationAgreesInAPMAndBigQuery(t *testing.T) {
 	apm := map[string]float64{} // by DAG: the try span's seconds
 	n, msgs := 0, 0
 	for _, c := range sensorCases() {
-		forSensorStarts(t, func(t *testing.T, simOpts airflowsim.Options) {
-			n++
-			dag := fmt.Sprintf("sensing_%d", n)
-			clk := &laterClock{}
-			tr, agent := tracerFor(t, clk)
-			runSensor(t, simOpts, dag, "wait", c.polls, clk, func(d *event.RunDelta) {
-				if _, err := tr.Trace(t.Context(), d); err != nil {
-					t.Fatalf("trace: %v", err)
-				}
-				msgs++
-				m := sinktest.Message(t, d, fmt.Sprint(msgs), clk.Now())
-				if err := bq.Handle(t.Context(), m); err != nil {
-					t.Fatalf("sink: %v", err)
-				}
+		t.Run(c.polls, func(t *testing.T) {
+			forSensorStarts(t, func(t *testing.T, simOpts airflowsim.Options) {
+				n++
+				dag := fmt.Sprintf("sensing_%d", n)
+				clk := &laterClock{}
+				tr, agent := tracerFor(t, clk)
+				runSensor(t, simOpts, dag, "wait", c.polls, clk, func(d *event.RunDelta) {
+					if _, err := tr.Trace(t.Context(), d); err != nil {
+						t.Fatalf("trace: %v", err)
+					}
+					msgs++
+					m := sinktest.Message(t, d, fmt.Sprint(msgs), clk.Now())
+					if err := bq.Handle(t.Context(), m); err != nil {
+						t.Fatalf("sink: %v", err)
+					}
+				})
+				try, _ := sensorSpans(t, agent)
+				apm[dag] = (try.end - try.start).Seconds()
 			})
-			try, _ := sensorSpans(t, agent)
-			apm[dag] = (try.end - try.start).Seconds()
 		})
 	}
 	q := client.Query("SELECT pipeline, attempts, max_seconds FROM farm.task_duration_daily WHERE task = 'wait' ORDER BY pipeline")

@@ -93,16 +93,20 @@ func compare(sim *Sim, got []*event.RunDelta, st DayStats) *Fidelity {
 
 // SensorTries checks the start of the span of every rescheduled try (a sensor in reschedule mode
 // runs one try as several pokes): the span of a try starts at its first poke's start when a poll
-// that committed saw a state showing that start (the engine keeps it in the run state); when none
-// did, the span may start later, never earlier.
+// that committed saw a state that dates the try (running, up_for_reschedule or final) showing
+// that start: the engine keeps it in the run state. When none did, the span may start later,
+// never earlier. A scheduled or queued row still shows the previous poke's start_date, but FARM
+// dates no try by it: by itself such a row does not tell a rescheduled try from a new one.
 type SensorTries struct {
 	Finished int // rescheduled tries that ended
-	// Knowable: a committed poll saw a state showing the try's first start.
+	// Knowable: a committed poll saw a state dating the try with its first start.
 	Knowable, FromFirstStart int
-	// SeenOnlyByCrashed: the first start was seen by polls that crashed before committing only.
+	// SeenOnlyByCrashed: only polls that crashed before committing saw such a state.
 	SeenOnlyByCrashed int
-	Unpublished       int // no final event of the try was published (counted as a miss above)
-	Wrong             []string
+	// Undated: no poll saw such a state (each first-poke state was superseded, or seen queued only).
+	Undated     int
+	Unpublished int // no final event of the try was published (counted as a miss above)
+	Wrong       []string
 }
 
 func sensorTries(ts []truth, got []*event.RunDelta, committedAt []time.Time) SensorTries {
@@ -137,7 +141,8 @@ func sensorTries(ts []truth, got []*event.RunDelta, committedAt []time.Time) Sen
 		}
 		tr.ended = st.Terminal() && st != event.StatusUpForResched
 		tr.end = t.end
-		if !tr.first.IsZero() && t.start.Equal(tr.first) {
+		dates := st != event.StatusNone && st != event.StatusScheduled && st != event.StatusQueued // as pkg/airflow's mapping
+		if dates && !tr.first.IsZero() && t.start.Equal(tr.first) {
 			tr.shows = append(tr.shows, t)
 		}
 	}
@@ -186,6 +191,8 @@ func sensorTries(ts []truth, got []*event.RunDelta, committedAt []time.Time) Sen
 			out.Wrong = append(out.Wrong, fmt.Sprintf("%s: span from %s, before its first poke %s", k, s.Format(time.TimeOnly), tr.first.Format(time.TimeOnly)))
 		case seen:
 			out.SeenOnlyByCrashed++
+		default:
+			out.Undated++
 		}
 	}
 	return out
@@ -483,8 +490,8 @@ func (f *Fidelity) Write(w io.Writer) {
 		causes[m.Cause]++
 	}
 	if s := f.Sensors; s.Finished > 0 {
-		fmt.Fprintf(w, "  %-44s %d: span from the first poke %d of the %d a committed poll could date; first poke seen only by crashed polls %d; final event unpublished %d; wrong %d\n",
-			"rescheduled sensor tries ended", s.Finished, s.FromFirstStart, s.Knowable, s.SeenOnlyByCrashed, s.Unpublished, len(s.Wrong))
+		fmt.Fprintf(w, "  %-44s %d: span from the first poke %d of the %d a committed poll could date; first poke dated by crashed polls only %d, by none %d; final event unpublished %d; wrong %d\n",
+			"rescheduled sensor tries ended", s.Finished, s.FromFirstStart, s.Knowable, s.SeenOnlyByCrashed, s.Undated, s.Unpublished, len(s.Wrong))
 	}
 	for _, c := range []string{causeNotListed, causeSameID, causeRemoved, causeSuperseded} {
 		if causes[c] > 0 {
