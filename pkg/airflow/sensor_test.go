@@ -20,6 +20,8 @@ import (
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/ddagent"
 	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/poll/polltest"
 	"github.com/farmobs/farm/pkg/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/sink"
 	"github.com/farmobs/farm/pkg/sink/sinktest"
@@ -90,7 +92,7 @@ func sensorCases() []sensorCase {
 // poke queued at 0, 2m, 4m, running 5 s later and ending a minute after it was queued; the last
 // one succeeds), polling as polls says, and hands every published delta to deliver.
 // clk is pointed at the scenario's clock.
-func runSensor(t *testing.T, simOpts airflowsim.Options, dag, taskID, polls string, clk *laterClock, deliver func(*event.RunDelta)) {
+func runSensor(t *testing.T, simOpts airflowsim.Options, dag, taskID, polls string, clk *laterClock, deliver func(*event.RunDelta)) *env {
 	t.Helper()
 	e := newEnv(t, envOpts{sim: simOpts})
 	clk.c = e.h.Clock
@@ -125,6 +127,7 @@ func runSensor(t *testing.T, simOpts airflowsim.Options, dag, taskID, polls stri
 	e.must(wait.Advance(airflowsim.Success))
 	e.must(e.sim.SetRunState(dag, "r1", airflowsim.RunSuccess))
 	poll(pollEveryChange, pollCollapsed, pollAtEnd)
+	return e
 }
 
 // tracerFor starts a local DataDog receiver and a tracer sending to it, on the test's clock.
@@ -309,6 +312,51 @@ func TestRescheduledSensorInATaskGroup(t *testing.T) {
 		})
 		if last == nil || last.State != "success" || !last.StartedAt.Equal(t0.Add(5*time.Second)) || !last.FinishedAt.Equal(t0.Add(5*time.Minute)) {
 			t.Fatalf("group's last event %+v, want success from 5s to 5m0s", last)
+		}
+	})
+}
+
+// TestRescheduledSensorReplay: a replay, which reads no run state, publishes the sensor's final
+// transition with the id it had (the remembered first start is not part of ids), and the tracer
+// sends nothing new for it.
+func TestRescheduledSensorReplay(t *testing.T) {
+	forSensorStarts(t, func(t *testing.T, simOpts airflowsim.Options) {
+		clk := &laterClock{}
+		tr, agent := tracerFor(t, clk)
+		ids := map[string]bool{}
+		e := runSensor(t, simOpts, "sensing", "wait", pollEveryChange, clk, func(d *event.RunDelta) {
+			for _, ev := range d.Events {
+				ids[ev.ID] = true
+			}
+			if _, err := tr.Trace(t.Context(), d); err != nil {
+				t.Fatal(err)
+			}
+		})
+		sent := len(agent.Spans())
+		e.advance(time.Minute)
+		if _, err := e.engine.Poll(t.Context(), poll.Request{Since: t0, Until: e.h.Clock.Now(), Replay: true}); err != nil {
+			t.Fatal(err)
+		}
+		replayed := e.h.Published()
+		final := false
+		for _, ev := range polltest.Events(replayed) {
+			if ev.NodeID == "wait" && ev.State == "success" {
+				final = true
+				if !ids[ev.ID] {
+					t.Errorf("replayed success has id %s, not one published before", ev.ID)
+				}
+			}
+		}
+		if !final {
+			t.Fatal("the replay did not publish the sensor's success")
+		}
+		for _, d := range replayed {
+			if res, err := tr.Trace(t.Context(), d); err != nil || res.Sent != 0 {
+				t.Errorf("replayed delta traced: %+v, %v; want nothing new", res, err)
+			}
+		}
+		if n := len(agent.Spans()); n != sent {
+			t.Errorf("%d spans after the replay, %d before", n, sent)
 		}
 	})
 }
