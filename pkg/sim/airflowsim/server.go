@@ -18,7 +18,9 @@
 // Task instances follow Airflow 2.10+ semantics: the scheduler increments try_number when it
 // schedules a new try (not for a sensor reschedule or a deferral), a row only shows its latest try,
 // a failed try goes to the history the tries endpoint serves as soon as it is up_for_retry (2.10.0
-// to 2.10.3 then list it twice), and a clear resets the state to null keeping the try number. Runs are scripted exactly (TriggerRun, TI(...).Advance) or generated
+// to 2.10.3 then list it twice), and a clear resets the state to null keeping the try number. A
+// rescheduled sensor's poke overwrites start_date as Airflow 2.0 to 3.2 do, unless SensorStart
+// keeps the first poke's; a resumed deferral keeps its start. Runs are scripted exactly (TriggerRun, TI(...).Advance) or generated
 // as an estate on an injected clock (Estate). Every transition exposed is kept as ground truth.
 package airflowsim
 
