@@ -173,6 +173,9 @@ func TestRunDay(t *testing.T) {
 					t.Errorf("unexplained miss: %s", m)
 				}
 			}
+			if s := f.Sensors; len(s.Wrong) != 0 || (kind == event.SourceAirflow && s.Knowable == 0) {
+				t.Errorf("rescheduled sensor tries %+v: want some a committed poll dated, every one from its first poke", s)
+			}
 		})
 	}
 }
