@@ -151,7 +151,7 @@ func (p planner) taskSpan(d *event.RunDelta, tid traceID, e *event.TaskEvent, co
 	}
 	s.isError = outcomeTags(s.tags, e.Status, e.State, e.Message, "task.message")
 	taskTags(s.tags, d.Run.Source, e)
-	if e.AttemptStartedAt != nil {
+	if d.Run.Source == event.SourceAirflow && e.AttemptStartedAt != nil {
 		s.tags.str("airflow.rescheduled", "true")
 	}
 	return s, true
