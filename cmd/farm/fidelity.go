@@ -11,6 +11,7 @@ import (
 	"github.com/farmobs/farm/pkg/bench"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
+	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
 // cmdFidelity runs FARM's poll of each source through a simulated day (random gaps, crashes
@@ -24,8 +25,17 @@ func cmdFidelity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	runs := fs.Int("runs", 40, "active runs per source")
 	tasks := fs.Int("tasks", 20, "tasks per run")
 	only := fs.String("source", "", "argo or airflow (default: both)")
+	sensorStart := fs.String("sensor-start", "per-poke", "the simulated Airflow's start_date of a rescheduled sensor: per-poke (Airflow 2.0 to 3.2) or first-poke (1.10, 3.x with PR 66790)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var sensor airflowsim.SensorStart
+	switch *sensorStart {
+	case "per-poke":
+	case "first-poke":
+		sensor = airflowsim.StartFirstPoke
+	default:
+		return fmt.Errorf("-sensor-start %q: want per-poke or first-poke", *sensorStart)
 	}
 	log := logging.New(stderr, logging.ParseLevel(envOr("FARM_LOG_LEVEL", "error")))
 	if os.Getenv(bench.EmulatorEnv) == "" {
@@ -38,6 +48,7 @@ func cmdFidelity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		o := bench.DefaultDay(kind)
 		o.Day, o.Seed, o.Estate.Seed, o.Estate.Runs, o.Estate.Tasks = *dayLen, *seed, *seed, *runs, *tasks
+		o.Estate.SensorStart = sensor
 		start := time.Now()
 		f, err := bench.RunDay(ctx, o, log)
 		if err != nil {

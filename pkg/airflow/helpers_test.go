@@ -193,6 +193,30 @@ func forAPIs(t *testing.T, f func(t *testing.T, sim airflowsim.Options)) {
 	}
 }
 
+// forSensorStarts runs f on both API versions with each way a server dates a rescheduled sensor's
+// try: start_date overwritten by every poke (Airflow 2.0–3.2, the simulator's default) or the first
+// poke's start kept.
+func forSensorStarts(t *testing.T, f func(t *testing.T, sim airflowsim.Options)) {
+	for _, o := range []airflowsim.Options{{API: "v1", Version: "2.10.0"}, {API: "v2", Version: "3.0.2"}} {
+		for _, b := range []struct {
+			name  string
+			start airflowsim.SensorStart
+		}{{"start per poke", airflowsim.StartPerPoke}, {"first start kept", airflowsim.StartFirstPoke}} {
+			o.SensorStart = b.start
+			t.Run(o.API+"/"+b.name, func(t *testing.T) { f(t, o) })
+		}
+	}
+}
+
+// perPoke returns own when the server overwrites a rescheduled sensor's start with each poke's,
+// else first.
+func perPoke(o airflowsim.Options, own, first string) string {
+	if o.SensorStart == airflowsim.StartFirstPoke {
+		return first
+	}
+	return own
+}
+
 // bodyRewriter holds a response back so a test can alter it (a server misbehaving).
 type bodyRewriter struct {
 	http.ResponseWriter

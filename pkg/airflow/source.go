@@ -495,8 +495,8 @@ func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored map[
 	return nil
 }
 
-// earliestBelow is the earlier of a parent's start and the start of any stored attempt of a task
-// below it.
+// earliestBelow is the earlier of a parent's start and the first start of any stored attempt of
+// a task below it.
 func earliestBelow(p *event.TaskEvent, stored map[string]state.Task) *time.Time {
 	start := p.StartedAt
 	prefix := p.NodeID + "."
@@ -505,12 +505,15 @@ func earliestBelow(p *event.TaskEvent, stored map[string]state.Task) *time.Time 
 	}
 	for key, t := range stored {
 		node, _, ok := splitTaskKey(key)
-		if !ok || !strings.HasPrefix(node, prefix) || t.StartedAt.IsZero() {
+		if !ok || !strings.HasPrefix(node, prefix) {
 			continue
 		}
-		if start == nil || t.StartedAt.Before(*start) {
-			st := t.StartedAt
-			start = &st
+		// A rescheduled sensor's try started at its first poke, which Airflow 2.0 to 3.2 no
+		// longer show once a later poke overwrote start_date.
+		for _, st := range []time.Time{t.StartedAt, t.TryStart} {
+			if !st.IsZero() && (start == nil || st.Before(*start)) {
+				start = &st
+			}
 		}
 	}
 	return start

@@ -234,7 +234,7 @@ func TestMappedTaskInstancesNestUnderTheirTask(t *testing.T) {
 }
 
 func TestSensorRescheduleUpstreamFailedAndSkipped(t *testing.T) {
-	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+	forSensorStarts(t, func(t *testing.T, simOpts airflowsim.Options) {
 		e := newEnv(t, envOpts{sim: simOpts})
 		e.trigger("etl", "r1", task("wait", 0), task("transform", 0), task("load", 0), task("notify", 0))
 		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
@@ -255,7 +255,8 @@ func TestSensorRescheduleUpstreamFailedAndSkipped(t *testing.T) {
 		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunFailed))
 		_, d4 := e.poll()
 		all := slices.Concat(d1, d2, d3, d4)
-		wantWait := []string{"#1 ·->running 0s..-", "#1 running->up_for_reschedule 0s..1m0s", "#1 up_for_reschedule->running 0s..-", "#1 running->success 0s..3m0s"}
+		poke2 := perPoke(simOpts, "2m0s", "0s")
+		wantWait := []string{"#1 ·->running 0s..-", "#1 running->up_for_reschedule 0s..1m0s", "#1 up_for_reschedule->running " + poke2 + "..-", "#1 running->success " + poke2 + "..3m0s"}
 		if got := transitions(all, "wait"); !slices.Equal(got, wantWait) {
 			t.Errorf("sensor:\n got %q\nwant %q", got, wantWait)
 		}
@@ -592,7 +593,7 @@ func TestStoredStatesKeepGroupStart(t *testing.T) {
 // A sensor rescheduled and running again between two polls shows the same state, try and start
 // as at the last poll: only its queued time moved. That re-entry is still a transition to record.
 func TestSensorRescheduledBetweenPolls(t *testing.T) {
-	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+	forSensorStarts(t, func(t *testing.T, simOpts airflowsim.Options) {
 		e := newEnv(t, envOpts{sim: simOpts})
 		e.trigger("etl", "r1", task("wait", 0))
 		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
@@ -606,7 +607,7 @@ func TestSensorRescheduledBetweenPolls(t *testing.T) {
 		e.advance(time.Minute)
 		_, d2 := e.poll()
 		_, d3 := e.poll()
-		want := []string{"#1 ·->running 0s..-", "#1 running->running 0s..-"}
+		want := []string{"#1 ·->running 0s..-", "#1 running->running " + perPoke(simOpts, "2m0s", "0s") + "..-"}
 		if got := transitions(slices.Concat(d1, d2, d3), "wait"); !slices.Equal(got, want) {
 			t.Fatalf("sensor:\n got %q\nwant %q", got, want)
 		}

@@ -16,6 +16,7 @@ import (
 // truth is one transition the simulator exposed, in the terms FARM's events use.
 type truth struct {
 	run, node, state string // node "" for the run's own phase
+	try              int    // Airflow's try number
 	prev             string // the state before; "" when the node (re)appeared
 	vanished         bool   // the node disappeared before its next transition: until is an upper bound
 	start, end       time.Time
@@ -55,6 +56,8 @@ type Fidelity struct {
 	WorstStart, WorstEnd            string // the transitions with the largest errors
 	// The runs' own phase changes.
 	RunExposed, RunRecorded, RunObservableMissed int
+	// Sensors in reschedule mode (Airflow): the tries that went up_for_reschedule and ended.
+	Sensors SensorTries
 
 	published map[string][]time.Time // run → when polls published a delta of it
 }
@@ -82,7 +85,123 @@ func compare(sim *Sim, got []*event.RunDelta, st DayStats) *Fidelity {
 	if sim.Argo != nil {
 		return compareTruth(event.SourceArgo, argoTruth(sim), got, st)
 	}
-	return compareTruth(event.SourceAirflow, airflowTruth(sim), got, st)
+	ts := airflowTruth(sim)
+	f := compareTruth(event.SourceAirflow, ts, got, st)
+	f.Sensors = sensorTries(ts, got, st.CommittedAt)
+	return f
+}
+
+// SensorTries checks the start of the span of every rescheduled try (a sensor in reschedule mode
+// runs one try as several pokes): the span of a try starts at its first poke's start when a poll
+// that committed saw a state that dates the try (running, up_for_reschedule or final) showing
+// that start: the engine keeps it in the run state. When none did, the span may start later,
+// never earlier. A scheduled or queued row still shows the previous poke's start_date, but FARM
+// dates no try by it: by itself such a row does not tell a rescheduled try from a new one.
+type SensorTries struct {
+	Finished int // rescheduled tries that ended
+	// Knowable: a committed poll saw a state dating the try with its first start.
+	Knowable, FromFirstStart int
+	// SeenOnlyByCrashed: only polls that crashed before committing saw such a state.
+	SeenOnlyByCrashed int
+	// Undated: no poll saw such a state (each first-poke state was superseded, or seen queued only).
+	Undated     int
+	Unpublished int // no final event of the try was published (counted as a miss above)
+	Wrong       []string
+}
+
+func sensorTries(ts []truth, got []*event.RunDelta, committedAt []time.Time) SensorTries {
+	type try struct {
+		rescheduled, ended bool
+		first              time.Time
+		shows              []*truth // transitions showing the first start
+		end                time.Time
+	}
+	var out SensorTries
+	committedAt = slices.SortedFunc(slices.Values(committedAt), func(a, b time.Time) int { return a.Compare(b) })
+	tries := map[string]*try{}
+	var order []string
+	for i := range ts {
+		t := &ts[i]
+		if t.node == "" {
+			continue
+		}
+		k := fmt.Sprintf("%s|%s#%d", t.run, t.node, t.try)
+		tr := tries[k]
+		if tr == nil {
+			tr = &try{}
+			tries[k] = tr
+			order = append(order, k)
+		}
+		st := event.AirflowStatus(t.state)
+		switch {
+		case st == event.StatusUpForResched:
+			tr.rescheduled = true
+		case t.state == "running" && tr.first.IsZero():
+			tr.first = t.start
+		}
+		tr.ended = st.Terminal() && st != event.StatusUpForResched
+		tr.end = t.end
+		dates := st != event.StatusNone && st != event.StatusScheduled && st != event.StatusQueued // as pkg/airflow's mapping
+		if dates && !tr.first.IsZero() && t.start.Equal(tr.first) {
+			tr.shows = append(tr.shows, t)
+		}
+	}
+	spanStart := map[string]time.Time{} // the earliest start a try's final event gives its span
+	for _, d := range got {
+		for i := range d.Events {
+			e := &d.Events[i]
+			if !e.Status.Terminal() || e.Status == event.StatusUpForResched || e.StartedAt == nil {
+				continue
+			}
+			s := *e.StartedAt
+			if a := e.AttemptStartedAt; a != nil && a.Before(s) {
+				s = *a
+			}
+			k := fmt.Sprintf("%s|%s#%d", d.Run.UID, e.NodeID, e.Attempt)
+			if old, ok := spanStart[k]; !ok || s.Before(old) {
+				spanStart[k] = s
+			}
+		}
+	}
+	for _, k := range order {
+		tr := tries[k]
+		if !tr.rescheduled || !tr.ended || tr.first.IsZero() {
+			continue
+		}
+		out.Finished++
+		s, ok := spanStart[k]
+		if !ok {
+			out.Unpublished++
+			continue
+		}
+		knowable, seen := false, false
+		for _, t := range tr.shows {
+			knowable = knowable || seenDuring(committedAt, t)
+			seen = seen || t.observable
+		}
+		switch {
+		case knowable:
+			out.Knowable++
+			if s.Equal(tr.first) {
+				out.FromFirstStart++
+			} else {
+				out.Wrong = append(out.Wrong, fmt.Sprintf("%s: span from %s, first poke %s", k, s.Format(time.TimeOnly), tr.first.Format(time.TimeOnly)))
+			}
+		case s.Before(tr.first):
+			out.Wrong = append(out.Wrong, fmt.Sprintf("%s: span from %s, before its first poke %s", k, s.Format(time.TimeOnly), tr.first.Format(time.TimeOnly)))
+		case seen:
+			out.SeenOnlyByCrashed++
+		default:
+			out.Undated++
+		}
+	}
+	return out
+}
+
+// seenDuring reports whether a poll at one of polls (sorted) ran while t was visible.
+func seenDuring(polls []time.Time, t *truth) bool {
+	j, _ := slices.BinarySearchFunc(polls, t.from, func(a, b time.Time) int { return a.Compare(b) })
+	return j < len(polls) && (t.until.IsZero() || polls[j].Before(t.until))
 }
 
 // compareTruth compares what was published (got) with the truth ts, given when polls ran.
@@ -315,7 +434,7 @@ func airflowTruth(sim *Sim) []truth {
 	var out []truth
 	for _, t := range sim.Airflow.Truth() {
 		// The API serves microseconds: that is all the truth any client can be held to.
-		tr := truth{run: t.DagID + "/" + t.RunID, state: t.To, start: t.Start.Truncate(time.Microsecond), end: t.End.Truncate(time.Microsecond), from: t.At, prev: t.From}
+		tr := truth{run: t.DagID + "/" + t.RunID, state: t.To, start: t.Start.Truncate(time.Microsecond), end: t.End.Truncate(time.Microsecond), from: t.At, prev: t.From, try: t.Try}
 		if t.TaskID != "" {
 			tr.node = airflow.NodeID(t.TaskID, t.MapIndex)
 			tr.state = cmp.Or(t.To, airflow.StateNull)
@@ -370,6 +489,10 @@ func (f *Fidelity) Write(w io.Writer) {
 	for _, m := range f.Missed {
 		causes[m.Cause]++
 	}
+	if s := f.Sensors; s.Finished > 0 {
+		fmt.Fprintf(w, "  %-44s %d: span from the first poke %d of the %d a committed poll could date; first poke dated by crashed polls only %d, by none %d; final event unpublished %d; wrong %d\n",
+			"rescheduled sensor tries ended", s.Finished, s.FromFirstStart, s.Knowable, s.SeenOnlyByCrashed, s.Undated, s.Unpublished, len(s.Wrong))
+	}
 	for _, c := range []string{causeNotListed, causeSameID, causeRemoved, causeSuperseded} {
 		if causes[c] > 0 {
 			fmt.Fprintf(w, "  missed because %s: %d\n", c, causes[c])
@@ -393,6 +516,7 @@ func (f *Fidelity) Write(w io.Writer) {
 		}
 	})
 	f.writeList(w, "invented", slices.Values(f.Invented))
+	f.writeList(w, "rescheduled tries whose span starts wrong", slices.Values(f.Sensors.Wrong))
 }
 
 const listMax = 10
@@ -413,8 +537,9 @@ func (f *Fidelity) writeList(w io.Writer, title string, items func(func(string) 
 }
 
 // OK reports the targets: every observable transition recorded, nothing invented, no duplicate
-// with a different id, no time error.
+// with a different id, no time error, and every rescheduled try's span from its first poke when a
+// committed poll could date it.
 func (f *Fidelity) OK() bool {
 	return f.MissedObservable() == 0 && len(f.Invented) == 0 && f.DupDiffID == 0 &&
-		f.MaxStartErr == 0 && f.MaxEndErr == 0 && f.RunObservableMissed == 0
+		f.MaxStartErr == 0 && f.MaxEndErr == 0 && f.RunObservableMissed == 0 && len(f.Sensors.Wrong) == 0
 }

@@ -44,6 +44,9 @@ type DayStats struct {
 	// SeenAt are the instants of the polls that listed and published (completed or crashed at
 	// commit): only they could observe a state.
 	SeenAt []time.Time
+	// CommittedAt are the instants of the polls that also committed: only what they saw is in
+	// the run states the next polls diff against.
+	CommittedAt []time.Time
 }
 
 // errCrash is the injected failure of a commit: the process "died" after publishing.
@@ -216,6 +219,9 @@ func (d *day) record(at time.Time, ds []Delivery, err error) {
 	case err == nil || errors.Is(err, errCrash):
 		d.stats.Polls++
 		d.stats.SeenAt = append(d.stats.SeenAt, at)
+		if err == nil {
+			d.stats.CommittedAt = append(d.stats.CommittedAt, at)
+		}
 	}
 }
 

@@ -103,6 +103,44 @@ func TestCompareTruth(t *testing.T) {
 	}
 }
 
+// TestSensorTries: a sensor pokes at 1 (running, up_for_reschedule at 2) and at 3 (running, success
+// at 4) within try 1, on a server that overwrites the start per poke; polls at 1 and 5.
+func TestSensorTries(t *testing.T) {
+	truths := func() []truth {
+		return []truth{
+			{run: "r", node: "s", try: 1, state: "running", start: at(1), from: at(1)},
+			{run: "r", node: "s", try: 1, state: "up_for_reschedule", start: at(1), end: at(2), from: at(2)},
+			{run: "r", node: "s", try: 1, state: "running", start: at(3), from: at(3)},
+			{run: "r", node: "s", try: 1, state: "success", start: at(3), end: at(4), from: at(4)},
+		}
+	}
+	final := func(attemptStart *time.Time) []*event.RunDelta {
+		e := event.TaskEvent{NodeID: "s", Attempt: 1, State: "success", Status: event.StatusSucceeded, StartedAt: ptr(at(3)), FinishedAt: ptr(at(4)), AttemptStartedAt: attemptStart}
+		return []*event.RunDelta{delta(5, e)}
+	}
+	for _, c := range []struct {
+		name             string
+		got              []*event.RunDelta
+		committed        []time.Time
+		fromFirst, crash int
+		wrong            int
+	}{
+		{"first start remembered", final(ptr(at(1))), []time.Time{at(1), at(5)}, 1, 0, 0},
+		{"first start forgotten", final(nil), []time.Time{at(1), at(5)}, 0, 0, 1},
+		{"first poke seen by a crashed poll only", final(nil), []time.Time{at(5)}, 0, 1, 0},
+		{"span before the first poke", final(ptr(at(0))), []time.Time{at(5)}, 0, 0, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ts := truths()
+			visibility(ts, []time.Time{at(1), at(5)})
+			s := sensorTries(ts, c.got, c.committed)
+			if s.Finished != 1 || s.FromFirstStart != c.fromFirst || s.SeenOnlyByCrashed != c.crash || len(s.Wrong) != c.wrong {
+				t.Errorf("%+v", s)
+			}
+		})
+	}
+}
+
 // TestRunDay runs two simulated hours per source with frequent crashes, races and faults, so that
 // each happens, and holds FARM to the fidelity targets: every observable transition recorded.
 func TestRunDay(t *testing.T) {
@@ -134,6 +172,9 @@ func TestRunDay(t *testing.T) {
 				if strings.HasPrefix(m.Cause, causeObservable) || m.Cause == causeNotListed {
 					t.Errorf("unexplained miss: %s", m)
 				}
+			}
+			if s := f.Sensors; len(s.Wrong) != 0 || (kind == event.SourceAirflow && s.Knowable == 0) {
+				t.Errorf("rescheduled sensor tries %+v: want some a committed poll dated, every one from its first poke", s)
 			}
 		})
 	}

@@ -33,6 +33,9 @@ type Estate struct {
 	Interval time.Duration
 	// Truth keeps the simulators' ground truth (it costs memory; benchmarks leave it off).
 	Truth bool
+	// SensorStart is how the simulated Airflow dates a rescheduled sensor's try (default: start
+	// overwritten per poke, as Airflow 2.0 to 3.2 do).
+	SensorStart airflowsim.SensorStart
 }
 
 func (e Estate) validate() error {
@@ -84,7 +87,7 @@ func NewSim(e Estate) (*Sim, error) {
 		s.estate, s.api = est, s.Argo
 		return s, nil
 	}
-	srv, err := airflowsim.New(airflowsim.Options{API: "v2", Clock: s.Clock})
+	srv, err := airflowsim.New(airflowsim.Options{API: "v2", Clock: s.Clock, SensorStart: e.SensorStart})
 	if err != nil {
 		return nil, fmt.Errorf("airflow simulator: %w", err)
 	}

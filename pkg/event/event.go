@@ -125,9 +125,15 @@ type TaskEvent struct {
 	PrevStatus Status     `json:"previous_status,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	Message    string     `json:"message,omitempty"`
-	Pod        string     `json:"pod,omitempty"`
-	HostNode   string     `json:"host_node,omitempty"`
+	// AttemptStartedAt is set on the events of an attempt the poll engine knows was rescheduled
+	// (an Airflow sensor in reschedule mode runs one try as several pokes): the earliest start
+	// it observed for the attempt. Airflow 2.0 to 3.2 overwrite start_date with each poke's
+	// start, so it is then earlier than StartedAt; on servers that keep the first start the two
+	// are equal. Replays read no run state and leave it out: it is not part of the event id.
+	AttemptStartedAt *time.Time `json:"attempt_started_at,omitempty"`
+	Message          string     `json:"message,omitempty"`
+	Pod              string     `json:"pod,omitempty"`
+	HostNode         string     `json:"host_node,omitempty"`
 	// ResourcesDuration is Argo's resourcesDuration (seconds per resource, e.g. cpu, memory).
 	ResourcesDuration map[string]int64 `json:"resources_duration,omitempty"`
 	Airflow           *AirflowTask     `json:"airflow,omitempty"`

@@ -22,6 +22,14 @@ import (
 //  4. The event id (event.TaskEventIDQueued) names the state entered and its times, never the previous
 //     state, so every observer of the same transition — a poll, a replay, a crashed poll run
 //     again — produces the same id.
+//  5. An attempt can run as several executions: an Airflow sensor in reschedule mode goes
+//     running → up_for_reschedule → scheduled → queued → running … within one try, and Airflow
+//     2.0 to 3.2 overwrite its start_date with each poke's start. While an attempt is open (not
+//     terminal, or up_for_reschedule) the stored state keeps its first start (state.Task.TryStart)
+//     and whether it was rescheduled; the events of a rescheduled attempt carry that first start
+//     (AttemptStartedAt), so its span can cover the whole wait whatever the server's version. It
+//     is not part of the event id (rule 4: a replay, which reads no stored state, gives the same
+//     ids). A terminal state ends the attempt: `argo retry` and a cleared task start afresh.
 
 // TaskKey identifies a task within its run in the state store.
 func TaskKey(e *event.TaskEvent) string { return e.NodeID + "#" + strconv.Itoa(e.Attempt) }
@@ -48,8 +56,13 @@ func diff(prev *state.Run, snap *Snapshot, statusOf func(string) event.Status) (
 		if known && sameTask(before, now) {
 			continue
 		}
+		now = carryAttempt(before, known, now, statusOf)
 		e := *cur
 		e.ID = event.TaskEventIDQueued(runKey, e.NodeID, e.Attempt, e.State, e.StartedAt, e.FinishedAt, queued)
+		e.AttemptStartedAt = nil
+		if now.Rescheduled {
+			e.AttemptStartedAt = firstStart(now)
+		}
 		e.PrevState, e.PrevStatus = "", ""
 		if known {
 			e.PrevState = before.State
@@ -59,6 +72,45 @@ func diff(prev *state.Run, snap *Snapshot, statusOf func(string) event.Status) (
 		tasks[key] = now
 	}
 	return events, tasks
+}
+
+// carryAttempt completes now, the state an attempt moves to, with what the stored state before
+// knew of the attempt (rule 5): its first start while it stays open, and whether it was
+// rescheduled.
+func carryAttempt(before state.Task, known bool, now state.Task, statusOf func(string) event.Status) state.Task {
+	now.Rescheduled = statusOf(now.State) == event.StatusUpForResched
+	if !known {
+		return now
+	}
+	was := statusOf(before.State)
+	if was.Terminal() && was != event.StatusUpForResched {
+		return now // the attempt had ended: what follows starts afresh
+	}
+	first := before.TryStart
+	if first.IsZero() {
+		first = before.StartedAt
+	}
+	// A start that moved later within the open attempt is a later poke's (one that moved earlier
+	// corrects a group's start to an attempt found below it).
+	now.Rescheduled = now.Rescheduled || before.Rescheduled || was == event.StatusUpForResched ||
+		(!first.IsZero() && now.StartedAt.After(first))
+	if !first.IsZero() && (now.StartedAt.IsZero() || first.Before(now.StartedAt)) {
+		now.TryStart = first
+	}
+	return now
+}
+
+// firstStart is the earliest start known of t's attempt, nil when none is.
+func firstStart(t state.Task) *time.Time {
+	switch {
+	case !t.TryStart.IsZero():
+		s := t.TryStart
+		return &s
+	case !t.StartedAt.IsZero():
+		s := t.StartedAt
+		return &s
+	}
+	return nil
 }
 
 func sameTask(a, b state.Task) bool {

@@ -90,6 +90,30 @@ func argoRunOf(n int, start time.Time, runSeconds, podSeconds float64, phase str
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
+// sensorAirflowRun is a run of "sensing" whose sensor "wait" pokes three times within try 1 on
+// a server that overwrites start_date with each poke's start (Airflow 2.0 to 3.2), each poke seen
+// by a poll of its own: running at 100 s, up_for_reschedule 100..110, running at 200,
+// up_for_reschedule 200..210, running at 300, success 300..310. Its try takes 210 s.
+func sensorAirflowRun() []*event.RunDelta {
+	run := sinktest.AirflowRun{DagID: "sensing", RunID: "scheduled__2026-03-02T00:00:00+00:00", RunType: "scheduled", State: "running", Start: sinktest.At(90)}
+	poke := func(start, end float64, state, prev string) *event.RunDelta {
+		tr := sinktest.AirflowTry{TaskID: "wait", Type: "Task", MapIndex: -1, Try: 1, MaxTries: 1, State: state, Prev: prev,
+			Queued: sinktest.At(start - 2), Start: sinktest.At(start), QueueSeconds: sinktest.F64(2), Pool: "sensors", Queue: "default"}
+		if end > 0 {
+			tr.End = sinktest.At(end)
+		}
+		r := run
+		if state == "success" {
+			r.State, r.PrevState, r.End = "success", "running", sinktest.At(311)
+		}
+		return sinktest.AirflowDelta(r, sinktest.Day0.Add(secs(end+1)), tr)
+	}
+	return []*event.RunDelta{
+		poke(100, -1, "running", ""), poke(100, 110, "up_for_reschedule", "running"), poke(200, -1, "running", "up_for_reschedule"),
+		poke(200, 210, "up_for_reschedule", "running"), poke(300, -1, "running", "up_for_reschedule"), poke(300, 310, "success", "running"),
+	}
+}
+
 // failedAirflowRun is a second run of daily_sales whose only try failed after 50 s, having waited
 // 7.5 s in queue default.
 func failedAirflowRun() *event.RunDelta {
@@ -128,6 +152,7 @@ func TestReportingViews(t *testing.T) {
 	running.Events = []event.TaskEvent{try2}
 	running.ObservedAt = sinktest.Day0.Add(6 * time.Minute)
 	deltas = append(deltas, sinktest.Finish(running), sinktest.RetriedMappedAirflowDelta(), failedAirflowRun())
+	deltas = append(deltas, sensorAirflowRun()...)
 
 	for i, d := range deltas {
 		env.mustDeliver(t, sinktest.Message(t, d, fmt.Sprint(5000+i), d.ObservedAt.Add(time.Second)))
@@ -137,6 +162,8 @@ func TestReportingViews(t *testing.T) {
 	checkView(t, env, "run_duration_daily", "source, pipeline, day", []map[string]bigquery.Value{
 		{"source": "airflow", "pipeline": "daily_sales", "day": d0, "runs": int64(2), "failed_runs": int64(1),
 			"p50_seconds": 495.0, "p90_seconds": 579.0, "p99_seconds": 597.9, "max_seconds": 600.0, "avg_seconds": 495.0},
+		{"source": "airflow", "pipeline": "sensing", "day": d0, "runs": int64(1), "failed_runs": int64(0),
+			"p50_seconds": 221.0, "p90_seconds": 221.0, "p99_seconds": 221.0, "max_seconds": 221.0, "avg_seconds": 221.0},
 		{"source": "argo", "pipeline": "etl-nightly", "day": d0, "runs": int64(4), "failed_runs": int64(1),
 			"p50_seconds": 250.0, "p90_seconds": 370.0, "p99_seconds": 397.0, "max_seconds": 400.0, "avg_seconds": 250.0},
 		{"source": "argo", "pipeline": "etl-nightly", "day": d1, "runs": int64(1), "failed_runs": int64(0),
@@ -144,6 +171,7 @@ func TestReportingViews(t *testing.T) {
 	})
 	checkView(t, env, "failure_rate_daily", "source, pipeline, day", []map[string]bigquery.Value{
 		{"source": "airflow", "pipeline": "daily_sales", "day": d0, "runs": int64(2), "failed_runs": int64(1), "failure_rate": 0.5},
+		{"source": "airflow", "pipeline": "sensing", "day": d0, "runs": int64(1), "failed_runs": int64(0), "failure_rate": 0.0},
 		{"source": "argo", "pipeline": "etl-nightly", "day": d0, "runs": int64(4), "failed_runs": int64(1), "failure_rate": 0.25},
 		{"source": "argo", "pipeline": "etl-nightly", "day": d1, "runs": int64(1), "failed_runs": int64(0), "failure_rate": 0.0},
 	})
@@ -155,6 +183,8 @@ func TestReportingViews(t *testing.T) {
 		{"source": "airflow", "pipeline": "daily_sales", "day": d0, "task": "fetch_orders", "task_type": "Task", "attempts": int64(3),
 			"failed_attempts": int64(2), "p50_seconds": 34.123456, "p90_seconds": 46.8246912, "p99_seconds": 49.68246912,
 			"max_seconds": 50.0, "avg_seconds": 114.123456 / 3},
+		{"source": "airflow", "pipeline": "sensing", "day": d0, "task": "wait", "task_type": "Task", "attempts": int64(1),
+			"failed_attempts": int64(0), "p50_seconds": 210.0, "p90_seconds": 210.0, "p99_seconds": 210.0, "max_seconds": 210.0, "avg_seconds": 210.0},
 		{"source": "argo", "pipeline": "etl-nightly", "day": d0, "task": "extract", "task_type": "Pod", "attempts": int64(4),
 			"failed_attempts": int64(1), "p50_seconds": 25.0, "p90_seconds": 37.0, "p99_seconds": 39.7, "max_seconds": 40.0, "avg_seconds": 25.0},
 		{"source": "argo", "pipeline": "etl-nightly", "day": d1, "task": "extract", "task_type": "Pod", "attempts": int64(1),
@@ -165,6 +195,8 @@ func TestReportingViews(t *testing.T) {
 			"day": d0, "tries": int64(3), "p50_seconds": 2.5, "p90_seconds": 6.5, "p99_seconds": 7.4, "max_seconds": 7.5, "avg_seconds": 11.0 / 3},
 		{"source": "airflow", "tenant": "acme", "environment": "prod", "pipeline": "daily_sales", "pool": "scoring", "queue": "default",
 			"day": d0, "tries": int64(3), "p50_seconds": 3.0, "p90_seconds": 3.8, "p99_seconds": 3.98, "max_seconds": 4.0, "avg_seconds": 3.0},
+		{"source": "airflow", "tenant": "acme", "environment": "prod", "pipeline": "sensing", "pool": "sensors", "queue": "default",
+			"day": d0, "tries": int64(1), "p50_seconds": 2.0, "p90_seconds": 2.0, "p99_seconds": 2.0, "max_seconds": 2.0, "avg_seconds": 2.0},
 	})
 	// The runs view holds the latest state of each of the 8 runs: run 1 finished, run 5 running.
 	runs := env.query(t, "SELECT run_name, run_status, duration_seconds FROM farm.runs WHERE run_name IN ('etl-nightly-00001', 'etl-nightly-00005') ORDER BY run_name")
@@ -175,8 +207,8 @@ func TestReportingViews(t *testing.T) {
 	if !sameRows(runs, want) {
 		t.Errorf("runs: got %v, want %v", runs, want)
 	}
-	if n := env.count(t, "SELECT COUNT(*) FROM farm.runs"); n != 8 {
-		t.Errorf("runs has %d rows, want 8 (6 Argo, 2 Airflow)", n)
+	if n := env.count(t, "SELECT COUNT(*) FROM farm.runs"); n != 9 {
+		t.Errorf("runs has %d rows, want 9 (6 Argo, 3 Airflow)", n)
 	}
 }
 

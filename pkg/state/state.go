@@ -74,6 +74,13 @@ type Task struct {
 	// QueuedAt is Airflow's queued_when: a rescheduled sensor re-enters a state within one try
 	// with only this time changed.
 	QueuedAt time.Time `json:"q,omitzero"`
+	// TryStart is the first start of an attempt still open whose later states showed another start
+	// or none (a sensor in reschedule mode: Airflow 2.0 to 3.2 overwrite start_date with each
+	// poke's); zero when StartedAt is that first start.
+	TryStart time.Time `json:"t,omitzero"`
+	// Rescheduled says the attempt went up_for_reschedule, or its start moved while it stayed
+	// open: it runs as several pokes.
+	Rescheduled bool `json:"r,omitempty"`
 }
 
 // Store is what the poll engine needs. Implementations must be safe for concurrent use.

@@ -11,8 +11,31 @@
 // empty. Argo's root node, whose id is the workflow name, IS the run and is not sent twice. Group
 // nodes (Argo DAG, Steps, StepGroup, TaskGroup, Retry; Airflow task groups and mapped tasks) are
 // spans like any other node, sent when they finish, so the waterfall nests like the workflow.
-// Operation names are four constants: pipelines and tasks live in the resource, where DataDog's
+// Operation names are five constants: pipelines and tasks live in the resource, where DataDog's
 // per-operation limits expect them.
+//
+// # Sensors in reschedule mode
+//
+// A sensor in mode="reschedule" runs one try (one try_number) as several pokes: running →
+// up_for_reschedule → scheduled → queued → running … → success. The try is ONE airflow.task span,
+// from the try's first start to its final end, with its final outcome, like any other try: APM's
+// count, error rate and duration of the task are per try, whatever the number of pokes. What a
+// server shows as the try's start differs: Airflow 2.0 to 3.2 overwrite start_date with each
+// poke's start (upstream issues 15645, 30552, 66784), Airflow 1.10 and 3.x with upstream PR 66790
+// keep the first poke's. The poll engine keeps the first start of an open attempt in its run state
+// and puts it on the attempt's events (event.TaskEvent.AttemptStartedAt), so the span does not
+// depend on the version. Nothing earlier than what some poll saw can be known: a try first seen
+// finished on a server that overwrites the start spans its last poke only.
+//
+// Pokes are shown, as airflow.poke spans (their own operation, so they stay out of the task's
+// statistics) that are children of the try's span: one per up_for_reschedule event, and one for
+// the poke that ended the try when the try is known to have been rescheduled. Each has its own
+// times as far as the API tells them: its end, and its own start when the server overwrites
+// start_date; where the server keeps the first start, a later poke starts at its queued time
+// (queued_when, the latest instant known before it ran; tag airflow.poke.start_from says which).
+// Why shown at all: the gaps between pokes are where a sensor's wait goes, and the waterfall shows
+// them; why children and never spans of the try: a second span of one try doubles its count in
+// APM and, keyed by the try, collides with the try's own span.
 //
 // # Identity
 //
@@ -23,12 +46,14 @@
 //	trace id (high 64 bits) = run start in Unix seconds << 32      (DataDog's 128-bit layout)
 //	span id                = hash(trace id, task key)
 //	task key               = node id, plus "#attempt" for an Airflow task-instance try
-//	                         (plus "@start" for a reschedule-mode sensor's poke)
-//	parent span id         = hash(trace id, parent node id)       (root id when there is none)
+//	poke span id           = hash(trace id, task key + "/poke@" + the poke's end)
+//	parent span id         = hash(trace id, parent node id)       (root id when there is none;
+//	                         a poke's parent is its try: hash(trace id, task key))
 //
 // Argo retries are distinct nodes (…(0), …(1)), so the node id alone is unique per attempt;
-// Airflow keeps one task id across tries, so a try adds its number. Groups never have tries, so a
-// child can name its parent's span from ParentID alone. The run's start time is part of the trace
+// Airflow keeps one task id across tries, so a try adds its number. Pokes of one try are told apart
+// by their end, which no two pokes share whichever start the server shows. Groups never have
+// tries, so a child can name its parent's span from ParentID alone. The run's start time is part of the trace
 // identity because `argo retry` (and an Airflow clear of a finished run) resets it while keeping
 // the same node ids: the re-execution becomes a trace of its own instead of colliding, span id for
 // span id, with the first. The high bits are what the tracer itself gives a root started at the

@@ -36,13 +36,18 @@ func taskKey(source string, e *event.TaskEvent) string {
 	if source != event.SourceAirflow || !isAirflowTry(e) {
 		return e.NodeID
 	}
-	key := e.NodeID + "#" + strconv.Itoa(e.Attempt)
-	if e.Status == event.StatusUpForResched {
-		// A sensor in reschedule mode pokes many times within one try: each poke is a span of its
-		// own, and the try's final state keeps the plain key.
-		key += "@" + stamp(e.StartedAt)
+	return e.NodeID + "#" + strconv.Itoa(e.Attempt)
+}
+
+// pokeKey names one poke of a try of a sensor in reschedule mode: the try's key and the poke's end,
+// which no other poke of the try shares whichever start the server shows (its start does not tell
+// pokes apart on servers that keep the try's first start).
+func pokeKey(e *event.TaskEvent) string {
+	at := e.FinishedAt
+	if at == nil || at.IsZero() {
+		at = e.StartedAt
 	}
-	return key
+	return e.NodeID + "#" + strconv.Itoa(e.Attempt) + "/poke@" + stamp(at)
 }
 
 // isAirflowTry reports whether e is a try of an Airflow task instance (it has tries) rather than a

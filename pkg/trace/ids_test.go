@@ -89,13 +89,32 @@ func TestTaskKey(t *testing.T) {
 		{"airflow mapped aggregate: a group", event.SourceAirflow, try("MappedTask", -1, 1), "n"},
 		{"airflow task group", event.SourceAirflow, &event.TaskEvent{NodeID: "n", Type: "TaskGroup", Attempt: 1}, "n"},
 		{"airflow event without instance fields", event.SourceAirflow, &event.TaskEvent{NodeID: "n", Type: "Task", Attempt: 1}, "n"},
-		{"airflow sensor poke", event.SourceAirflow, &event.TaskEvent{NodeID: "n", Type: "Task", Attempt: 1, Status: event.StatusUpForResched,
-			StartedAt: tp("2026-03-02T01:00:00Z"), Airflow: &event.AirflowTask{MapIndex: -1}}, "n#1@2026-03-02T01:00:00Z"},
+		{"airflow sensor poke: its try's key", event.SourceAirflow, &event.TaskEvent{NodeID: "n", Type: "Task", Attempt: 1, Status: event.StatusUpForResched,
+			StartedAt: tp("2026-03-02T01:00:00Z"), Airflow: &event.AirflowTask{MapIndex: -1}}, "n#1"},
 	}
 	for _, tc := range tests {
 		if got := taskKey(tc.source, tc.e); got != tc.want {
 			t.Errorf("%s: key %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// Pokes of one try are told apart by their end, also when the server shows the same start for all.
+func TestPokeKey(t *testing.T) {
+	poke := func(start, end string) *event.TaskEvent {
+		e := &event.TaskEvent{NodeID: "n[2]", Type: "MappedTask", Attempt: 1, Status: event.StatusUpForResched, StartedAt: tp(start),
+			Airflow: &event.AirflowTask{MapIndex: 2}}
+		if end != "" {
+			e.FinishedAt = tp(end)
+		}
+		return e
+	}
+	a, b := pokeKey(poke("2026-03-02T01:00:00Z", "2026-03-02T01:01:00Z")), pokeKey(poke("2026-03-02T01:00:00Z", "2026-03-02T01:03:00Z"))
+	if a != "n[2]#1/poke@2026-03-02T01:01:00Z" || a == b {
+		t.Errorf("poke keys %q and %q: want distinct keys naming the try and the poke's end", a, b)
+	}
+	if k := pokeKey(poke("2026-03-02T01:00:00Z", "")); k != "n[2]#1/poke@2026-03-02T01:00:00Z" {
+		t.Errorf("poke without an end: %q, want its start", k)
 	}
 }
 

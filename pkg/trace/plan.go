@@ -13,6 +13,8 @@ const (
 	OpArgoNode      = "argo.node"
 	OpAirflowDagRun = "airflow.dag_run"
 	OpAirflowTask   = "airflow.task"
+	// OpAirflowPoke is one poke of a sensor in reschedule mode, inside its try's airflow.task span.
+	OpAirflowPoke = "airflow.poke"
 )
 
 // DataDog's intake limits (characters): longer values are truncated.
@@ -67,11 +69,26 @@ func (p planner) plan(d *event.RunDelta, now time.Time) ([]span, skips) {
 			sk.open++
 		case d.Run.Source == event.SourceArgo && e.NodeID == d.Run.Name:
 			// Argo's root node is the workflow itself: the run's span.
-		default:
-			if s, ok := p.taskSpan(d, tid, e, common); ok {
+		case d.Run.Source == event.SourceAirflow && isAirflowTry(e) && e.Status == event.StatusUpForResched:
+			// A poke of a sensor in reschedule mode: its try goes on, so it is a child of the try's
+			// span, never a span of the try itself.
+			if s, ok := p.pokeSpan(d, tid, e, common); ok {
 				out = append(out, s)
 			} else {
 				sk.untimed++
+			}
+		default:
+			s, ok := p.taskSpan(d, tid, e, common)
+			if !ok {
+				sk.untimed++
+				continue
+			}
+			out = append(out, s)
+			if d.Run.Source == event.SourceAirflow && isAirflowTry(e) && e.AttemptStartedAt != nil {
+				// The try was rescheduled: the poke that ended it is shown like the others.
+				if s, ok := p.pokeSpan(d, tid, e, common); ok {
+					out = append(out, s)
+				}
 			}
 		}
 	}
@@ -106,8 +123,15 @@ func (p planner) admit(spans []span, now time.Time, sk *skips) []span {
 	return out
 }
 
+// taskSpan is the span of a task, or of one try of an Airflow task instance: from the attempt's
+// first start when the poll engine remembered one earlier than the event's own start (a
+// rescheduled sensor on a server that overwrites start_date per poke).
 func (p planner) taskSpan(d *event.RunDelta, tid traceID, e *event.TaskEvent, common tags) (span, bool) {
-	start, end, ok := spanTimes(e.StartedAt, e.FinishedAt)
+	first := e.StartedAt
+	if e.AttemptStartedAt != nil && !e.AttemptStartedAt.IsZero() && (first == nil || first.IsZero() || e.AttemptStartedAt.Before(*first)) {
+		first = e.AttemptStartedAt
+	}
+	start, end, ok := spanTimes(first, e.FinishedAt)
 	if !ok {
 		return span{}, false
 	}
@@ -127,6 +151,39 @@ func (p planner) taskSpan(d *event.RunDelta, tid traceID, e *event.TaskEvent, co
 	}
 	s.isError = outcomeTags(s.tags, e.Status, e.State, e.Message, "task.message")
 	taskTags(s.tags, d.Run.Source, e)
+	if d.Run.Source == event.SourceAirflow && e.AttemptStartedAt != nil {
+		s.tags.str("airflow.rescheduled", "true")
+	}
+	return s, true
+}
+
+// pokeSpan is one poke of a sensor in reschedule mode: a child of its try's span, from the
+// poke's own start to its end as far as the API tells them. A server that overwrites start_date
+// per poke shows the poke's start; one that keeps the try's first start shows, for every poke
+// after the first, only when the poke was queued, which is the latest time before it ran.
+func (p planner) pokeSpan(d *event.RunDelta, tid traceID, e *event.TaskEvent, common tags) (span, bool) {
+	from, startedAt := "start_date", e.StartedAt
+	if q := e.Airflow.QueuedAt; q != nil && !q.IsZero() && (startedAt == nil || q.After(*startedAt)) {
+		from, startedAt = "queued_when", q
+	}
+	start, end, ok := spanTimes(startedAt, e.FinishedAt)
+	if !ok {
+		return span{}, false
+	}
+	s := span{
+		trace:    tid,
+		id:       spanIDOf(tid, pokeKey(e)),
+		parentID: spanIDOf(tid, taskKey(d.Run.Source, e)),
+		name:     OpAirflowPoke,
+		resource: truncate(taskResource(d.Run.Source, e), maxResource),
+		service:  p.services[d.Run.Source],
+		start:    start,
+		end:      end,
+		tags:     common.clone(),
+	}
+	s.isError = outcomeTags(s.tags, e.Status, e.State, e.Message, "task.message")
+	taskTags(s.tags, d.Run.Source, e)
+	s.tags.str("airflow.poke.start_from", from)
 	return s, true
 }
 

@@ -629,29 +629,73 @@ func TestWaterfallOfAReceivedTrace(t *testing.T) {
 	}
 }
 
-// TestRescheduledSensorPokesAreSpans: a sensor in reschedule mode ends each poke up_for_reschedule
-// within one try, then succeeds in that same try. Each poke and the success are spans.
-func TestRescheduledSensorPokesAreSpans(t *testing.T) {
-	e := newEnv(t)
-	poke := func(start, end float64, state string) airflowTry {
-		return airflowTry{taskID: "wait_for_file", try: 1, maxTries: 1, state: state, start: at(start), end: at(end), operator: "GCSObjectExistenceSensor"}
-	}
-	for i, tr := range []airflowTry{poke(20, 21, "up_for_reschedule"), poke(80, 81, "up_for_reschedule"), poke(140, 141.5, "success")} {
-		d := airflowDelta(tr)
-		d.Run.Phase, d.Run.Status, d.Run.FinishedAt = "running", event.StatusRunning, nil
-		if res, err := e.tracer.Trace(t.Context(), finish(d)); err != nil || res.Sent != 1 {
-			t.Fatalf("delta %d: %+v, %v; want one span", i, res, err)
-		}
-	}
-	spans := e.agent.Spans()
-	var states []string
-	for _, s := range spans {
-		states = append(states, s.Meta["state"])
-		if s.Error != 0 || s.Resource != "wait_for_file" {
-			t.Errorf("poke %s: error %d resource %s", s.Meta["state"], s.Error, s.Resource)
-		}
-	}
-	if want := []string{"up_for_reschedule", "up_for_reschedule", "success"}; !slices.Equal(states, want) {
-		t.Errorf("states %v, want %v", states, want)
+// TestRescheduledSensorTryIsOneSpanWithItsPokes: a sensor in reschedule mode ends two pokes
+// up_for_reschedule within one try, then succeeds in that same try, each seen by a delta of its own.
+// The try is one airflow.task span from its first start to its end; each poke is an airflow.poke
+// span inside it with its own times as the server shows them: its start when the server overwrites
+// start_date per poke, else its queued time after the first poke. A redelivery sends nothing.
+func TestRescheduledSensorTryIsOneSpanWithItsPokes(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		starts    [3]float64 // the start_date each poke's event shows
+		pokes     [3][2]float64
+		startFrom [3]string
+	}{
+		{"start per poke", [3]float64{20, 80, 140}, [3][2]float64{{20, 21}, {80, 81}, {140, 141.5}}, [3]string{"start_date", "start_date", "start_date"}},
+		{"first start kept", [3]float64{20, 20, 20}, [3][2]float64{{20, 21}, {79, 81}, {139, 141.5}}, [3]string{"start_date", "queued_when", "queued_when"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			poke := func(i int, end float64, state string) *event.RunDelta {
+				tr := airflowTry{taskID: "wait_for_file", try: 1, maxTries: 1, state: state, queued: at([3]float64{19, 79, 139}[i]),
+					start: at(c.starts[i]), end: at(end), operator: "GCSObjectExistenceSensor"}
+				d := airflowDelta(tr)
+				d.Run.Phase, d.Run.Status, d.Run.FinishedAt = "running", event.StatusRunning, nil
+				if i > 0 { // the poll engine knows the try was rescheduled
+					d.Events[0].AttemptStartedAt = at(20)
+				}
+				return d
+			}
+			deltas := []*event.RunDelta{poke(0, 21, "up_for_reschedule"), poke(1, 81, "up_for_reschedule"), poke(2, 141.5, "success")}
+			for i, d := range deltas {
+				want := 1 + i/2 // the last delta ends the try: its span and its last poke
+				if res, err := e.tracer.Trace(t.Context(), d); err != nil || res.Sent != want {
+					t.Fatalf("delta %d: %+v, %v; want %d spans", i, res, err, want)
+				}
+			}
+			var try ddagent.Span
+			var pokes []ddagent.Span
+			for _, s := range e.agent.Spans() {
+				switch s.Name {
+				case trace.OpAirflowTask:
+					if try.SpanID != 0 {
+						t.Fatalf("a second span of the try: %+v", s)
+					}
+					try = s
+				case trace.OpAirflowPoke:
+					pokes = append(pokes, s)
+				}
+			}
+			if try.StartTime() != *at(20) || try.EndTime() != *at(141.5) || try.Meta["status"] != "succeeded" || try.Error != 0 ||
+				try.Meta["airflow.rescheduled"] != "true" || try.Resource != "wait_for_file" {
+				t.Errorf("try span %s..%s status %s error %d rescheduled %q", try.StartTime(), try.EndTime(), try.Meta["status"], try.Error, try.Meta["airflow.rescheduled"])
+			}
+			if len(pokes) != 3 {
+				t.Fatalf("%d pokes, want 3", len(pokes))
+			}
+			slices.SortFunc(pokes, func(a, b ddagent.Span) int { return int(a.Start - b.Start) })
+			for i, p := range pokes {
+				if p.ParentID != try.SpanID || p.StartTime() != *at(c.pokes[i][0]) || p.EndTime() != *at(c.pokes[i][1]) ||
+					p.Meta["airflow.poke.start_from"] != c.startFrom[i] || p.Error != 0 || p.Resource != "wait_for_file" {
+					t.Errorf("poke %d: parent %d (try %d) %s..%s from %s error %d; want %v from %s", i, p.ParentID, try.SpanID,
+						p.StartTime(), p.EndTime(), p.Meta["airflow.poke.start_from"], p.Error, c.pokes[i], c.startFrom[i])
+				}
+			}
+			for i, d := range deltas {
+				if res, err := e.tracer.Trace(t.Context(), d); err != nil || res.Sent != 0 || res.Duplicates != 1+i/2 {
+					t.Errorf("delta %d delivered again: %+v, %v; want nothing sent", i, res, err)
+				}
+			}
+		})
 	}
 }

@@ -1,16 +1,18 @@
 -- task_duration_daily: how long task attempts take, per pipeline, task and day (UTC day the attempt
 -- finished). Counts attempts that ran and ended: succeeded, failed, errored, or an Airflow try
--- that ended up_for_retry / up_for_reschedule. Skipped, omitted, removed and upstream_failed
--- tasks never ran and are left out. Percentiles are exact (PERCENTILE_CONT, interpolated).
+-- that ended up_for_retry. Skipped, omitted, removed and upstream_failed tasks never ran and are
+-- left out. A sensor in reschedule mode is one attempt per try from its first poke's start to its
+-- end, as its span in APM: its pokes (up_for_reschedule) are not attempts. Percentiles are exact
+-- (PERCENTILE_CONT, interpolated).
 WITH attempts AS (
   SELECT
     source, tenant, environment, pipeline, task, task_type,
     DATE(finished_at) AS day,
-    duration_seconds,
+    attempt_duration_seconds AS duration_seconds,
     status IN ('failed', 'errored', 'up_for_retry') AS failed
   FROM `${project}.${dataset}.task_events`
-  WHERE status IN ('succeeded', 'failed', 'errored', 'up_for_retry', 'up_for_reschedule')
-    AND duration_seconds IS NOT NULL
+  WHERE status IN ('succeeded', 'failed', 'errored', 'up_for_retry')
+    AND attempt_duration_seconds IS NOT NULL
 ),
 ranked AS (
   SELECT

@@ -18,7 +18,9 @@
 // Task instances follow Airflow 2.10+ semantics: the scheduler increments try_number when it
 // schedules a new try (not for a sensor reschedule or a deferral), a row only shows its latest try,
 // a failed try goes to the history the tries endpoint serves as soon as it is up_for_retry (2.10.0
-// to 2.10.3 then list it twice), and a clear resets the state to null keeping the try number. Runs are scripted exactly (TriggerRun, TI(...).Advance) or generated
+// to 2.10.3 then list it twice), and a clear resets the state to null keeping the try number. A
+// rescheduled sensor's poke overwrites start_date as Airflow 2.0 to 3.2 do, unless SensorStart
+// keeps the first poke's; a resumed deferral keeps its start. Runs are scripted exactly (TriggerRun, TI(...).Advance) or generated
 // as an estate on an injected clock (Estate). Every transition exposed is kept as ground truth.
 package airflowsim
 
@@ -65,7 +67,23 @@ type Options struct {
 	// MaxPageLimit is [api] maximum_page_limit (default 100).
 	MaxPageLimit int
 	Auth         Auth
+	// SensorStart is what a reschedule-mode sensor's start_date shows while its try goes on:
+	// StartPerPoke (the default) or StartFirstPoke.
+	SensorStart SensorStart
 }
+
+// SensorStart is how a server dates a try of a sensor in reschedule mode, which runs as several
+// pokes (running → up_for_reschedule → scheduled → queued → running …) under one try number.
+type SensorStart int
+
+const (
+	// StartPerPoke overwrites start_date with each poke's start, as Airflow 2.0 through 3.2 do
+	// (upstream issues 15645, 30552, 66784): the try's first start is no longer shown.
+	StartPerPoke SensorStart = iota
+	// StartFirstPoke keeps the first poke's start for the whole try, as Airflow 1.10 did and 3.x
+	// does with upstream PR 66790.
+	StartFirstPoke
+)
 
 // Server is a simulated Airflow web server. It is an http.Handler; safe for concurrent use.
 type Server struct {
@@ -96,6 +114,9 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxPageLimit <= 0 {
 		opts.MaxPageLimit = 100
 	}
+	if opts.SensorStart != StartPerPoke && opts.SensorStart != StartFirstPoke {
+		return nil, fmt.Errorf("airflowsim: sensor start behaviour %d: want StartPerPoke or StartFirstPoke", opts.SensorStart)
+	}
 	switch opts.Auth.Mode {
 	case "":
 		opts.Auth.Mode = "none"
@@ -112,7 +133,7 @@ func New(opts Options) (*Server, error) {
 	}
 	return &Server{
 		v: v, clk: opts.Clock, maxLimit: opts.MaxPageLimit, auth: opts.Auth,
-		jwtKey: []byte("airflowsim-signing-key"), w: newWorld(v),
+		jwtKey: []byte("airflowsim-signing-key"), w: newWorld(v, opts.SensorStart),
 	}, nil
 }
 

@@ -269,6 +269,47 @@ func TestTriesListARetryingTryTwiceBefore2104(t *testing.T) {
 	}
 }
 
+// The start a rescheduled sensor shows, per start behaviour, while the try goes on and at its end;
+// a deferred task keeps its start whatever the behaviour (Airflow skips start_date on resume).
+func TestSensorStartBehaviours(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		behave   airflowsim.SensorStart
+		poke2, d string
+	}{
+		{"per poke (default)", airflowsim.StartPerPoke, "2026-03-02T10:02:00Z", "2026-03-02T10:00:00Z"},
+		{"first poke", airflowsim.StartFirstPoke, "2026-03-02T10:00:00Z", "2026-03-02T10:00:00Z"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, airflowsim.Options{API: "v2", SensorStart: c.behave})
+			f.addRuns("d", 1, "sensor", "deferrable")
+			run := "scheduled__" + t0.Format(time.RFC3339)
+			s, d := f.sim.TI("d", run, "sensor"), f.sim.TI("d", run, "deferrable")
+			f.must(s.Advance(airflowsim.Scheduled, airflowsim.Queued, airflowsim.Running))
+			f.must(d.Advance(airflowsim.Scheduled, airflowsim.Queued, airflowsim.Running, airflowsim.Deferred))
+			f.clk.Advance(time.Minute)
+			f.must(s.Advance(airflowsim.UpForReschedule))
+			f.clk.Advance(time.Minute)
+			f.must(s.Advance(airflowsim.Scheduled, airflowsim.Queued, airflowsim.Running))
+			f.must(d.Advance(airflowsim.Scheduled, airflowsim.Queued, airflowsim.Running))
+			starts := map[string]any{}
+			_, p := f.get("/api/v2/dags/d/dagRuns/" + url.PathEscape(run) + "/taskInstances")
+			for _, ti := range items(p, "task_instances") {
+				starts[ti["task_id"].(string)] = ti["start_date"]
+			}
+			if starts["sensor"] != c.poke2 || starts["deferrable"] != c.d {
+				t.Errorf("second poke's start %v, want %s; resumed deferral's start %v, want %s", starts["sensor"], c.poke2, starts["deferrable"], c.d)
+			}
+			if _, try, _ := s.State(); try != 1 {
+				t.Errorf("try %d, want 1", try)
+			}
+		})
+	}
+	if _, err := airflowsim.New(airflowsim.Options{SensorStart: 7}); err == nil {
+		t.Error("an unknown start behaviour was accepted")
+	}
+}
+
 func TestClearRescheduleAndMapping(t *testing.T) {
 	f := newFixture(t, airflowsim.Options{API: "v2"})
 	f.addRuns("d", 1, "sensor", "fan")
@@ -284,8 +325,9 @@ func TestClearRescheduleAndMapping(t *testing.T) {
 	}
 	_, p := f.get("/api/v2/dags/d/dagRuns/" + url.PathEscape(run) + "/taskInstances")
 	for _, ti := range items(p, "task_instances") {
-		if ti["task_id"] == "sensor" && ti["start_date"] != "2026-03-02T10:00:00Z" {
-			t.Fatalf("rescheduled sensor start %v, want the first poke 10:00:00Z", ti["start_date"])
+		// The default is Airflow 2.0–3.2's: every poke overwrites start_date.
+		if ti["task_id"] == "sensor" && (ti["start_date"] != "2026-03-02T10:02:00Z" || ti["end_date"] != "2026-03-02T10:02:00Z") {
+			t.Fatalf("rescheduled sensor %v..%v, want the last poke's start and end 10:02:00Z", ti["start_date"], ti["end_date"])
 		}
 	}
 	f.must(s.Advance(airflowsim.None))

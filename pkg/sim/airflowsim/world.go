@@ -92,9 +92,9 @@ type taskInstance struct {
 	// recordedTry is the try already copied to the history table (0: none), so a try is recorded
 	// once whichever of clear and retry comes first.
 	recordedTry int
-	// resuming is set while a sensor reschedule or a deferral is scheduled again: the same try
-	// continues and keeps its first start.
-	resuming bool
+	// resumedFrom is up_for_reschedule or deferred while the same try is scheduled again after
+	// it ("" for a new try): a deferral keeps the try's start, a reschedule per SensorStart.
+	resumedFrom string
 }
 
 func (t *taskInstance) duration() *float64 {
@@ -125,6 +125,7 @@ func (t Transition) IsRun() bool { return t.TaskID == "" }
 // world is the simulator's database. Every method expects the Server's lock to be held.
 type world struct {
 	v       version
+	sensor  SensorStart
 	runs    []*dagRun // by id
 	runIdx  map[runKey]*dagRun
 	tiIdx   map[tiKey]*taskInstance
@@ -135,8 +136,8 @@ type world struct {
 	uuidSeq uint64
 }
 
-func newWorld(v version) *world {
-	return &world{v: v, runIdx: map[runKey]*dagRun{}, tiIdx: map[tiKey]*taskInstance{}, history: map[tiKey][]taskInstance{}}
+func newWorld(v version, sensor SensorStart) *world {
+	return &world{v: v, sensor: sensor, runIdx: map[runKey]*dagRun{}, tiIdx: map[tiKey]*taskInstance{}, history: map[tiKey][]taskInstance{}}
 }
 
 // RunSpec describes a DAG run to create.
@@ -288,18 +289,24 @@ func (w *world) move(ti *taskInstance, to string, at time.Time) error {
 	}
 	switch to {
 	case Scheduled:
-		ti.resuming = from == UpForReschedule || from == Deferred
-		if !ti.resuming {
+		switch from {
+		case UpForReschedule, Deferred:
+			ti.resumedFrom = from
+		default:
+			ti.resumedFrom = ""
 			ti.tryNumber++
 		}
 		ti.scheduledWhen = at
 	case Queued:
 		ti.queuedWhen = at
 	case Running:
-		if !ti.resuming || ti.start.IsZero() {
+		// A deferred task resumes with its start kept (Airflow skips start_date when next_method
+		// is set); a rescheduled sensor's poke overwrites it unless the server keeps the first.
+		keep := ti.resumedFrom == Deferred || (ti.resumedFrom == UpForReschedule && w.sensor == StartFirstPoke)
+		if !keep || ti.start.IsZero() {
 			ti.start = at
 		}
-		ti.resuming = false
+		ti.resumedFrom = ""
 		ti.end = time.Time{}
 		ti.hostname = fmt.Sprintf("worker-%d.airflow.svc", ti.heap%3)
 		ti.pid = 1000 + int(ti.heap%9000)

@@ -300,6 +300,7 @@ func sampleRuns() []*state.Run {
 				"wf-1":           {State: "Succeeded", StartedAt: t0, FinishedAt: t0.Add(time.Minute)},
 				"wf-1-123456789": {State: "Running", StartedAt: t0.Add(time.Second)},
 				"wf-1-pending":   {State: "Pending"},
+				"wait#1":         {State: "queued", QueuedAt: t0.Add(time.Minute), TryStart: t0, Rescheduled: true},
 			},
 			UpdatedAt: t0, ExpireAt: t0.Add(30 * 24 * time.Hour),
 		},
