@@ -46,7 +46,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, logging.ParseLevel(envOr("FARM_LOG_LEVEL", "warn")))
+	level, err := logging.ParseLevel(envOr("FARM_LOG_LEVEL", "warn"))
+	if err != nil {
+		return fmt.Errorf("FARM_LOG_LEVEL %w", err)
+	}
+	log := logging.New(stderr, level)
 	if os.Getenv(bench.EmulatorEnv) == "" {
 		fmt.Fprintln(stdout, "!!! "+bench.EmulatorEnv+" is not set: the state store is a FILE store, so the Firestore figures are")
 		fmt.Fprintln(stdout, "!!! the engine's operation counts only, not the emulator's. Run `make bench` to use the emulator.")

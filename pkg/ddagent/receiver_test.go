@@ -139,7 +139,7 @@ func TestAnswersTheRestOfTheAgentAPI(t *testing.T) {
 		method, path string
 		want         int
 	}{
-		{http.MethodGet, "/info", http.StatusNotFound},
+		{http.MethodGet, "/info", http.StatusOK},
 		{http.MethodPost, "/telemetry/proxy/api/v2/apmtelemetry", http.StatusAccepted},
 		{http.MethodPut, "/v0.6/stats", http.StatusOK},
 		{http.MethodPost, "/v0.7/config", http.StatusNotFound},
@@ -284,7 +284,7 @@ func TestLocalAgentPrintsFinishedRuns(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	var out testenv.SyncBuffer
-	stop, err := ddagent.LocalAgent(&out)(t.Context(), addr)
+	_, stop, err := ddagent.LocalAgent(&out)(t.Context(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}

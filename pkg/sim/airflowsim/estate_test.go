@@ -133,3 +133,35 @@ func TestDemo(t *testing.T) {
 		stop()
 	}
 }
+
+// The demo starts with its runs at every stage: the local runner's first poll finds finished
+// Airflow runs (it showed none for 2.5 minutes when every run started with the runner), and the
+// next polls find more.
+func TestDemoHasFinishedRunsFromTheStart(t *testing.T) {
+	f := newFixture(t, airflowsim.Options{})
+	demo, err := airflowsim.NewDemo(f.clk, "v2", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := func() int {
+		demo.Sync()
+		n := 0
+		for _, tr := range demo.Truth() {
+			if tr.IsRun() && tr.DagID != "airflow_monitoring" && (tr.To == airflowsim.RunSuccess || tr.To == airflowsim.RunFailed) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := finished(); n < 1 {
+		t.Fatalf("%d runs finished when the demo starts, want at least one", n)
+	}
+	before := finished()
+	f.clk.Advance(45 * time.Second)
+	if n := finished(); n <= before {
+		t.Errorf("no run finished in the demo's first 45 s (%d finished at the start, %d now)", before, n)
+	}
+	if c := demo.Counts(); c.ActiveRuns != 6 {
+		t.Errorf("active runs %d, want 6", c.ActiveRuns)
+	}
+}
