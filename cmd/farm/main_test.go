@@ -378,3 +378,31 @@ func TestPollSimulatedAirflowBothAPIs(t *testing.T) {
 		t.Fatalf("err = %v, want the bad variable named", err)
 	}
 }
+
+// `poll -since T1 -until T2 -replay` publishes the window's runs only: a window that ended before
+// the simulated estates began has none, though their active runs are listed (they used to be
+// published); a window reaching now has them.
+func TestPollBackfillIsItsWindow(t *testing.T) {
+	for _, source := range []string{"argo", "airflow"} {
+		t.Run(source, func(t *testing.T) {
+			cleanEnv(t)
+			now := time.Now().UTC()
+			early := []string{"poll", source, "-dry-run", "-replay", "-since", now.Add(-2 * time.Hour).Format(time.RFC3339), "-until", now.Add(-30 * time.Minute).Format(time.RFC3339)}
+			var out, errb bytes.Buffer
+			if err := run(context.Background(), early, &out, &errb); err != nil {
+				t.Fatalf("%v: %v\n%s", early, err, errb.String())
+			}
+			if ds := deltas(t, out.Bytes()); len(ds) != 0 {
+				t.Errorf("a window that ended before any run began published %d deltas, e.g. run %s started %v", len(ds), ds[0].Run.Name, ds[0].Run.StartedAt)
+			}
+			out.Reset()
+			late := []string{"poll", source, "-dry-run", "-replay", "-since", now.Add(-time.Hour).Format(time.RFC3339)}
+			if err := run(context.Background(), late, &out, &errb); err != nil {
+				t.Fatalf("%v: %v\n%s", late, err, errb.String())
+			}
+			if ds := deltas(t, out.Bytes()); len(ds) == 0 {
+				t.Error("a window reaching now published nothing")
+			}
+		})
+	}
+}

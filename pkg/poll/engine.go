@@ -214,6 +214,8 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	keepWindow(snaps, w)
+	res.RunsSeen = len(snaps)
 	changed := e.changed(snaps, src.Index, req.Replay)
 	res.RunsChanged = len(changed)
 

@@ -377,3 +377,36 @@ func TestEngineDryRunStoresNothing(t *testing.T) {
 		t.Fatalf("the real poll published %v, the dry run printed %v", ids(real), ids(printed[0].Events))
 	}
 }
+
+// A backfill is its window: it publishes the runs that overlap it, not the active runs begun
+// after it (which every listing includes); the incremental poll still publishes those.
+func TestEngineBackfillIsItsWindow(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0.Add(2*time.Hour))
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, MaxBackfillWindow: 24 * time.Hour})
+	timed := func(name, phase string, active bool, start, end *time.Time) {
+		src.set(name, phase, active, task(name, phase, start, end))
+		src.runs[name].Run.StartedAt, src.runs[name].Run.FinishedAt = start, end
+		src.runs[name].Run.CreatedAt = start
+	}
+	timed("inside", "Succeeded", false, at(10), at(20))
+	timed("running-through", "Running", true, at(-120), nil)
+	timed("ended-before", "Succeeded", false, at(-30), at(-10))
+	timed("begun-after", "Running", true, at(90), nil)
+	res := mustPoll(t, e, poll.Request{Since: t0, Until: t0.Add(time.Hour)})
+	runs := map[string]bool{}
+	for _, d := range h.Published() {
+		runs[d.Run.Name] = true
+	}
+	if want := map[string]bool{"inside": true, "running-through": true}; !reflect.DeepEqual(runs, want) || res.RunsSeen != 2 {
+		t.Fatalf("backfill published %v (%d runs seen), want %v", runs, res.RunsSeen, want)
+	}
+	mustPoll(t, e, poll.Request{})
+	got := map[string]bool{}
+	for _, d := range h.Published() {
+		got[d.Run.Name] = true
+	}
+	if !got["begun-after"] {
+		t.Fatalf("the incremental poll after the backfill published %v, want the active run begun after the window", got)
+	}
+}
