@@ -1,9 +1,12 @@
 package airflowsim_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,5 +166,64 @@ func TestDemoHasFinishedRunsFromTheStart(t *testing.T) {
 	}
 	if c := demo.Counts(); c.ActiveRuns != 6 {
 		t.Errorf("active runs %d, want 6", c.ActiveRuns)
+	}
+}
+
+// tickingClock moves on by step at every reading, as the wall clock does between two readings.
+type tickingClock struct {
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+func (c *tickingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(c.step)
+	return c.now
+}
+
+// An answer reflects one instant: a run listed as running carries a last scheduling decision at
+// which the truth has it running. (The run listing used to read the clock a second time and
+// stamp runs with a later instant than the states it showed.)
+func TestAnswerReflectsOneInstant(t *testing.T) {
+	clk := &tickingClock{now: t0, step: time.Minute}
+	sim, err := airflowsim.New(airflowsim.Options{API: "v2", Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.StartEstate(airflowsim.EstateSpec{DAGs: 3, ActiveRuns: 6, TasksPerRun: 6, StepEvery: time.Second, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v2/dags/~/dagRuns?state=running")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		DagRuns []struct {
+			DagID                  string    `json:"dag_id"`
+			RunID                  string    `json:"dag_run_id"`
+			State                  string    `json:"state"`
+			LastSchedulingDecision time.Time `json:"last_scheduling_decision"`
+		} `json:"dag_runs"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || len(page.DagRuns) == 0 {
+		t.Fatalf("no running runs listed: %v", err)
+	}
+	truth := sim.Truth() // later: every step up to the listed instants has happened
+	for _, r := range page.DagRuns {
+		state := ""
+		for _, tr := range truth {
+			if tr.IsRun() && tr.DagID == r.DagID && tr.RunID == r.RunID && !tr.At.After(r.LastSchedulingDecision) {
+				state = tr.To
+			}
+		}
+		if state != r.State {
+			t.Errorf("run %s/%s listed %s with last_scheduling_decision %s, when the truth has it %q", r.DagID, r.RunID, r.State, r.LastSchedulingDecision.Format(time.RFC3339), state)
+		}
 	}
 }
