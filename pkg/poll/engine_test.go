@@ -2,6 +2,7 @@ package poll_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -408,5 +409,30 @@ func TestEngineBackfillIsItsWindow(t *testing.T) {
 	}
 	if !got["begun-after"] {
 		t.Fatalf("the incremental poll after the backfill published %v, want the active run begun after the window", got)
+	}
+}
+
+// The store counters are named after the store that counted them: a file store's operations are
+// not reported as Firestore's.
+func TestStoreCountersNamedByStore(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	src.set("a", "Running", true, task("a", "Running", at(0), nil))
+	res := mustPoll(t, h.Engine(src, poll.Options{SourceKind: event.SourceArgo}), poll.Request{})
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"file_store_reads":`) || !strings.Contains(string(b), `"file_store_writes":`) || strings.Contains(string(b), "firestore") {
+		t.Fatalf("file store poll answered %s", b)
+	}
+	var back poll.Result
+	if err := json.Unmarshal(b, &back); err != nil || back.StoreReads != res.StoreReads || back.StoreWrites != res.StoreWrites || back.StoreReads == 0 {
+		t.Fatalf("read back %+v (%v), want the counters of %+v", back, err, res)
+	}
+	// Firestore's keep their documented names (log-based metrics and dashboards read them).
+	fs, _ := json.Marshal(poll.Result{Store: "firestore", StoreReads: 3, StoreWrites: 2})
+	if !strings.Contains(string(fs), `"firestore_reads":3`) || !strings.Contains(string(fs), `"firestore_writes":2`) {
+		t.Fatalf("Firestore result: %s", fs)
 	}
 }
