@@ -7,7 +7,8 @@
 #
 # Steps, each fatal: fmt -check, package, validate, `tofu test` (bad variables are refused),
 # plan on terraform.tfvars.example, the plan's checks in Go (internal/deploytest), tflint with
-# the google ruleset.
+# the google ruleset. The test and the plan reach for no host (GCE_METADATA_HOST below), and where
+# strace works they are traced to prove it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -48,9 +49,36 @@ step "tofu validate"
 "$tofu" -chdir=terraform validate -no-color
 
 export GOOGLE_OAUTH_ACCESS_TOKEN=placeholder GOOGLE_PROJECT=my-data-platform GOOGLE_REGION=europe-west1
+# Offline means offline. Google's client libraries ask the GCE metadata server (169.254.169.254,
+# metadata.google.internal) whether they run on Google Cloud and for its settings; the provider
+# did during the plan. GCE_METADATA_HOST answers the first question without the network and sends
+# every metadata request to a closed loopback port, where it fails at once: no host is contacted
+# (GCE_METADATA_IP is the same for libraries that read that one).
+export GCE_METADATA_HOST=127.0.0.1:9 GCE_METADATA_IP=127.0.0.1:9
+
+# offline runs a command and, where strace can trace it, fails if it connected anywhere but this
+# machine (loopback, unix sockets): a DNS lookup or a request to a Google host is a failure.
+offline() {
+  if ! command -v strace >/dev/null 2>&1 || ! strace -f -o /dev/null true >/dev/null 2>&1; then
+    "$@"
+    return
+  fi
+  local trace rc=0
+  trace=$(mktemp)
+  strace -f -qq -e trace=connect,sendto -o "$trace" "$@" || rc=$?
+  # connect/sendto with an inet address other than loopback.
+  if grep -E 'sin6?_addr|inet_(addr|pton)' "$trace" | grep -vE '127\.0\.0\.1|"::1"|::ffff:127\.0\.0\.1' >"$trace.out"; then
+    echo "offline check: $1 reached beyond this machine:" >&2
+    head -n 20 "$trace.out" >&2
+    rm -f "$trace" "$trace.out"
+    return 1
+  fi
+  rm -f "$trace" "$trace.out"
+  return "$rc"
+}
 
 step "tofu test (terraform/tests: validation messages, plans only)"
-"$tofu" -chdir=terraform test -no-color
+offline "$tofu" -chdir=terraform test -no-color
 
 # The plan runs on a copy of the configuration without backend.tf (the GCS backend needs `init`,
 # which dev_overrides cannot do offline) and without any local state or .terraform of a developer.
@@ -63,7 +91,7 @@ ln -s "$root/schemas" "$work/tree/schemas"
 (
   cd "$work/tree/terraform"
   # The full plan is long: it is shown only when planning fails.
-  if ! "$tofu" plan -refresh=false -lock=false -no-color \
+  if ! offline "$tofu" plan -refresh=false -lock=false -no-color \
     -var-file=terraform.tfvars.example -var="source_archive=$work/farm-source.zip" -out="$work/farm.tfplan" >"$work/plan.txt" 2>&1; then
     cat "$work/plan.txt"
     exit 1
