@@ -39,10 +39,12 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stdout, stderr, restore := quietFramework()
+	err := run(ctx, os.Args[1:], stdout, stderr)
 	interrupted := ctx.Err() != nil
 	stop()
-	os.Exit(exitCode(err, interrupted, os.Stderr))
+	restore()
+	os.Exit(exitCode(err, interrupted, stderr))
 }
 
 // exitCode says how a command ended: 0 for success and for usage asked with -h; 2 for a command

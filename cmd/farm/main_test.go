@@ -406,3 +406,16 @@ func TestPollBackfillIsItsWindow(t *testing.T) {
 		})
 	}
 }
+
+func TestFilterLines(t *testing.T) {
+	r, w := io.Pipe()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { filterLines(r, &out, frameworkNoise); close(done) }()
+	io.WriteString(w, "Serving function: \"Trace\"\ntrace 6b15  argo-workflows  3 spans\nFunction error: trace run x: agent down\npanic message: boom\nno newline")
+	w.Close()
+	<-done
+	if want := "trace 6b15  argo-workflows  3 spans\npanic message: boom\nno newline"; out.String() != want {
+		t.Errorf("filtered %q, want %q", out.String(), want)
+	}
+}

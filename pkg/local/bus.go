@@ -105,8 +105,7 @@ func Push(ctx context.Context, c *pubsub.Client, cfg PushConfig) error {
 type pusher struct {
 	cfg      PushConfig
 	mu       sync.Mutex
-	attempts map[string]int // failed deliveries by message id
-	failing  bool
+	attempts map[string]int // failed deliveries of the messages being retried, by message id
 }
 
 func (p *pusher) handle(ctx context.Context, m *pubsub.Message) {
@@ -114,20 +113,20 @@ func (p *pusher) handle(ctx context.Context, m *pubsub.Message) {
 	err := deliver(ctx, cfg.HTTP, cfg.Target, cfg.Project, cfg.Topic, cfg.Subscription, m)
 	p.mu.Lock()
 	if err == nil {
+		_, retried := p.attempts[m.ID]
 		delete(p.attempts, m.ID)
-		recovered := p.failing
-		p.failing = false
+		recovered := retried && len(p.attempts) == 0
 		p.mu.Unlock()
 		if recovered {
-			cfg.Log.Log(ctx, logging.LevelNotice, "push deliveries succeed again", "subscription", cfg.Subscription, "target", cfg.Target)
+			cfg.Log.Log(ctx, logging.LevelNotice, "push deliveries succeed again: no message is waiting for a retry", "subscription", cfg.Subscription, "target", cfg.Target)
 		}
 		m.Ack()
 		return
 	}
+	// One warning when messages start waiting for retries, not one per failed delivery.
+	first := len(p.attempts) == 0
 	p.attempts[m.ID]++
 	n := p.attempts[m.ID]
-	first := !p.failing
-	p.failing = true
 	if n >= cfg.Retry.MaxAttempts {
 		delete(p.attempts, m.ID)
 	}

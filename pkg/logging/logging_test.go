@@ -3,9 +3,11 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCloudLoggingFields(t *testing.T) {
@@ -121,5 +123,32 @@ func TestTextVerboseShowsEverythingAtLevel(t *testing.T) {
 	log.Log(t.Context(), LevelNotice, "note")
 	if buf.Len() != 0 {
 		t.Errorf("level warn shows info and notices: %s", buf.String())
+	}
+}
+
+// A failure storm shows each kind of warning once a minute, with a count, not once per message.
+func TestTextQuietShowsRepeatsOnceAMinute(t *testing.T) {
+	var buf bytes.Buffer
+	h := NewText(&buf, slog.LevelInfo, true).Handler()
+	at := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	warn := func(after time.Duration, msg string, attrs ...slog.Attr) {
+		r := slog.NewRecord(at.Add(after), slog.LevelWarn, msg, 0)
+		r.AddAttrs(attrs...)
+		if err := h.Handle(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		warn(time.Duration(i)*time.Second, "spans not delivered", slog.Int("n", i))
+		warn(time.Duration(i)*time.Second, fmt.Sprintf("Datadog Tracer ERROR: lost %d traces", i), slog.String("component", "dd-trace-go"))
+	}
+	warn(70*time.Second, "spans not delivered", slog.Int("n", 70))
+	warn(5*time.Second, "push deliveries fail")
+	out := buf.String()
+	if n := strings.Count(out, "\n"); n != 4 {
+		t.Fatalf("%d lines, want 4 (each kind once, the first again after a minute, another kind):\n%s", n, out)
+	}
+	if !strings.Contains(out, "n=70  (and 49 more like it since") || strings.Count(out, "lost") != 1 {
+		t.Errorf("repeats not counted:\n%s", out)
 	}
 }

@@ -21,10 +21,45 @@ type Headline func(r slog.Record) (string, bool)
 //	15:04:05 WARN spans not delivered; the message will be redelivered  run=argo/x error="…"
 //
 // Quiet (the local runner's default) shows only what a person watching needs: notices, warnings
-// and errors, and the records a headline knows (one line per poll), whatever their level. Not
-// quiet, every record at level or above is shown. headlines may be nil.
+// and errors, and the records a headline knows (one line per poll), whatever their level; a
+// warning or error repeated within a minute (same message, or same component) is shown once, and
+// counted on its next showing. Not quiet, every record at level or above is shown. headlines may
+// be nil.
 func NewText(w io.Writer, level slog.Leveler, quiet bool, headlines ...Headline) *slog.Logger {
-	return slog.New(&textHandler{out: &lockedWriter{w: w}, level: level, quiet: quiet, headlines: headlines})
+	return slog.New(&textHandler{out: &lockedWriter{w: w}, level: level, quiet: quiet, headlines: headlines,
+		repeats: &repeats{last: map[string]*shown{}}})
+}
+
+// repeatWindow is how long a repeated warning stays hidden in quiet mode.
+const repeatWindow = time.Minute
+
+type repeats struct {
+	mu   sync.Mutex
+	last map[string]*shown
+}
+
+type shown struct {
+	at         time.Time // when it was last shown
+	suppressed int       // repeats hidden since
+}
+
+// admit reports whether a record with key, at t, is shown, and how many like it were hidden since
+// it was last shown.
+func (r *repeats) admit(key string, t time.Time) (bool, int, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.last[key]
+	if ok && t.Sub(s.at) < repeatWindow {
+		s.suppressed++
+		return false, 0, time.Time{}
+	}
+	if !ok {
+		s = &shown{}
+		r.last[key] = s
+	}
+	n, since := s.suppressed, s.at
+	s.at, s.suppressed = t, 0
+	return true, n, since
 }
 
 type lockedWriter struct {
@@ -43,6 +78,7 @@ type textHandler struct {
 	level     slog.Leveler
 	quiet     bool
 	headlines []Headline
+	repeats   *repeats
 	attrs     []slog.Attr // from WithAttrs, keys already prefixed by their groups
 	group     string      // prefix of attributes added later, "a.b."
 }
@@ -87,6 +123,21 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Level < h.minLevel() {
 		return nil
 	}
+	var hidden int
+	var since time.Time
+	if h.quiet && r.Level >= slog.LevelWarn {
+		key := r.Message
+		flat.Attrs(func(a slog.Attr) bool {
+			if a.Key == "component" { // a library's own log: its messages vary, its voice does not
+				key = "component=" + a.Value.String()
+			}
+			return true
+		})
+		var ok bool
+		if ok, hidden, since = h.repeats.admit(r.Level.String()+" "+key, r.Time); !ok {
+			return nil
+		}
+	}
 	if tag := levelTag(r.Level); tag != "" {
 		b.WriteString(tag)
 		b.WriteByte(' ')
@@ -97,6 +148,9 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 		writeAttr(&b, &sep, a.Key, a.Value)
 		return true
 	})
+	if hidden > 0 {
+		fmt.Fprintf(&b, "  (and %d more like it since %s)", hidden, since.Local().Format(time.TimeOnly))
+	}
 	b.WriteByte('\n')
 	h.out.write([]byte(b.String()))
 	return nil
