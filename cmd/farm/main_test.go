@@ -80,6 +80,18 @@ func TestPollArgoOnEmbeddedDefaults(t *testing.T) {
 	if !strings.Contains(dryErr.String(), "SIMULATED") {
 		t.Errorf("the runner does not say it polls a simulation:\n%s", dryErr.String())
 	}
+	// Quiet by default: a few readable notices, then the summary; no JSON log line.
+	notes, _, _ := strings.Cut(dryErr.String(), "{\n")
+	lines := strings.Split(strings.TrimSpace(notes), "\n")
+	readable := regexp.MustCompile(`^\d\d:\d\d:\d\d [^{]+$`)
+	for _, l := range lines {
+		if !readable.MatchString(l) || strings.Contains(l, "WARN") {
+			t.Errorf("not a quiet readable notice: %q", l)
+		}
+	}
+	if len(lines) > 4 {
+		t.Errorf("%d lines before the summary, want the few notices:\n%s", len(lines), notes)
+	}
 	planned := deltas(t, dry.Bytes())
 	if len(planned) == 0 {
 		t.Fatal("a dry run of the simulated estate printed no RunDelta")

@@ -72,6 +72,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	setup.ResetDefault() // the functions read this environment, not one of an earlier serve
+	defer setup.ResetDefault()
 
 	if cfg.Sink.Mode == "bigquery" && cfg.Sink.Endpoint != "" {
 		// An emulator starts empty: create the dataset, tables and views terraform would.
@@ -106,7 +108,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	wg.Go(func() { local.Schedule(ctx, *interval, targets, hc, log) })
 	log.Log(ctx, logging.LevelNotice, fmt.Sprintf("functions served at %s; polling every %s; Ctrl-C stops", base, interval), "targets", pollTargets(cfg))
 	<-ctx.Done()
-	log.Log(context.WithoutCancel(ctx), logging.LevelNotice, "stopping: waiting for the poll and deliveries in flight")
+	log.Log(context.WithoutCancel(ctx), logging.LevelNotice, fmt.Sprintf("stopping: the poll and deliveries under way finish (at most %s)", local.FinishTimeout))
 	cancel()
 	wg.Wait()
 	log.Log(context.WithoutCancel(ctx), logging.LevelNotice, "stopped. Goodbye", goodbyeAttrs(env, cfg)...)
@@ -159,12 +161,13 @@ func startDeliveries(ctx context.Context, wg *sync.WaitGroup, cfg config.Config,
 	if err := local.EnsureTopic(ctx, c, project, cfg.Common.Topic); err != nil {
 		return err
 	}
+	var pushes sync.WaitGroup
 	for _, cons := range consumers() {
 		sub := "farm-" + cons.sub
 		if err := local.EnsureSubscription(ctx, c, project, cfg.Common.Topic, sub); err != nil {
 			return err
 		}
-		wg.Go(func() {
+		pushes.Go(func() {
 			push := local.PushConfig{Project: project, Topic: cfg.Common.Topic, Subscription: sub, Target: base + "/" + cons.function, HTTP: hc, Log: log}
 			if err := local.Push(ctx, c, push); err != nil {
 				log.ErrorContext(ctx, "push deliveries stopped", "subscription", sub, "error", err)
@@ -172,7 +175,9 @@ func startDeliveries(ctx context.Context, wg *sync.WaitGroup, cfg config.Config,
 		})
 	}
 	wg.Go(func() {
-		<-ctx.Done()
+		// The client closes once the deliveries have stopped: closing it under them reads as
+		// an error of theirs.
+		pushes.Wait()
 		_ = c.Close()
 	})
 	return nil

@@ -96,7 +96,7 @@ func Push(ctx context.Context, c *pubsub.Client, cfg PushConfig) error {
 	p := &pusher{cfg: cfg, attempts: map[string]int{}}
 	s := c.Subscriber(cfg.Subscription)
 	err := s.Receive(ctx, p.handle)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("receive %s: %w", cfg.Subscription, err)
 	}
 	return nil
@@ -108,9 +108,26 @@ type pusher struct {
 	attempts map[string]int // failed deliveries of the messages being retried, by message id
 }
 
+// FinishTimeout bounds how long a delivery or a scheduled poll under way may take to finish once
+// the runner is stopping: it is let finish, so that stopping reads as no failure.
+const FinishTimeout = 30 * time.Second
+
+// finishing returns a context for work that should finish even if ctx ends, within FinishTimeout
+// of that end.
+func finishing(ctx context.Context) (context.Context, context.CancelFunc) {
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(FinishTimeout, cancel)
+		context.AfterFunc(fctx, func() { t.Stop() })
+	})
+	return fctx, func() { stop(); cancel() }
+}
+
 func (p *pusher) handle(ctx context.Context, m *pubsub.Message) {
 	cfg := p.cfg
-	err := deliver(ctx, cfg.HTTP, cfg.Target, cfg.Project, cfg.Topic, cfg.Subscription, m)
+	dctx, done := finishing(ctx)
+	err := deliver(dctx, cfg.HTTP, cfg.Target, cfg.Project, cfg.Topic, cfg.Subscription, m)
+	done()
 	p.mu.Lock()
 	if err == nil {
 		_, retried := p.attempts[m.ID]

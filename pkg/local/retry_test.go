@@ -304,3 +304,21 @@ var errBad = errorString("FARM_POLL_OVERLAP is bad")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// Work under way when the runner stops is let finish, within FinishTimeout: a delivery or a poll
+// cut short would read as a failure.
+func TestFinishingOutlivesItsContextBriefly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	fctx, done := finishing(ctx)
+	defer done()
+	cancel()
+	select {
+	case <-fctx.Done():
+		t.Fatal("the work under way was cut short when its context ended")
+	case <-time.After(50 * time.Millisecond):
+	}
+	done()
+	if fctx.Err() == nil {
+		t.Error("done did not end it")
+	}
+}
