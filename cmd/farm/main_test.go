@@ -207,6 +207,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"poll", "argo", "-bogus"}, "flag provided but not defined", 2},
 		{[]string{"serve", "extra"}, `unexpected argument "extra"`, 2},
 		{[]string{"-port", "x", "extra"}, `unexpected argument "extra"`, 2},
+		{[]string{"serve", "-interval", "-5s", "-port", "0"}, "-interval must be positive", 1},
 	}
 	for _, tc := range tests {
 		var stderr bytes.Buffer

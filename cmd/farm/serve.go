@@ -58,7 +58,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			d := r.Duration("FARM_POLL_INTERVAL", def)
 			r.Positive("FARM_POLL_INTERVAL", d)
-			if *interval == 0 {
+			switch {
+			case *interval < 0:
+				r.Fail("-interval", "must be positive, got %s", *interval)
+			case *interval == 0:
 				*interval = d
 			}
 		})
