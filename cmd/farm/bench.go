@@ -85,6 +85,9 @@ func parseBench(args []string, stderr io.Writer) (benchPlan, error) {
 	if err := fs.Parse(args); err != nil {
 		return p, err
 	}
+	if err := noArgs("bench", fs.Args()); err != nil {
+		return p, err
+	}
 	if *quick {
 		*runs, p.airflowRuns, *dags, p.polls, p.largeTasks = "200", 100, "10,100", 2, 0
 	}

@@ -28,6 +28,7 @@ func TestParseBench(t *testing.T) {
 		{"bad runs", []string{"-runs", "1k"}, nil, `-runs: "1k"`},
 		{"churn out of range", []string{"-churn", "0.5,2"}, nil, `-churn: "2"`},
 		{"no polls", []string{"-polls", "0"}, nil, "-polls"},
+		{"stray argument", []string{"-quick", "now"}, nil, `unexpected argument "now"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

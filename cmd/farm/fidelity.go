@@ -27,6 +27,9 @@ func cmdFidelity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := noArgs("fidelity", fs.Args()); err != nil {
+		return err
+	}
 	level, err := logging.ParseLevel(envOr("FARM_LOG_LEVEL", "error"))
 	if err != nil {
 		return fmt.Errorf("FARM_LOG_LEVEL %w", err)
