@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,8 +94,14 @@ func (e *Env) setDefault(name, value string) {
 //   - no project id: project "farm-local", the file state store, newline-delimited JSON output, and
 //     the in-process Pub/Sub server (unless PUBSUB_EMULATOR_HOST is set);
 //   - FIRESTORE_EMULATOR_HOST set: the Firestore store on that emulator;
-//   - no FARM_ARGO_URL and no FARM_AIRFLOW_URL: simulated orchestrators;
-//   - no DataDog agent configured and none on localhost:8126: a local receiver there.
+//   - no FARM_ARGO_URL and no FARM_AIRFLOW_URL: simulated orchestrators, whose state is their own
+//     (a file of their own with the file store, removed when they stop; instance names of their
+//     own in another store), since every start simulates a new estate;
+//   - Options.Agent set: a configured agent must answer as one (else an error naming the
+//     variable); with none configured, an agent answering on AgentAddr is used, else a local
+//     receiver is started there (or on another port when something else holds it).
+//
+// Options.Check runs after the defaults are set and before anything starts.
 func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	if opts.Dir == "" {
 		opts.Dir = ".farm"
@@ -133,7 +140,8 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		}
 	}
 
-	if simulate && stateDefault {
+	fileStore := strings.EqualFold(strings.TrimSpace(os.Getenv("FARM_STATE_STORE")), "file")
+	if simulate && stateDefault && fileStore {
 		// A simulated estate is new on every start: the state it is compared with must be its own,
 		// or every restart reports the previous estate's runs as vanished.
 		if err := os.MkdirAll(filepath.Join(opts.Dir, "simulated"), 0o755); err != nil {
@@ -146,7 +154,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		env.closers = append(env.closers, func() { _ = os.RemoveAll(dir) })
 		env.setenv("FARM_STATE_FILE", filepath.Join(dir, "state.json"))
 		env.StateFile = os.Getenv("FARM_STATE_FILE")
-	} else if os.Getenv("FARM_STATE_STORE") == "file" {
+	} else if fileStore {
 		env.StateFile = os.Getenv("FARM_STATE_FILE")
 	}
 
@@ -179,7 +187,13 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 			srv := httptest.NewServer(h)
 			env.closers = append(env.closers, srv.Close, stop)
 			env.setenv("FARM_"+strings.ToUpper(kind)+"_URL", srv.URL)
-			env.setDefault("FARM_"+strings.ToUpper(kind)+"_INSTANCE", "simulated-"+kind)
+			instance := "simulated-" + kind
+			if env.StateFile == "" {
+				// State outside a file of this estate's own (a Firestore emulator): the estate's
+				// identity goes in its instance name, which keys its state there.
+				instance += "-" + strings.ToLower(rand.Text()[:6])
+			}
+			env.setDefault("FARM_"+strings.ToUpper(kind)+"_INSTANCE", instance)
 			env.Simulated = append(env.Simulated, kind)
 			log.Log(ctx, logging.LevelNotice, "no orchestrator configured: polling a SIMULATED "+kind+" estate (set FARM_"+strings.ToUpper(kind)+"_URL to watch a real one)", "url", srv.URL)
 		}

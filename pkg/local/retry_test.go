@@ -322,3 +322,29 @@ func TestFinishingOutlivesItsContextBriefly(t *testing.T) {
 		t.Error("done did not end it")
 	}
 }
+
+// With state in a Firestore emulator, a simulated estate's identity is in its instance name,
+// which keys its state there: two estates never share state.
+func TestSimulatedEstatesInFirestoreHaveTheirOwnInstance(t *testing.T) {
+	clearAgentEnv(t)
+	t.Setenv("FARM_AIRFLOW_URL", "")
+	os.Unsetenv("FARM_AIRFLOW_URL")
+	t.Setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1") // never dialled here
+	sim := map[string]Simulator{"argo": func(context.Context) (http.Handler, func(), error) { return http.NotFoundHandler(), func() {}, nil }}
+	names := map[string]bool{}
+	for range 2 {
+		env, err := Prepare(t.Context(), Options{Dir: t.TempDir(), Log: quiet, Simulators: sim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := os.Getenv("FARM_ARGO_INSTANCE")
+		if os.Getenv("FARM_STATE_STORE") != "firestore" || !strings.HasPrefix(name, "simulated-argo-") || env.StateFile != "" {
+			t.Errorf("store %q, instance %q, state file %q", os.Getenv("FARM_STATE_STORE"), name, env.StateFile)
+		}
+		names[name] = true
+		env.Close()
+	}
+	if len(names) != 2 {
+		t.Errorf("two estates share an instance name: %v", names)
+	}
+}
