@@ -233,7 +233,8 @@ func (e *Env) agent(ctx context.Context, opts Options, log *slog.Logger) error {
 		log.WarnContext(ctx, "something listens on "+addr+" but it is not a DataDog agent: traces go to a local receiver on another port", "answer", err.Error())
 		addr = net.JoinHostPort(host, "0")
 	}
-	at, stop, err := opts.Agent(ctx, addr)
+	// Close stops the receiver, after the deliveries under way have finished; not ctx's end.
+	at, stop, err := opts.Agent(context.WithoutCancel(ctx), addr)
 	if err != nil {
 		return fmt.Errorf("start local DataDog receiver (FARM_LOCAL_AGENT_ADDR): %w", err)
 	}
