@@ -7,7 +7,9 @@
 //
 // Settings come from the environment (see README.md); with none, everything is embedded: an
 // in-process Pub/Sub, a file state store, newline-delimited JSON instead of BigQuery, a local
-// DataDog receiver, and simulated orchestrators.
+// DataDog receiver, and simulated orchestrators. Every setting is checked before anything
+// starts. `-h` after any command prints its usage (exit 0); a command line that cannot run exits
+// 2, a failure 1, Ctrl-C 130.
 package main
 
 import (
