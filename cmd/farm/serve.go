@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,7 +110,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return local.ErrNoSources
 	}
 	wg.Go(func() { local.Schedule(ctx, *interval, targets, hc, log) })
-	log.Log(ctx, logging.LevelNotice, fmt.Sprintf("functions served at %s; polling every %s; Ctrl-C stops", base, interval), "targets", pollTargets(cfg))
+	log.Log(ctx, logging.LevelNotice, fmt.Sprintf("functions served at %s; %s every %s; Ctrl-C stops", base, strings.Join(pollTargets(cfg), " and "), interval))
 	<-ctx.Done()
 	log.Log(context.WithoutCancel(ctx), logging.LevelNotice, fmt.Sprintf("stopping: the poll and deliveries under way finish (at most %s)", local.FinishTimeout))
 	cancel()
