@@ -7,7 +7,8 @@
 #
 # Steps, each fatal: fmt -check, package, validate, `tofu test` (bad variables are refused),
 # plan on terraform.tfvars.example, the plan's checks in Go (internal/deploytest), tflint with
-# the google ruleset.
+# the google ruleset. The test and the plan reach for no host (see offline below), and where
+# strace works they are traced to prove it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -38,6 +39,37 @@ export TF_IN_AUTOMATION=1 TF_INPUT=0
 
 step() { printf '== %s\n' "$*"; }
 
+# Offline means offline: offline runs the test and the plan so that they reach for no host.
+#  - The Google libraries ask the GCE metadata server (169.254.169.254, metadata.google.internal)
+#    whether they run on Google Cloud: GCE_METADATA_HOST answers without the network and sends
+#    every metadata request to a closed loopback port, where it fails at once.
+#  - The provider asks https://openidconnect.googleapis.com who its credentials are, only to log
+#    it: HTTPS_PROXY on that closed port makes it fail at once, before any DNS lookup. (Go never
+#    proxies loopback, so the provider's plugin connection is unaffected.)
+# Where strace can trace the command, it fails if the command connected anywhere but this machine
+# (loopback, unix sockets): a DNS lookup or a request to a Google host is a failure.
+offline() {
+  local closed=127.0.0.1:9
+  local run=(env GCE_METADATA_HOST=$closed GCE_METADATA_IP=$closed
+    HTTPS_PROXY=http://$closed HTTP_PROXY=http://$closed https_proxy=http://$closed http_proxy=http://$closed
+    NO_PROXY= no_proxy= "$@")
+  if ! command -v strace >/dev/null 2>&1 || ! strace -f -o /dev/null true >/dev/null 2>&1; then
+    "${run[@]}"
+    return
+  fi
+  local trace rc=0
+  trace=$(mktemp)
+  strace -f -qq -e trace=connect -o "$trace" "${run[@]}" || rc=$?
+  if grep -E 'sin6?_addr|inet_(addr|pton)' "$trace" | grep -vE '127\.0\.0\.1|"::1"|::ffff:127\.0\.0\.1' >"$trace.out"; then
+    echo "offline check: $1 reached beyond this machine:" >&2
+    head -n 20 "$trace.out" >&2
+    rm -f "$trace" "$trace.out"
+    return 1
+  fi
+  rm -f "$trace" "$trace.out"
+  return "$rc"
+}
+
 step "tofu fmt -check -recursive terraform"
 "$tofu" fmt -check -recursive -diff terraform
 
@@ -45,12 +77,12 @@ step "package the source archive"
 go run ./cmd/farm package -o "$work/farm-source.zip"
 
 step "tofu validate"
-"$tofu" -chdir=terraform validate -no-color
+offline "$tofu" -chdir=terraform validate -no-color
 
 export GOOGLE_OAUTH_ACCESS_TOKEN=placeholder GOOGLE_PROJECT=my-data-platform GOOGLE_REGION=europe-west1
 
 step "tofu test (terraform/tests: validation messages, plans only)"
-"$tofu" -chdir=terraform test -no-color
+offline "$tofu" -chdir=terraform test -no-color
 
 # The plan runs on a copy of the configuration without backend.tf (the GCS backend needs `init`,
 # which dev_overrides cannot do offline) and without any local state or .terraform of a developer.
@@ -63,7 +95,7 @@ ln -s "$root/schemas" "$work/tree/schemas"
 (
   cd "$work/tree/terraform"
   # The full plan is long: it is shown only when planning fails.
-  if ! "$tofu" plan -refresh=false -lock=false -no-color \
+  if ! offline "$tofu" plan -refresh=false -lock=false -no-color \
     -var-file=terraform.tfvars.example -var="source_archive=$work/farm-source.zip" -out="$work/farm.tfplan" >"$work/plan.txt" 2>&1; then
     cat "$work/plan.txt"
     exit 1

@@ -51,7 +51,7 @@ google_provider_dir() {
 bigquery_emulator_bin() {
   local dir="$FARM_CACHE/bigquery-emulator-$BQ_EMULATOR_VERSION"
   if [ ! -x "$dir/bigquery-emulator" ]; then
-    log "building bigquery-emulator $BQ_EMULATOR_VERSION (cold: several minutes, ~6 GB memory)"
+    log "building bigquery-emulator $BQ_EMULATOR_VERSION (once per machine: about 8 minutes on 2 cores, ~6.5 GB memory)"
     mkdir -p "$dir"
     local mod
     mod=$(mktemp -d)

@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 
 source .ci/tools.sh
 
+# -race needs cgo, hence a C compiler: say so now rather than after the emulators started.
+cc=$(go env CC)
+if [ "$(go env CGO_ENABLED)" != 1 ] || ! command -v "${cc%% *}" >/dev/null 2>&1; then
+  echo "make test runs go test -race, which needs cgo and a C compiler (go env CC: '${cc}'): install one, e.g. gcc" >&2
+  exit 1
+fi
+
 export FARM_REQUIRE_EMULATORS=1
 FARM_BIGQUERY_EMULATOR="$(bigquery_emulator_bin)"
 export FARM_BIGQUERY_EMULATOR

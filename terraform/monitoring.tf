@@ -1,6 +1,7 @@
 # FARM's own health in Google Cloud: log-based metrics read from the one summary line each poll
 # logs (pkg/poll logResult: message "poll finished", or "poll failed" with severity ERROR, or
-# WARNING when another poll held the lease), and alert policies for a poll that stopped
+# WARNING when another poll held the lease or a backfill was refused), and alert policies for a
+# poll that stopped
 # succeeding, function errors, dead letters and failing Cloud Scheduler jobs. The pipelines'
 # own monitors are DataDog's: see datadog/.
 #

@@ -29,6 +29,9 @@ func cmdFidelity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := noArgs("fidelity", fs.Args()); err != nil {
+		return err
+	}
 	var sensor airflowsim.SensorStart
 	switch *sensorStart {
 	case "per-poke":
@@ -37,7 +40,11 @@ func cmdFidelity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	default:
 		return fmt.Errorf("-sensor-start %q: want per-poke or first-poke", *sensorStart)
 	}
-	log := logging.New(stderr, logging.ParseLevel(envOr("FARM_LOG_LEVEL", "error")))
+	level, err := logging.ParseLevel(envOr("FARM_LOG_LEVEL", "error"))
+	if err != nil {
+		return fmt.Errorf("FARM_LOG_LEVEL %w", err)
+	}
+	log := logging.New(stderr, level)
 	if os.Getenv(bench.EmulatorEnv) == "" {
 		fmt.Fprintln(stdout, "note: "+bench.EmulatorEnv+" is not set: the state store is a file store (`make fidelity` uses the emulator)")
 	}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -19,37 +21,52 @@ import (
 	"github.com/farmobs/farm/pkg/setup"
 )
 
+const pollUsage = "usage: farm poll argo|airflow [-dry-run] [-since T [-until T] [-replay]]\n\n" +
+	"Runs one poll and prints each published RunDelta as a JSON line on stdout, the poll's summary\n" +
+	"(JSON) on stderr. -since/-until make it a backfill of that window: the runs that overlap it.\n\nflags:"
+
 // cmdPoll runs one poll with the configured (or embedded) store and Pub/Sub, printing each
 // published RunDelta as a JSON line on stdout and the summary on stderr.
 func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("poll", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dryRun := fs.Bool("dry-run", false, "list and diff, but publish and store nothing")
 	since := fs.String("since", "", "backfill window start (RFC 3339)")
 	until := fs.String("until", "", "backfill window end (RFC 3339; default now)")
 	replay := fs.Bool("replay", false, "with -since: re-publish transitions already published, with their ids")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: farm poll argo|airflow [-dry-run] [-since T [-until T] [-replay]]")
-		fs.PrintDefaults()
+	// The source may come first (farm poll argo -dry-run) or after the flags.
+	var source string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		source, args = args[0], args[1:]
 	}
-	if len(args) == 0 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	source, args := args[0], args[1:]
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	req, err := pollRequest(*since, *until, *replay)
+	rest, err := parseFlags(fs, args, stdout, stderr, pollUsage)
 	if err != nil {
 		return err
 	}
+	if source == "" && len(rest) > 0 {
+		source, rest = rest[0], rest[1:]
+	}
+	if source == "" {
+		fmt.Fprintln(stderr, pollUsage)
+		fs.PrintDefaults()
+		return usageError{errors.New("poll: which source? argo or airflow")}
+	}
+	if err := noArgs("poll", rest); err != nil {
+		return err
+	}
+	if source != event.SourceArgo && source != event.SourceAirflow {
+		return usageError{fmt.Errorf("%w: %q", errNoSource, source)}
+	}
+	req, err := pollRequest(*since, *until, *replay)
+	if err != nil {
+		return usageError{err}
+	}
 	req.DryRun = *dryRun
 
-	log := logging.New(stderr, logging.ParseLevel(envOr("FARM_LOG_LEVEL", "info")))
+	log := localLogger(stderr)
 	logging.SetDefault(log)
 	opts := localOptions(log, stdout)
 	opts.Agent = nil // one poll traces nothing: no receiver needed
+	opts.Check = func() error { return checkSettings(nil) }
 	env, err := local.Prepare(ctx, opts)
 	if err != nil {
 		return err

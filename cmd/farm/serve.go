@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,31 +26,58 @@ import (
 	"github.com/farmobs/farm/schemas"
 )
 
+const serveUsage = "usage: farm [serve] [-port N] [-interval D]\n\n" +
+	"Runs every function in one process and polls on a schedule; Ctrl-C stops. With nothing configured\n" +
+	"it polls simulated orchestrators and prints each finished run as a waterfall on stdout; the log\n" +
+	"(stderr) has one line per poll and warnings. FARM_LOG_FORMAT=json gives the full JSON log.\n\nflags:"
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	port := fs.String("port", envOr("PORT", "8080"), "port of the functions server (env PORT)")
-	interval := fs.Duration("interval", 0, "time between scheduled polls (env FARM_POLL_INTERVAL, default 1m, 15s when simulated)")
-	if err := fs.Parse(args); err != nil {
+	port := fs.String("port", "", "port of the functions server (default: env PORT, else 8080)")
+	interval := fs.Duration("interval", 0, "time between scheduled polls (default: env FARM_POLL_INTERVAL, else 1m, 15s when simulated)")
+	rest, err := parseFlags(fs, args, stdout, stderr, serveUsage)
+	if err != nil {
 		return err
 	}
+	if err := noArgs("serve", rest); err != nil {
+		return err
+	}
+	if *port == "" {
+		*port = envOr("PORT", "8080")
+	}
 	// Logs on stderr keep stdout for the local DataDog receiver's waterfalls.
-	log := logging.New(stderr, logging.ParseLevel(os.Getenv("FARM_LOG_LEVEL")))
+	log := localLogger(stderr)
 	logging.SetDefault(log)
-	env, err := local.Prepare(ctx, localOptions(log, stdout))
+	simulated := os.Getenv("FARM_ARGO_URL") == "" && os.Getenv("FARM_AIRFLOW_URL") == ""
+	opts := localOptions(log, stdout)
+	opts.Check = func() error {
+		return checkSettings(func(r *config.Reader) {
+			checkPort(r, *port)
+			def := time.Minute
+			if simulated {
+				def = 15 * time.Second
+			}
+			d := r.Duration("FARM_POLL_INTERVAL", def)
+			r.Positive("FARM_POLL_INTERVAL", d)
+			switch {
+			case *interval < 0:
+				r.Fail("-interval", "must be positive, got %s", *interval)
+			case *interval == 0:
+				*interval = d
+			}
+		})
+	}
+	env, err := local.Prepare(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	cfg, err := config.Load() // refuse bad settings now, each with its variable's name
+	cfg, err := config.Load() // with the simulators' URLs
 	if err != nil {
 		return err
 	}
-	if *interval == 0 {
-		if *interval, err = pollInterval(len(env.Simulated) > 0); err != nil {
-			return err
-		}
-	}
+	setup.ResetDefault() // the functions read this environment, not one of an earlier serve
+	defer setup.ResetDefault()
 
 	if cfg.Sink.Mode == "bigquery" && cfg.Sink.Endpoint != "" {
 		// An emulator starts empty: create the dataset, tables and views terraform would.
@@ -81,11 +110,25 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return local.ErrNoSources
 	}
 	wg.Go(func() { local.Schedule(ctx, *interval, targets, hc, log) })
-	log.InfoContext(ctx, "polling on a schedule; Ctrl-C stops", "targets", targets, "interval", interval.String())
+	log.Log(ctx, logging.LevelNotice, fmt.Sprintf("functions served at %s; %s every %s; Ctrl-C stops", base, strings.Join(pollTargets(cfg), " and "), interval))
 	<-ctx.Done()
+	log.Log(context.WithoutCancel(ctx), logging.LevelNotice, fmt.Sprintf("stopping: the poll and deliveries under way finish (at most %s)", local.FinishTimeout))
 	cancel()
 	wg.Wait()
+	log.Log(context.WithoutCancel(ctx), logging.LevelNotice, "stopped. Goodbye", goodbyeAttrs(env, cfg)...)
 	return nil
+}
+
+// goodbyeAttrs say where what this session produced is kept.
+func goodbyeAttrs(env *local.Env, cfg config.Config) []any {
+	var attrs []any
+	if cfg.Sink.Mode == "file" {
+		attrs = append(attrs, "bigquery_rows", filepath.Join(cfg.Sink.Dir, "*.ndjson"))
+	}
+	if env.StateFile != "" && len(env.Simulated) == 0 {
+		attrs = append(attrs, "state", env.StateFile)
+	}
+	return attrs
 }
 
 // startFunctions serves every registered function with the functions framework, on loopback,
@@ -98,7 +141,7 @@ func startFunctions(ctx context.Context, port string) (string, error) {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-errc:
-			return "", fmt.Errorf("serve functions on %s: %w", addr, err)
+			return "", fmt.Errorf("serve functions on %s: %w (set PORT or -port to a free port)", addr, err)
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -122,19 +165,23 @@ func startDeliveries(ctx context.Context, wg *sync.WaitGroup, cfg config.Config,
 	if err := local.EnsureTopic(ctx, c, project, cfg.Common.Topic); err != nil {
 		return err
 	}
+	var pushes sync.WaitGroup
 	for _, cons := range consumers() {
 		sub := "farm-" + cons.sub
 		if err := local.EnsureSubscription(ctx, c, project, cfg.Common.Topic, sub); err != nil {
 			return err
 		}
-		wg.Go(func() {
-			if err := local.Push(ctx, c, project, cfg.Common.Topic, sub, base+"/"+cons.function, hc, log); err != nil {
+		pushes.Go(func() {
+			push := local.PushConfig{Project: project, Topic: cfg.Common.Topic, Subscription: sub, Target: base + "/" + cons.function, HTTP: hc, Log: log}
+			if err := local.Push(ctx, c, push); err != nil {
 				log.ErrorContext(ctx, "push deliveries stopped", "subscription", sub, "error", err)
 			}
 		})
 	}
 	wg.Go(func() {
-		<-ctx.Done()
+		// The client closes once the deliveries have stopped: closing it under them reads as
+		// an error of theirs.
+		pushes.Wait()
 		_ = c.Close()
 	})
 	return nil
@@ -152,17 +199,6 @@ func prepareBigQuery(ctx context.Context, cfg config.Config, log *slog.Logger) e
 	}
 	log.InfoContext(ctx, "BigQuery dataset, tables and views are ready", "endpoint", cfg.Sink.Endpoint, "dataset", cfg.Sink.Dataset)
 	return nil
-}
-
-func pollInterval(simulated bool) (time.Duration, error) {
-	def := time.Minute
-	if simulated {
-		def = 15 * time.Second
-	}
-	r := config.NewReader(os.LookupEnv)
-	d := r.Duration("FARM_POLL_INTERVAL", def)
-	r.Positive("FARM_POLL_INTERVAL", d)
-	return d, r.Err()
 }
 
 func envOr(name, def string) string {

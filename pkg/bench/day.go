@@ -154,7 +154,9 @@ func RunDay(ctx context.Context, o DayOptions, log *slog.Logger) (*Fidelity, err
 		return nil, fmt.Errorf("final poll: %w", err)
 	}
 	d.stats.Crashes = cs.n
-	return compare(d.sim, d.got, d.stats), nil
+	f := compare(d.sim, d.got, d.stats)
+	f.Day = o.Day
+	return f, nil
 }
 
 func (d *day) gap() time.Duration {

@@ -179,3 +179,11 @@ func TestRunDay(t *testing.T) {
 		})
 	}
 }
+
+func TestSimulatedTimeLabel(t *testing.T) {
+	for d, want := range map[time.Duration]string{24 * time.Hour: "a simulated day (24h)", 2 * time.Hour: "2h of simulated time", 40 * time.Minute: "40m of simulated time", 90 * time.Minute: "1h30m of simulated time"} {
+		if got := simulatedTime(d); got != want {
+			t.Errorf("%s: %q, want %q", d, got, want)
+		}
+	}
+}

@@ -41,6 +41,9 @@ type Common struct {
 	LeaseTTL          time.Duration // FARM_LEASE_TTL: how long a crashed poll's lease blocks the next
 	HTTPTimeout       time.Duration // FARM_HTTP_TIMEOUT: per request to an orchestrator
 	HTTPRetries       int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
+
+	LogLevel  string // FARM_LOG_LEVEL: debug, info, warn, error
+	LogFormat string // FARM_LOG_FORMAT: json (Cloud Logging) or text
 }
 
 // Load reads the configuration from the process environment.
@@ -74,6 +77,9 @@ func loadCommon(r *Reader) Common {
 		LeaseTTL:          r.Duration("FARM_LEASE_TTL", 10*time.Minute),
 		HTTPTimeout:       r.Duration("FARM_HTTP_TIMEOUT", 30*time.Second),
 		HTTPRetries:       r.Int("FARM_HTTP_RETRIES", 3),
+		// logging.Setup reads these before the configuration exists; here they are refused.
+		LogLevel:  r.OneOf("FARM_LOG_LEVEL", "info", "debug", "info", "warn", "warning", "error"),
+		LogFormat: r.OneOf("FARM_LOG_FORMAT", "json", "json", "text"),
 	}
 	if c.ProjectID == "" {
 		c.ProjectID = r.String("GOOGLE_CLOUD_PROJECT", "")

@@ -14,10 +14,12 @@
 //	                               answers. A payload that does not decode, or whose
 //	                               X-Datadog-Trace-Count header disagrees with its content, is
 //	                               refused with 400 so a broken encoder cannot go unnoticed.
-//	GET /info                      404. A tracer reads /info to learn the agent's features; with
-//	                               none it stays on the v0.4 protocol (dd-trace-go moves to
-//	                               /v1.0/traces only when /info lists it, and has no v0.5 client)
-//	                               and computes no client-side stats.
+//	GET /info                      200 with an agent's JSON listing only /v0.4/traces and the
+//	                               telemetry proxy: a tracer reads /info to learn the agent's
+//	                               features, so it stays on the v0.4 protocol (dd-trace-go moves
+//	                               to /v1.0/traces only when /info lists it) and computes no
+//	                               client-side stats (no /v0.6/stats). The local runner recognises
+//	                               an agent by this answer before sending to it.
 //	POST /telemetry/...            202, counted and discarded: instrumentation telemetry
 //	                               (DD_INSTRUMENTATION_TELEMETRY_ENABLED) must not disturb traces.
 //	PUT|POST /v0.6/stats           200, counted and discarded.
@@ -40,6 +42,9 @@ import (
 // maxPayloadBytes bounds a trace payload, above the agent's own 25 MB limit and the tracer's
 // 9.5 MB payload cap.
 const maxPayloadBytes = 50 << 20
+
+// infoJSON is the agent's /info answer, reduced to what a tracer reads: the endpoints.
+const infoJSON = `{"version":"farm-local-receiver","endpoints":["/v0.4/traces","/telemetry/proxy/"],"client_drop_p0s":false,"span_meta_structs":false,"config":{}}`
 
 // Counts says what a Receiver has been sent.
 type Counts struct {
@@ -119,7 +124,8 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.traces04(w, req)
 	case path == "/info":
 		r.count(func(c *Counts) { c.Info++ })
-		http.NotFound(w, req)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, infoJSON)
 	case strings.HasPrefix(path, "/telemetry/"):
 		r.discard(req, func(c *Counts) { c.Telemetry++ })
 		w.WriteHeader(http.StatusAccepted)
@@ -348,10 +354,9 @@ const localMaxSpans = 100_000
 
 // LocalAgent returns what the local runner starts when no DataDog agent is configured
 // (local.Options.Agent): a receiver on addr that writes each trace to w as a waterfall when its run
-// finishes, keeping the newest 100,000 spans.
-func LocalAgent(w io.Writer) func(ctx context.Context, addr string) (stop func(), err error) {
-	return func(ctx context.Context, addr string) (func(), error) {
-		_, stop, err := New(PrintTo(w), MaxSpans(localMaxSpans)).Serve(ctx, addr)
-		return stop, err
+// finishes, keeping the newest 100,000 spans. It returns the address it listens on.
+func LocalAgent(w io.Writer) func(ctx context.Context, addr string) (listening string, stop func(), err error) {
+	return func(ctx context.Context, addr string) (string, func(), error) {
+		return New(PrintTo(w), MaxSpans(localMaxSpans)).Serve(ctx, addr)
 	}
 }

@@ -139,7 +139,7 @@ func TestAnswersTheRestOfTheAgentAPI(t *testing.T) {
 		method, path string
 		want         int
 	}{
-		{http.MethodGet, "/info", http.StatusNotFound},
+		{http.MethodGet, "/info", http.StatusOK},
 		{http.MethodPost, "/telemetry/proxy/api/v2/apmtelemetry", http.StatusAccepted},
 		{http.MethodPut, "/v0.6/stats", http.StatusOK},
 		{http.MethodPost, "/v0.7/config", http.StatusNotFound},
@@ -284,7 +284,7 @@ func TestLocalAgentPrintsFinishedRuns(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	var out testenv.SyncBuffer
-	stop, err := ddagent.LocalAgent(&out)(t.Context(), addr)
+	_, stop, err := ddagent.LocalAgent(&out)(t.Context(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,5 +301,24 @@ func TestLocalAgentPrintsFinishedRuns(t *testing.T) {
 	}
 	if got := out.String(); !strings.HasPrefix(got, "trace 69a5e0c4000000000000000000000007  argo-workflows  4 spans\n") {
 		t.Errorf("printed:\n%s", got)
+	}
+}
+
+// Mapped Airflow task instances are told apart by their map index (their resource is the task's).
+func TestWaterfallShowsMapIndex(t *testing.T) {
+	tr := ddagent.Trace{ID: 7, Spans: []ddagent.Span{
+		{TraceID: 7, SpanID: 7, Name: "airflow.dag_run", Resource: "etl", Start: t0.UnixNano(), Duration: int64(time.Minute)},
+		{TraceID: 7, SpanID: 8, ParentID: 7, Name: "airflow.task", Resource: "stage.partition[]", Start: t0.UnixNano(), Duration: int64(time.Second), Metrics: map[string]float64{"airflow.map_index": -1}},
+		{TraceID: 7, SpanID: 9, ParentID: 8, Name: "airflow.task", Resource: "stage.partition", Start: t0.UnixNano(), Duration: int64(time.Second), Metrics: map[string]float64{"airflow.map_index": 0}},
+		{TraceID: 7, SpanID: 10, ParentID: 8, Name: "airflow.task", Resource: "stage.partition", Start: t0.UnixNano(), Duration: int64(time.Second), Metrics: map[string]float64{"airflow.map_index": 1}},
+	}}
+	var out bytes.Buffer
+	if err := ddagent.WriteWaterfall(&out, tr); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"airflow.task stage.partition[] ", "airflow.task stage.partition[0] ", "airflow.task stage.partition[1] "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("waterfall lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -88,7 +88,7 @@ func (p *plot) header(t Trace) {
 // appended to s's mark.
 func (p *plot) walk(s Span, lead, indent, note string) {
 	l := line{
-		label:    lead + s.Name + " " + s.Resource,
+		label:    lead + s.Name + " " + resourceLabel(s),
 		offset:   "+" + roundDuration(s.Start-p.base).String(),
 		duration: roundDuration(s.Duration).String(),
 		mark:     joinMarks(mark(s), note),
@@ -132,6 +132,16 @@ func (p *plot) write(w io.Writer) error {
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// resourceLabel is the span's resource, with the map index of a mapped Airflow task instance:
+// the resource leaves it out (it is the airflow.map_index tag) so DataDog's per-resource metrics
+// aggregate a task's instances, but in a waterfall the instances must be told apart.
+func resourceLabel(s Span) string {
+	if mi, ok := s.Metrics["airflow.map_index"]; ok && mi >= 0 {
+		return fmt.Sprintf("%s[%d]", s.Resource, int(mi))
+	}
+	return s.Resource
 }
 
 func mark(s Span) string {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/farmobs/farm/pkg/logging"
 )
 
 // LocalProject is the project id used when none is configured: nothing leaves the machine.
@@ -26,12 +29,16 @@ type Options struct {
 	Dir string
 	// Simulators by source kind ("argo", "airflow"), started when that source has no URL.
 	Simulators map[string]Simulator
-	// Agent starts a local DataDog receiver on addr when no agent is configured or listening.
-	Agent func(ctx context.Context, addr string) (stop func(), err error)
+	// Agent starts a local DataDog receiver on addr when no agent is configured or listening, and
+	// returns the address it listens on. Nil: this process sends no traces (no agent is needed).
+	Agent func(ctx context.Context, addr string) (listening string, stop func(), err error)
 	// AgentAddr is where the DataDog agent is looked for, and the receiver started
 	// (default 127.0.0.1:8126, the tracer's default).
 	AgentAddr string
 	Log       *slog.Logger
+	// Check, when set, is called once the defaults are in the environment and before anything is
+	// started, so bad settings are reported before any simulator says a word.
+	Check func() error
 }
 
 // Env is what Prepare embedded. Close stops it all.
@@ -44,7 +51,12 @@ type Env struct {
 	// Simulated lists the sources served by a simulator.
 	Simulated []string
 	Project   string
-	closers   []func()
+	// StateFile is the file store's file when this process chose it: for simulated sources, a
+	// file of this simulated estate's own, removed when it stops.
+	StateFile string
+	// AgentURL is where traces go ("" when no agent was needed).
+	AgentURL string
+	closers  []func()
 }
 
 // Close stops everything Prepare started, in reverse order, and restores the environment.
@@ -82,8 +94,14 @@ func (e *Env) setDefault(name, value string) {
 //   - no project id: project "farm-local", the file state store, newline-delimited JSON output, and
 //     the in-process Pub/Sub server (unless PUBSUB_EMULATOR_HOST is set);
 //   - FIRESTORE_EMULATOR_HOST set: the Firestore store on that emulator;
-//   - no FARM_ARGO_URL and no FARM_AIRFLOW_URL: simulated orchestrators;
-//   - no DataDog agent configured and none on localhost:8126: a local receiver there.
+//   - no FARM_ARGO_URL and no FARM_AIRFLOW_URL: simulated orchestrators, whose state is their own
+//     (a file of their own with the file store, removed when they stop; instance names of their
+//     own in another store), since every start simulates a new estate;
+//   - Options.Agent set: a configured agent must answer as one (else an error naming the
+//     variable); with none configured, an agent answering on AgentAddr is used, else a local
+//     receiver is started there (or on another port when something else holds it).
+//
+// Options.Check runs after the defaults are set and before anything starts.
 func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	if opts.Dir == "" {
 		opts.Dir = ".farm"
@@ -112,8 +130,33 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		env.setDefault("FARM_SINK", "file")
 	}
 	env.Project = project
+	simulate := os.Getenv("FARM_ARGO_URL") == "" && os.Getenv("FARM_AIRFLOW_URL") == "" && len(opts.Simulators) > 0
+	stateDefault := os.Getenv("FARM_STATE_FILE") == ""
 	env.setDefault("FARM_STATE_FILE", filepath.Join(opts.Dir, "state.json"))
 	env.setDefault("FARM_SINK_DIR", filepath.Join(opts.Dir, "bigquery"))
+	if opts.Check != nil {
+		if err := opts.Check(); err != nil {
+			return nil, err
+		}
+	}
+
+	fileStore := strings.EqualFold(strings.TrimSpace(os.Getenv("FARM_STATE_STORE")), "file")
+	if simulate && stateDefault && fileStore {
+		// A simulated estate is new on every start: the state it is compared with must be its own,
+		// or every restart reports the previous estate's runs as vanished.
+		if err := os.MkdirAll(filepath.Join(opts.Dir, "simulated"), 0o755); err != nil {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+		dir, err := os.MkdirTemp(filepath.Join(opts.Dir, "simulated"), "estate-")
+		if err != nil {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+		env.closers = append(env.closers, func() { _ = os.RemoveAll(dir) })
+		env.setenv("FARM_STATE_FILE", filepath.Join(dir, "state.json"))
+		env.StateFile = os.Getenv("FARM_STATE_FILE")
+	} else if fileStore {
+		env.StateFile = os.Getenv("FARM_STATE_FILE")
+	}
 
 	switch {
 	case os.Getenv("PUBSUB_EMULATOR_HOST") != "":
@@ -125,7 +168,13 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		env.EmbeddedPubSub, env.Deliver = true, true
 	}
 
-	if os.Getenv("FARM_ARGO_URL") == "" && os.Getenv("FARM_AIRFLOW_URL") == "" {
+	if opts.Agent != nil {
+		if err := env.agent(ctx, opts, log); err != nil {
+			return nil, err
+		}
+	}
+
+	if simulate {
 		for _, kind := range []string{"argo", "airflow"} {
 			start, ok := opts.Simulators[kind]
 			if !ok {
@@ -138,31 +187,78 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 			srv := httptest.NewServer(h)
 			env.closers = append(env.closers, srv.Close, stop)
 			env.setenv("FARM_"+strings.ToUpper(kind)+"_URL", srv.URL)
-			env.setDefault("FARM_"+strings.ToUpper(kind)+"_INSTANCE", "simulated-"+kind)
-			env.Simulated = append(env.Simulated, kind)
-			log.WarnContext(ctx, "no orchestrator configured: polling a SIMULATED "+kind+" estate (set FARM_"+strings.ToUpper(kind)+"_URL to watch a real one)", "url", srv.URL)
-		}
-	}
-
-	if opts.Agent != nil && firstSet("DD_TRACE_AGENT_URL", "DD_AGENT_HOST") == "" {
-		addr := opts.AgentAddr
-		if addr == "" {
-			addr = "127.0.0.1:8126"
-		}
-		if listening(addr) {
-			log.InfoContext(ctx, "using the DataDog agent listening on "+addr)
-		} else {
-			stop, err := opts.Agent(ctx, addr)
-			if err != nil {
-				return nil, fmt.Errorf("start local DataDog receiver: %w", err)
+			instance := "simulated-" + kind
+			if env.StateFile == "" {
+				// State outside a file of this estate's own (a Firestore emulator): the estate's
+				// identity goes in its instance name, which keys its state there.
+				instance += "-" + strings.ToLower(rand.Text()[:6])
 			}
-			env.closers = append(env.closers, stop)
-			env.setenv("DD_TRACE_AGENT_URL", "http://"+addr)
-			log.InfoContext(ctx, "no DataDog agent configured: traces go to a local receiver that prints them", "address", addr)
+			env.setDefault("FARM_"+strings.ToUpper(kind)+"_INSTANCE", instance)
+			env.Simulated = append(env.Simulated, kind)
+			log.Log(ctx, logging.LevelNotice, "no orchestrator configured: polling a SIMULATED "+kind+" estate (set FARM_"+strings.ToUpper(kind)+"_URL to watch a real one)", "url", srv.URL)
+		}
+		if env.StateFile != "" && stateDefault {
+			log.Log(ctx, logging.LevelNotice, "the simulated estates' state is their own, removed when they stop (the next start simulates new ones)", "file", env.StateFile)
 		}
 	}
 	ok = true
 	return env, nil
+}
+
+// agent finds where traces go: a configured agent must answer as one (else the settings are
+// refused, naming the variable); with none configured, an agent already on the default address is
+// used if it answers as one, and otherwise the local receiver is started (on another port when
+// something else holds the default one).
+func (e *Env) agent(ctx context.Context, opts Options, log *slog.Logger) error {
+	if name, url := configuredAgent(); name != "" {
+		if err := ProbeAgent(ctx, url); err != nil {
+			return fmt.Errorf("%s: no DataDog agent answers at %s: %w (start the agent, or unset %s to see traces from a local receiver)", name, url, err, name)
+		}
+		e.AgentURL = url
+		log.Log(ctx, logging.LevelNotice, "traces go to the DataDog agent at "+url)
+		return nil
+	}
+	addr := opts.AgentAddr
+	if addr == "" {
+		addr = "127.0.0.1:8126"
+	}
+	if listening(addr) {
+		err := ProbeAgent(ctx, "http://"+addr)
+		if err == nil {
+			e.AgentURL = "http://" + addr
+			log.Log(ctx, logging.LevelNotice, "traces go to the DataDog agent listening on "+addr)
+			return nil
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		log.WarnContext(ctx, "something listens on "+addr+" but it is not a DataDog agent: traces go to a local receiver on another port", "answer", err.Error())
+		addr = net.JoinHostPort(host, "0")
+	}
+	// Close stops the receiver, after the deliveries under way have finished; not ctx's end.
+	at, stop, err := opts.Agent(context.WithoutCancel(ctx), addr)
+	if err != nil {
+		return fmt.Errorf("start local DataDog receiver (FARM_LOCAL_AGENT_ADDR): %w", err)
+	}
+	e.closers = append(e.closers, stop)
+	e.AgentURL = "http://" + at
+	e.setenv("DD_TRACE_AGENT_URL", e.AgentURL)
+	log.Log(ctx, logging.LevelNotice, "no DataDog agent configured: traces go to a local receiver that prints each finished run below", "address", at)
+	return nil
+}
+
+// configuredAgent returns the variable that configures the agent and the agent's URL, as the
+// tracer reads them (DD_TRACE_AGENT_URL, else DD_AGENT_HOST and DD_TRACE_AGENT_PORT).
+func configuredAgent() (name, url string) {
+	if u := strings.TrimSpace(os.Getenv("DD_TRACE_AGENT_URL")); u != "" {
+		return "DD_TRACE_AGENT_URL", u
+	}
+	if h := strings.TrimSpace(os.Getenv("DD_AGENT_HOST")); h != "" {
+		port := strings.TrimSpace(os.Getenv("DD_TRACE_AGENT_PORT"))
+		if port == "" {
+			port = "8126"
+		}
+		return "DD_AGENT_HOST", "http://" + net.JoinHostPort(h, port)
+	}
+	return "", ""
 }
 
 func firstSet(names ...string) string {

@@ -75,7 +75,9 @@ func TestPushDeliversCloudEventsAndRedeliversOnFailure(t *testing.T) {
 	pub.Stop()
 	done := make(chan error, 1)
 	pctx, stop := context.WithCancel(ctx)
-	go func() { done <- Push(pctx, c, "p", "t", "s", fn.URL, fn.Client(), quiet) }()
+	go func() {
+		done <- Push(pctx, c, PushConfig{Project: "p", Topic: "t", Subscription: "s", Target: fn.URL, HTTP: fn.Client(), Log: quiet, Retry: Retry{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 5}})
+	}()
 	select {
 	case m := <-got:
 		if string(m.Data) != `{"x":1}` || m.Attributes["source"] != "argo" || m.Subscription != "projects/p/subscriptions/s" {

@@ -27,14 +27,21 @@ func Schedule(ctx context.Context, interval time.Duration, targets []string, hc 
 }
 
 func trigger(ctx context.Context, hc *http.Client, target string, log *slog.Logger) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, http.NoBody)
+	if ctx.Err() != nil {
+		return
+	}
+	// A poll under way finishes when the runner stops (within FinishTimeout): cut short, it
+	// would read as a failed poll.
+	pctx, done := finishing(ctx)
+	defer done()
+	req, err := http.NewRequestWithContext(pctx, http.MethodPost, target, http.NoBody)
 	if err != nil {
 		log.ErrorContext(ctx, "schedule", "target", target, "error", err)
 		return
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		if ctx.Err() == nil {
+		if pctx.Err() == nil {
 			log.WarnContext(ctx, "scheduled poll did not answer", "target", target, "error", err)
 		}
 		return

@@ -144,20 +144,22 @@ func (r Request) Backfill() bool { return !r.Since.IsZero() }
 
 // Result is what one poll did; the HTTP function answers it as JSON.
 type Result struct {
-	Source          string    `json:"source"`
-	Mode            string    `json:"mode"` // incremental, backfill or replay
-	DryRun          bool      `json:"dry_run,omitempty"`
-	WindowSince     time.Time `json:"window_since"`
-	WindowUntil     time.Time `json:"window_until"`
-	RunsSeen        int       `json:"runs_seen"`
-	RunsFetched     int       `json:"runs_fetched"` // followed up by reference
-	RunsGone        int       `json:"runs_gone"`    // active at the last poll, now deleted everywhere
-	RunsChanged     int       `json:"runs_changed"`
-	Events          int       `json:"events"`
-	Messages        int       `json:"messages"`
-	BytesPublished  int64     `json:"bytes_published"`
-	StoreReads      int       `json:"firestore_reads"`
-	StoreWrites     int       `json:"firestore_writes"`
+	Source         string    `json:"source"`
+	Mode           string    `json:"mode"` // incremental, backfill or replay
+	DryRun         bool      `json:"dry_run,omitempty"`
+	WindowSince    time.Time `json:"window_since"`
+	WindowUntil    time.Time `json:"window_until"`
+	RunsSeen       int       `json:"runs_seen"`
+	RunsFetched    int       `json:"runs_fetched"` // followed up by reference
+	RunsGone       int       `json:"runs_gone"`    // active at the last poll, now deleted everywhere
+	RunsChanged    int       `json:"runs_changed"`
+	Events         int       `json:"events"`
+	Messages       int       `json:"messages"`
+	BytesPublished int64     `json:"bytes_published"`
+	StoreReads     int       `json:"firestore_reads"`  // named after Store: see counters.go
+	StoreWrites    int       `json:"firestore_writes"` // named after Store: see counters.go
+	// Store names the state store in the counters' names: "firestore" (the default), "file_store".
+	Store           string    `json:"-"`
 	APICalls        int64     `json:"api_calls"`
 	APIBytes        int64     `json:"api_bytes"`
 	DurationSeconds float64   `json:"duration_seconds"`
@@ -191,6 +193,9 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		if _, ok := e.store.(UsageCounter); ok {
 			res.StoreReads, res.StoreWrites = int(reads-reads0), int(writes-writes0)
 		}
+		if n, ok := e.store.(StoreNamer); ok {
+			res.Store = n.StoreName()
+		}
 		res.DurationSeconds = e.clock.Now().Sub(start).Seconds()
 	}()
 
@@ -214,6 +219,8 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	keepWindow(snaps, w)
+	res.RunsSeen = len(snaps)
 	changed := e.changed(snaps, src.Index, req.Replay)
 	res.RunsChanged = len(changed)
 

@@ -2,6 +2,7 @@ package poll_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -375,5 +376,63 @@ func TestEngineDryRunStoresNothing(t *testing.T) {
 	mustPoll(t, e, poll.Request{})
 	if real := polltest.Events(h.Published()); len(real) != 1 || real[0].ID != printed[0].Events[0].ID {
 		t.Fatalf("the real poll published %v, the dry run printed %v", ids(real), ids(printed[0].Events))
+	}
+}
+
+// A backfill is its window: it publishes the runs that overlap it, not the active runs begun
+// after it (which every listing includes); the incremental poll still publishes those.
+func TestEngineBackfillIsItsWindow(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0.Add(2*time.Hour))
+	src := newScript()
+	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, MaxBackfillWindow: 24 * time.Hour})
+	timed := func(name, phase string, active bool, start, end *time.Time) {
+		src.set(name, phase, active, task(name, phase, start, end))
+		src.runs[name].Run.StartedAt, src.runs[name].Run.FinishedAt = start, end
+		src.runs[name].Run.CreatedAt = start
+	}
+	timed("inside", "Succeeded", false, at(10), at(20))
+	timed("running-through", "Running", true, at(-120), nil)
+	timed("ended-before", "Succeeded", false, at(-30), at(-10))
+	timed("begun-after", "Running", true, at(90), nil)
+	res := mustPoll(t, e, poll.Request{Since: t0, Until: t0.Add(time.Hour)})
+	runs := map[string]bool{}
+	for _, d := range h.Published() {
+		runs[d.Run.Name] = true
+	}
+	if want := map[string]bool{"inside": true, "running-through": true}; !reflect.DeepEqual(runs, want) || res.RunsSeen != 2 {
+		t.Fatalf("backfill published %v (%d runs seen), want %v", runs, res.RunsSeen, want)
+	}
+	mustPoll(t, e, poll.Request{})
+	got := map[string]bool{}
+	for _, d := range h.Published() {
+		got[d.Run.Name] = true
+	}
+	if !got["begun-after"] {
+		t.Fatalf("the incremental poll after the backfill published %v, want the active run begun after the window", got)
+	}
+}
+
+// The store counters are named after the store that counted them: a file store's operations are
+// not reported as Firestore's.
+func TestStoreCountersNamedByStore(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	src := newScript()
+	src.set("a", "Running", true, task("a", "Running", at(0), nil))
+	res := mustPoll(t, h.Engine(src, poll.Options{SourceKind: event.SourceArgo}), poll.Request{})
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"file_store_reads":`) || !strings.Contains(string(b), `"file_store_writes":`) || strings.Contains(string(b), "firestore") {
+		t.Fatalf("file store poll answered %s", b)
+	}
+	var back poll.Result
+	if err := json.Unmarshal(b, &back); err != nil || back.StoreReads != res.StoreReads || back.StoreWrites != res.StoreWrites || back.StoreReads == 0 {
+		t.Fatalf("read back %+v (%v), want the counters of %+v", back, err, res)
+	}
+	// Firestore's keep their documented names (log-based metrics and dashboards read them).
+	fs, _ := json.Marshal(poll.Result{Store: "firestore", StoreReads: 3, StoreWrites: 2})
+	if !strings.Contains(string(fs), `"firestore_reads":3`) || !strings.Contains(string(fs), `"firestore_writes":2`) {
+		t.Fatalf("Firestore result: %s", fs)
 	}
 }

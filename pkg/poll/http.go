@@ -65,6 +65,11 @@ func Handler(getPoller func(ctx context.Context) (Poller, error), opts HTTPOptio
 		}
 		res, err := p.Poll(ctx, req)
 		logResult(ctx, log, res, err)
+		if errors.Is(err, ErrBadRequest) {
+			// Refused before anything ran: the same {"error"} as every other 400.
+			writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "))
+			return
+		}
 		if err != nil {
 			writeJSON(w, statusOf(err), struct {
 				Error  string  `json:"error"`
@@ -181,7 +186,7 @@ func logResult(ctx context.Context, log *slog.Logger, res *Result, err error) {
 		"source", res.Source, "mode", res.Mode,
 		"runs_seen", res.RunsSeen, "runs_changed", res.RunsChanged, "runs_fetched", res.RunsFetched, "runs_gone", res.RunsGone,
 		"events", res.Events, "messages", res.Messages, "bytes_published", res.BytesPublished,
-		"firestore_reads", res.StoreReads, "firestore_writes", res.StoreWrites,
+		res.storeKey("reads"), res.StoreReads, res.storeKey("writes"), res.StoreWrites,
 		"api_calls", res.APICalls, "api_bytes", res.APIBytes,
 		"duration_seconds", res.DurationSeconds,
 	}
@@ -194,8 +199,8 @@ func logResult(ctx context.Context, log *slog.Logger, res *Result, err error) {
 	}
 	if err != nil {
 		level := slog.LevelError
-		if errors.Is(err, ErrBusy) {
-			level = slog.LevelWarn
+		if errors.Is(err, ErrBusy) || errors.Is(err, ErrBadRequest) {
+			level = slog.LevelWarn // nothing failed: a poll was running, or a request was refused
 		}
 		log.Log(ctx, level, "poll failed", append(attrs, "error", err.Error())...)
 		return

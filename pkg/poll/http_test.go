@@ -105,6 +105,9 @@ func TestHandlerStatusCodes(t *testing.T) {
 			if tc.errHas != "" && !strings.Contains(fmt.Sprint(body["error"]), tc.errHas) {
 				t.Errorf("error %q does not mention %q", body["error"], tc.errHas)
 			}
+			if tc.code == 400 && (len(body) != 1 || strings.HasPrefix(fmt.Sprint(body["error"]), "bad request")) {
+				t.Errorf("a 400 answered %v, want the one shape of every 400: {\"error\": \"…\"}", body)
+			}
 			if tc.code == 200 && (body["runs_seen"] != 3.0 || !got.Since.IsZero()) {
 				t.Errorf("answer %v / request %+v", body, got)
 			}

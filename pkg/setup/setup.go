@@ -65,6 +65,18 @@ func Default() (*App, error) {
 	return defaultApp, nil
 }
 
+// ResetDefault forgets the process's App, closing it, so that the next Default reads the
+// environment again: the local runner calls it when it serves with an environment of its own
+// (a second `serve` in one process, as in tests, would otherwise get the first one's sources).
+func ResetDefault() {
+	defaultMu.Lock()
+	defer defaultMu.Unlock()
+	if defaultApp != nil {
+		defaultApp.Close()
+	}
+	defaultApp = nil
+}
+
 // lazy returns the dependency called name, building it with build on first success. Builders may
 // call lazy for other names (one lock per name).
 func lazy[T any](ctx context.Context, a *App, name string, build func(context.Context) (T, error)) (T, error) {

@@ -100,8 +100,29 @@ func outcomeTags(t tags, status event.Status, state, message, messageKey string)
 		return false
 	}
 	t.str("error.type", state)
-	t.str("error.message", firstOf(message, state))
+	t.str("error.message", firstOf(message, describe(state, messageKey == "run.message")))
 	return true
+}
+
+// describe says in words what an error state means when the orchestrator gave no message (Airflow
+// never does): the state itself is error.type already, and "up_for_retry: up_for_retry" said
+// nothing.
+func describe(state string, run bool) string {
+	what := "task"
+	if run {
+		what = "run"
+	}
+	switch strings.ToLower(state) {
+	case "up_for_retry":
+		return "this try failed; Airflow will try the task again"
+	case "upstream_failed":
+		return "not run: an upstream task failed"
+	case "failed":
+		return "the " + what + " failed (the orchestrator gave no message)"
+	case "error":
+		return "the " + what + " errored (the orchestrator gave no message)"
+	}
+	return "the " + what + " ended in state " + state
 }
 
 func rootTags(t tags, r event.Run) {

@@ -112,7 +112,7 @@ func wantAirflow() []wantSpan {
 	cleanup := task(tClean, "run", "", "")
 	cleanup.meta["status"] = "skipped"
 	return []wantSpan{
-		{key: "run", name: trace.OpAirflowDagRun, resource: dagID, start: 10, end: 421, errType: "failed", errMsg: "failed",
+		{key: "run", name: trace.OpAirflowDagRun, resource: dagID, start: 10, end: 421, errType: "failed", errMsg: "the run failed (the orchestrator gave no message)",
 			meta: map[string]string{"status": "failed", "airflow.logical_date": "2026-03-02T00:00:00Z"}},
 		fetch1,
 		task(tFetch2, "run", "", ""),
@@ -124,7 +124,7 @@ func wantAirflow() []wantSpan {
 		score2,
 		task(tMerge, key("enrich", 0), "", ""),
 		task(tLoad, "run", "failed", tLoad.message),
-		task(tPub, "run", "upstream_failed", "upstream_failed"),
+		task(tPub, "run", "upstream_failed", "not run: an upstream task failed"),
 		cleanup,
 	}
 }

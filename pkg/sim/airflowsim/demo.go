@@ -16,10 +16,13 @@ const Banner = "SIMULATED Airflow (FARM's built-in simulator, not a real Airflow
 
 // DemoEstate is the demo's estate: a handful of DAGs of 8 tasks whose runs change every few
 // seconds, so a run completes within a couple of minutes, and finished runs purged after an hour.
+// It starts three minutes in the past, its runs staggered over them, so the first poll already
+// finds finished runs and the next ones find more: the local runner shows Airflow traces at once.
 func DemoEstate(seed uint64) EstateSpec {
 	return EstateSpec{
 		DAGs: 4, ActiveRuns: 6, TasksPerRun: 8, MappedWidth: 3, StepEvery: 4 * time.Second,
 		RetryRate: 0.2, FailRate: 0.1, SkipRate: 0.3, Monitoring: true, Retention: time.Hour, Seed: seed,
+		Backdate: 3 * time.Minute,
 	}
 }
 

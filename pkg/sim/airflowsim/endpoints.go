@@ -122,7 +122,7 @@ func (s *Server) listRunsBatch(body []byte) (int, any) {
 }
 
 func (s *Server) runPage(q *query, orderable []string) (int, any) {
-	now := s.clk.Now().UTC()
+	now := s.instant() // not a second reading: updated_at must not claim a later instant than the states shown
 	var rows []*dagRun
 	for _, r := range s.w.runs {
 		if r.state == RunRunning && now.After(r.updatedAt) {

@@ -24,7 +24,11 @@ type EstateSpec struct {
 	Monitoring bool
 	// Retention deletes finished runs older than this, as `airflow db clean` does (0: keep all).
 	Retention time.Duration
-	Seed      uint64
+	// Backdate starts the estate this long before the clock's time, its runs starting one after
+	// the other over it, so the first look finds runs at every stage: some finished, some about
+	// to (0: every run starts now).
+	Backdate time.Duration
+	Seed     uint64
 }
 
 func (e *EstateSpec) defaults() {
@@ -125,14 +129,16 @@ func (s *Server) StartEstate(spec EstateSpec) (*Estate, error) {
 		e.dags = append(e.dags, e.shape(i))
 	}
 	now := s.clk.Now().UTC()
+	begin := now.Add(-spec.Backdate)
 	for i := range spec.ActiveRuns {
 		// First steps are spread over one step interval so runs do not all change together.
-		first := now.Add(time.Duration(e.rng.Int64N(int64(spec.StepEvery))))
-		if err := e.startRun(i%spec.DAGs, now, first); err != nil {
+		at := begin.Add(spec.Backdate * time.Duration(i) / time.Duration(spec.ActiveRuns))
+		first := at.Add(time.Duration(e.rng.Int64N(int64(spec.StepEvery))))
+		if err := e.startRun(i%spec.DAGs, at, first); err != nil {
 			return nil, err
 		}
 	}
-	e.nextMonitoring = now
+	e.nextMonitoring = begin
 	s.estate = e
 	e.advance(now)
 	return e, nil

@@ -1,9 +1,12 @@
 package airflowsim_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,5 +134,96 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("Simulator: %v", err)
 		}
 		stop()
+	}
+}
+
+// The demo starts with its runs at every stage: the local runner's first poll finds finished
+// Airflow runs (it showed none for 2.5 minutes when every run started with the runner), and the
+// next polls find more.
+func TestDemoHasFinishedRunsFromTheStart(t *testing.T) {
+	f := newFixture(t, airflowsim.Options{})
+	demo, err := airflowsim.NewDemo(f.clk, "v2", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := func() int {
+		demo.Sync()
+		n := 0
+		for _, tr := range demo.Truth() {
+			if tr.IsRun() && tr.DagID != "airflow_monitoring" && (tr.To == airflowsim.RunSuccess || tr.To == airflowsim.RunFailed) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := finished(); n < 1 {
+		t.Fatalf("%d runs finished when the demo starts, want at least one", n)
+	}
+	before := finished()
+	f.clk.Advance(45 * time.Second)
+	if n := finished(); n <= before {
+		t.Errorf("no run finished in the demo's first 45 s (%d finished at the start, %d now)", before, n)
+	}
+	if c := demo.Counts(); c.ActiveRuns != 6 {
+		t.Errorf("active runs %d, want 6", c.ActiveRuns)
+	}
+}
+
+// tickingClock moves on by step at every reading, as the wall clock does between two readings.
+type tickingClock struct {
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+func (c *tickingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(c.step)
+	return c.now
+}
+
+// An answer reflects one instant: a run listed as running carries a last scheduling decision at
+// which the truth has it running. (The run listing used to read the clock a second time and
+// stamp runs with a later instant than the states it showed.)
+func TestAnswerReflectsOneInstant(t *testing.T) {
+	clk := &tickingClock{now: t0, step: time.Minute}
+	sim, err := airflowsim.New(airflowsim.Options{API: "v2", Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.StartEstate(airflowsim.EstateSpec{DAGs: 3, ActiveRuns: 6, TasksPerRun: 6, StepEvery: time.Second, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v2/dags/~/dagRuns?state=running")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		DagRuns []struct {
+			DagID                  string    `json:"dag_id"`
+			RunID                  string    `json:"dag_run_id"`
+			State                  string    `json:"state"`
+			LastSchedulingDecision time.Time `json:"last_scheduling_decision"`
+		} `json:"dag_runs"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || len(page.DagRuns) == 0 {
+		t.Fatalf("no running runs listed: %v", err)
+	}
+	truth := sim.Truth() // later: every step up to the listed instants has happened
+	for _, r := range page.DagRuns {
+		state := ""
+		for _, tr := range truth {
+			if tr.IsRun() && tr.DagID == r.DagID && tr.RunID == r.RunID && !tr.At.After(r.LastSchedulingDecision) {
+				state = tr.To
+			}
+		}
+		if state != r.State {
+			t.Errorf("run %s/%s listed %s with last_scheduling_decision %s, when the truth has it %q", r.DagID, r.RunID, r.State, r.LastSchedulingDecision.Format(time.RFC3339), state)
+		}
 	}
 }

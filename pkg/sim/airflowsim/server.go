@@ -100,6 +100,9 @@ type Server struct {
 	requests  []Request
 	forbidden bool
 	issued    int
+	// at is the instant the answer being built reflects, read once per request (zero outside
+	// one): every time in one answer comes from it, so no answer straddles a state change.
+	at time.Time
 }
 
 // New returns a simulated server with no runs.
@@ -135,6 +138,15 @@ func New(opts Options) (*Server, error) {
 		v: v, clk: opts.Clock, maxLimit: opts.MaxPageLimit, auth: opts.Auth,
 		jwtKey: []byte("airflowsim-signing-key"), w: newWorld(v, opts.SensorStart),
 	}, nil
+}
+
+// instant is the time the answer being built reflects; outside a request, the clock's. Called
+// with the lock held.
+func (s *Server) instant() time.Time {
+	if !s.at.IsZero() {
+		return s.at
+	}
+	return s.clk.Now().UTC()
 }
 
 // API returns v1 or v2.
@@ -296,12 +308,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		s.forbid(w)
 		return
 	}
+	// The whole answer is built under the lock, from one reading of the clock.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clk.Now().UTC()
 	if s.estate != nil {
 		s.estate.advance(now)
 	}
+	s.at = now
+	defer func() { s.at = time.Time{} }()
 	status, out := s.dispatch(r.Method, segs, r.URL.Query(), body)
 	if bad, ok := out.(*badRequest); ok {
 		s.failDetail(w, bad.status, bad.detail)

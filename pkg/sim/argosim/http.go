@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // SimulatorHeader is set on every answer so nobody mistakes the simulator for a real Argo Server.
@@ -159,6 +160,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // page is one answer of the list endpoint: live rows first, then archived rows.
 type page struct {
+	at       time.Time // the instant the page reflects: read with the rows, under the lock
 	meta     ListMeta
 	live     []*record
 	archived []*record
@@ -182,7 +184,7 @@ func (s *Server) listPage(o listOptions) page {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	live, archived := s.selectLocked(o)
-	p := page{meta: ListMeta{ResourceVersion: strconv.FormatInt(s.rv, 10)}}
+	p := page{at: s.clock.Now(), meta: ListMeta{ResourceVersion: strconv.FormatInt(s.rv, 10)}}
 	nLive, total := len(live), len(live)+len(archived)
 	if o.limit == 0 {
 		// No limit: every row, and the offset is ignored (upstream passes "limit -1 offset -1").
@@ -296,12 +298,12 @@ func (s *Server) serveList(w *countingWriter, r *http.Request, namespace string)
 		items = append(items, item{rec: r, archived: true})
 	}
 	slices.SortStableFunc(items, func(a, b item) int { return workflowLess(&a.rec.wf, &b.rec.wf) })
-	s.streamList(w, p.meta, items, parseFields(q.Get("fields")))
+	s.streamList(w, p.at, p.meta, items, parseFields(q.Get("fields")))
 }
 
 // streamList writes the list answer one item at a time, so a page of large workflows is never
 // held in memory as a whole.
-func (s *Server) streamList(w http.ResponseWriter, meta ListMeta, items []item, f fieldFilter) {
+func (s *Server) streamList(w http.ResponseWriter, at time.Time, meta ListMeta, items []item, f fieldFilter) {
 	w.Header().Set("Content-Type", "application/json")
 	bw := bufio.NewWriterSize(w, 64<<10)
 	metaOut := &meta
@@ -349,7 +351,7 @@ func (s *Server) streamList(w http.ResponseWriter, meta ListMeta, items []item, 
 			break // cannot happen with the simulator's types; the client sees truncated JSON
 		}
 		bw.Write(buf.Bytes()[:buf.Len()-1])
-		s.markServed(it.rec, wf)
+		s.markServed(it.rec, wf, at)
 	}
 	bw.WriteString("]}")
 	_ = bw.Flush()
@@ -416,6 +418,7 @@ func (s *Server) serveGet(w *countingWriter, r *http.Request, namespace, name st
 	q := r.URL.Query()
 	uid := q.Get("uid")
 	s.mu.RLock()
+	at := s.clock.Now()
 	rec := s.live[s.names[namespace+"/"+name]]
 	if rec != nil && uid != "" && rec.wf.Metadata.UID != uid {
 		rec = nil
@@ -436,7 +439,7 @@ func (s *Server) serveGet(w *countingWriter, r *http.Request, namespace, name st
 		wf = hydratedView(rec)
 	}
 	wf = trim(f, "", wf)
-	s.markServed(rec, wf)
+	s.markServed(rec, wf, at)
 	writeJSON(w, wf)
 }
 
@@ -457,6 +460,7 @@ func (s *Server) archivedLocked(uid, namespace, name string) *record {
 
 func (s *Server) serveArchivedGet(w *countingWriter, uid string) {
 	s.mu.RLock()
+	at := s.clock.Now()
 	rec := s.archive[uid]
 	s.mu.RUnlock()
 	if rec == nil {
@@ -464,7 +468,7 @@ func (s *Server) serveArchivedGet(w *countingWriter, uid string) {
 		return
 	}
 	wf := hydratedView(rec)
-	s.markServed(rec, wf)
+	s.markServed(rec, wf, at)
 	writeJSON(w, wf)
 }
 
@@ -509,9 +513,11 @@ func (s *Server) serveArchivedList(w *countingWriter, r *http.Request) {
 	writeJSON(w, list)
 }
 
-// markServed records, for the ground truth, that an answer carried this version's nodes.
-func (s *Server) markServed(r *record, served *Workflow) {
+// markServed records, for the ground truth, that an answer carried this version's nodes at the
+// instant the answer reflects (records never change once stored, so the rows read under the lock
+// are that instant's, however long encoding takes).
+func (s *Server) markServed(r *record, served *Workflow, at time.Time) {
 	if s.truth != nil && (served.Status.Nodes != nil || served.Status.CompressedNodes != "") {
-		s.truth.markServed(r.wf.Metadata.UID, r.rv, s.clock.Now())
+		s.truth.markServed(r.wf.Metadata.UID, r.rv, at)
 	}
 }

@@ -1,7 +1,11 @@
 package argosim
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 )
@@ -100,5 +104,47 @@ func TestTruthMatchesWhatIsServed(t *testing.T) {
 	}
 	if served < 300 {
 		t.Errorf("only %d current node states served", served)
+	}
+}
+
+// tickingClock moves on by step at every reading, as the wall clock does between two readings.
+type tickingClock struct {
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+func (c *tickingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(c.step)
+	return c.now
+}
+
+// One answer is one instant: every state a list answer carried is marked served at the same
+// time, the instant its rows were read (they were marked at each row's encoding, one clock
+// reading each).
+func TestOneAnswerIsServedAtOneInstant(t *testing.T) {
+	clk := &tickingClock{now: t0, step: time.Second}
+	demo, err := NewDemo(clk, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(demo)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v1/workflows/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	served := map[time.Time]int{}
+	for _, tr := range demo.Transitions() {
+		if !tr.ServedAt.IsZero() {
+			served[tr.ServedAt]++
+		}
+	}
+	if len(served) != 1 {
+		t.Fatalf("one list answer marked its states served at %d instants: %v", len(served), served)
 	}
 }

@@ -53,6 +53,9 @@ func (s *Store) Path() string { return s.path }
 // counts them (see state.Usage).
 func (s *Store) Usage() (reads, writes int64) { return s.usage.Counts() }
 
+// StoreName names the store in a poll's counters (file_store_reads, file_store_writes).
+func (s *Store) StoreName() string { return "file_store" }
+
 // view runs fn on the current state, read-only.
 func (s *Store) view(ctx context.Context, fn func(d *fileData) error) error {
 	return s.do(ctx, func(d *fileData) (bool, error) { return false, fn(d) })

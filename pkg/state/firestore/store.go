@@ -90,6 +90,9 @@ func NewClient(ctx context.Context, projectID, databaseID string, opts ...option
 // The poll engine reads it before and after a poll.
 func (s *Store) Usage() (reads, writes int64) { return s.usage.Counts() }
 
+// StoreName names the store in a poll's counters (firestore_reads, firestore_writes).
+func (s *Store) StoreName() string { return "firestore" }
+
 // fail wraps err from operation op, adding the context's error when the context ended, so that
 // callers can test errors.Is(err, context.Canceled) whatever the client library returned.
 func fail(ctx context.Context, op string, err error) error {
