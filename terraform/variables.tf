@@ -150,6 +150,14 @@ variable "sources" {
     error_message = "Each source's url (and ui_url, when set) must be an absolute http(s) URL, e.g. https://argo.example.com."
   }
   validation {
+    # Credentials in a URL would be copied into every run link (BigQuery, DataDog) and every error.
+    condition = alltrue([for s in var.sources : alltrue([
+      for u in concat([s.url], s.ui_url == null ? [] : [s.ui_url], [for k, v in s.env : v if endswith(k, "_URL")]) :
+      !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", u))
+    ])])
+    error_message = "A source's url, ui_url and env URLs must not carry credentials (user:password@): put an Argo token in the source's token_secret, an Airflow password in password_secret (auth basic or jwt, with username)."
+  }
+  validation {
     condition     = alltrue([for s in var.sources : length(split(" ", trimspace(s.schedule))) == 5])
     error_message = "Each source's schedule must be a 5-field cron expression, e.g. \"* * * * *\" (every minute)."
   }
@@ -219,6 +227,10 @@ variable "datadog_agent_url" {
   validation {
     condition     = can(regex("^(https?|unix)://.+", var.datadog_agent_url))
     error_message = "The datadog_agent_url must be an http://, https:// or unix:// URL of a DataDog agent, e.g. http://10.0.0.5:8126."
+  }
+  validation {
+    condition     = !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", var.datadog_agent_url))
+    error_message = "The datadog_agent_url must not carry credentials (user:password@): they would be logged; use datadog_api_key_secret."
   }
 }
 

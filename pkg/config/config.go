@@ -191,18 +191,55 @@ func (r *Reader) Bool(name string, def bool) bool {
 	return b
 }
 
-// URL parses an absolute http(s) URL; empty returns nil.
+// URL parses an absolute http(s) URL; empty returns nil. A URL with user info is refused: it would
+// be copied into every run link (BigQuery, DataDog) and every error message. The value is never
+// echoed with its user info.
 func (r *Reader) URL(name string) *url.URL {
 	v, ok := r.raw(name)
 	if !ok {
 		return nil
 	}
 	u, err := url.Parse(v)
+	if err == nil && u.User != nil {
+		r.Fail(name, "has credentials in it (%s): they would be copied into run links, logs and error messages; remove them and %s",
+			RedactURL(v), credentialSetting(name))
+		return nil
+	}
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		r.Fail(name, "is %q, not an absolute http(s) URL", v)
+		r.Fail(name, "is %q, not an absolute http(s) URL", RedactURL(v))
 		return nil
 	}
 	return u
+}
+
+// credentialSetting names where the credentials of the URL variable name belong instead.
+func credentialSetting(name string) string {
+	switch name {
+	case "FARM_ARGO_URL":
+		return "set the token in FARM_ARGO_TOKEN or FARM_ARGO_TOKEN_FILE"
+	case "FARM_AIRFLOW_URL":
+		return "set FARM_AIRFLOW_AUTH=basic with FARM_AIRFLOW_USERNAME and FARM_AIRFLOW_PASSWORD (or FARM_AIRFLOW_PASSWORD_FILE)"
+	}
+	return "give the URL without them: this setting takes none"
+}
+
+// RedactURL replaces the user info of a URL-like string, parseable or not, with "REDACTED", so
+// that it can be shown in a message.
+func RedactURL(v string) string {
+	start := strings.Index(v, "://")
+	if start < 0 {
+		start = 0
+	} else {
+		start += 3
+	}
+	end := len(v)
+	if i := strings.IndexAny(v[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if at := strings.LastIndex(v[start:end], "@"); at >= 0 {
+		return v[:start] + "REDACTED" + v[start+at:]
+	}
+	return v
 }
 
 // List splits a comma-separated list, dropping empty items.

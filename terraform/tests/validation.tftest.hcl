@@ -150,3 +150,35 @@ run "secret_in_function_env" {
   }
   expect_failures = [var.function_env]
 }
+
+run "url_with_credentials" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "batch", url = "https://farm:s3cret@argo.example.com" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "ui_url_with_credentials" {
+  command = plan
+  variables {
+    sources = [{ kind = "airflow", name = "legacy", url = "https://airflow.example.com", auth = "none", ui_url = "https://admin:s3cret@airflow.example.com" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "env_url_with_credentials" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "batch", url = "https://argo.example.com", env = { FARM_ARGO_UI_URL = "https://u:p@argo-ui.example.com" } }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "agent_url_with_credentials" {
+  command = plan
+  variables {
+    datadog_agent_url = "http://dd:s3cret@10.10.0.5:8126"
+  }
+  expect_failures = [var.datadog_agent_url]
+}
