@@ -184,6 +184,7 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	}
 	calls0, bytes0 := e.apiStats()
 	reads0, writes0 := e.usage()
+	requested := start
 	defer func() {
 		calls, bytes := e.apiStats()
 		res.APICalls, res.APIBytes = calls-calls0, bytes-bytes0
@@ -191,7 +192,7 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		if _, ok := e.store.(UsageCounter); ok {
 			res.StoreReads, res.StoreWrites = int(reads-reads0), int(writes-writes0)
 		}
-		res.DurationSeconds = e.clock.Now().Sub(start).Seconds()
+		res.DurationSeconds = e.clock.Now().Sub(requested).Seconds()
 	}()
 
 	holder := newHolder()
@@ -206,6 +207,9 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		}
 	}()
 	res.PreviousCursor = src.Cursor
+	// The poll starts once the lease is held: a start read before would be earlier than the
+	// cursor of a poll that held the lease meanwhile.
+	start = e.clock.Now()
 
 	w := e.window(req, src.Cursor, start)
 	res.WindowSince, res.WindowUntil = w.Since, w.Until
