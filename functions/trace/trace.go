@@ -55,8 +55,12 @@ func (l *lazyTracer) get(ctx context.Context) (*trace.Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
+	dl, err := app.DeadLetter(ctx, "trace")
+	if err != nil {
+		return nil, err
+	}
 	o := trace.OptionsFrom(app.Config.Trace)
-	o.Ledger, o.Clock, o.Log = ledger, app.Clock, app.Log
+	o.Ledger, o.Clock, o.Log, o.DeadLetter = ledger, app.Clock, app.Log, dl
 	if l.tr, err = trace.New(o); err != nil {
 		return nil, err
 	}

@@ -41,6 +41,9 @@ type Common struct {
 	LeaseTTL          time.Duration // FARM_LEASE_TTL: how long a crashed poll's lease blocks the next
 	HTTPTimeout       time.Duration // FARM_HTTP_TIMEOUT: per request to an orchestrator
 	HTTPRetries       int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
+	// DeadLetterTopic (FARM_DEAD_LETTER_TOPIC) keeps the messages the trace function and the sink
+	// can never process; empty: they are only logged.
+	DeadLetterTopic string
 }
 
 // Load reads the configuration from the process environment.
@@ -74,6 +77,7 @@ func loadCommon(r *Reader) Common {
 		LeaseTTL:          r.Duration("FARM_LEASE_TTL", 10*time.Minute),
 		HTTPTimeout:       r.Duration("FARM_HTTP_TIMEOUT", 30*time.Second),
 		HTTPRetries:       r.Int("FARM_HTTP_RETRIES", 3),
+		DeadLetterTopic:   r.String("FARM_DEAD_LETTER_TOPIC", ""),
 	}
 	if c.ProjectID == "" {
 		c.ProjectID = r.String("GOOGLE_CLOUD_PROJECT", "")
