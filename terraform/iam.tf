@@ -130,6 +130,19 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   member = local.pubsub_agent
 }
 
+# The consumers publish what they can never process to the dead-letter topic themselves, with the
+# reason as an attribute, and acknowledge it (pkg/deadletter).
+resource "google_pubsub_topic_iam_member" "consumer_dead_letter_publisher" {
+  for_each = {
+    trace = google_service_account.trace.member
+    sink  = google_service_account.sink.member
+  }
+
+  topic  = google_pubsub_topic.dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = each.value
+}
+
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
   for_each = google_pubsub_subscription.consumer
 

@@ -16,6 +16,7 @@ import (
 	tracefn "github.com/farmobs/farm/functions/trace"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/ddagent"
+	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/local"
 )
@@ -28,7 +29,7 @@ const topic = "projects/farm-test/topics/farm-run-deltas"
 // deployed source (FUNCTION_TARGET picks the entry point, served at /), and returns its URL.
 func serve(t *testing.T) string {
 	t.Helper()
-	url, err := testenv.FunctionsFramework("Trace", func() { functions.CloudEvent("Trace", tracefn.Handle) })
+	url, err := testenv.FunctionsFramework("Trace", func() { functions.HTTP("Trace", tracefn.Handle) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +71,19 @@ func push(t *testing.T, url, id string, body []byte) int {
 	return resp.StatusCode
 }
 
+// pushRaw POSTs body as a Pub/Sub push subscription does (no CloudEvent headers) and returns the
+// status and the answer's body.
+func pushRaw(t *testing.T, url string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer
+}
+
 func envelope(t *testing.T, id string, data []byte) []byte {
 	t.Helper()
 	b, err := event.EnvelopeJSON(event.Message{ID: id, PublishTime: time.Now(), Data: data,
@@ -103,6 +117,11 @@ func TestTraceFunction(t *testing.T) {
 	t.Setenv("FARM_STATE_STORE", "firestore")
 	t.Setenv("FARM_TRACE_SERVICE_ARGO", "argo-e2e")
 	t.Setenv("DD_VERSION", "9.9.9")
+	// The dead-letter topic on the in-process Pub/Sub, which the client library reaches through
+	// PUBSUB_EMULATOR_HOST.
+	dlq := deadlettertest.New(t)
+	t.Setenv("PUBSUB_EMULATOR_HOST", dlq.Server.Addr)
+	t.Setenv("FARM_DEAD_LETTER_TOPIC", "projects/"+deadlettertest.Project+"/topics/"+deadlettertest.TopicID)
 	url := serve(t)
 
 	first := envelope(t, "m-1", encoded(t, workflow("u1", time.Now())))
@@ -132,9 +151,36 @@ func TestTraceFunction(t *testing.T) {
 
 	t.Run("poison is acknowledged", func(t *testing.T) {
 		bad := strings.Replace(string(encoded(t, workflow("u2", time.Now()))), `"schema_version":1`, `"schema_version":2`, 1)
-		for i, body := range [][]byte{[]byte("not an envelope"), envelope(t, "m-2", []byte(bad)), envelope(t, "m-3", []byte("{"))} {
+		before := len(dlq.Letters())
+		bodies := [][]byte{[]byte("not an envelope"), envelope(t, "m-2", []byte(bad)), envelope(t, "m-3", []byte("{"))}
+		for i, body := range bodies {
 			if code := push(t, url, fmt.Sprint("p", i), body); !ok(code) {
 				t.Errorf("poison message %d answered %d: it would be redelivered forever", i, code)
+			}
+		}
+		if got := len(dlq.Letters()) - before; got != len(bodies) {
+			t.Errorf("%d dead letters for %d poison messages", got, len(bodies))
+		}
+	})
+
+	// Malformed push bodies reach FARM (not the framework's 400): each is answered 2xx at once,
+	// without echoing the body, and kept in the dead-letter topic with the reason.
+	t.Run("malformed envelopes are dead-lettered, not echoed", func(t *testing.T) {
+		huge := append([]byte(`{"message":{"data":"`), bytes.Repeat([]byte("A"), 3<<20)...) // 3 MB, never closed
+		for i, body := range [][]byte{[]byte("{"), []byte(`{"message":"x"}`), []byte(`[]`), huge} {
+			before := len(dlq.Letters())
+			code, answer := pushRaw(t, url, body)
+			if !ok(code) {
+				t.Errorf("malformed body %d answered %d: Pub/Sub would redeliver it", i, code)
+			}
+			if len(answer) > 1024 {
+				t.Errorf("malformed body %d: the answer has %d bytes (the body echoed?)", i, len(answer))
+			}
+			letters := dlq.Letters()[before:]
+			if len(letters) != 1 || !strings.Contains(letters[0].Attributes["farm_reason"], "not a Pub/Sub message envelope") {
+				t.Errorf("malformed body %d: dead letters %d, want one naming the envelope", i, len(letters))
+			} else if !bytes.Equal(letters[0].Data, body) {
+				t.Errorf("malformed body %d: the dead letter is not the body delivered", i)
 			}
 		}
 	})
