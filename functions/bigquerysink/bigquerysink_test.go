@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
