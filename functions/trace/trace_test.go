@@ -2,8 +2,10 @@ package trace_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,9 @@ import (
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	tracefn "github.com/farmobs/farm/functions/trace"
 	"github.com/farmobs/farm/internal/testenv"
@@ -19,6 +24,8 @@ import (
 	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/pkg/state/firestore"
+	"github.com/farmobs/farm/pkg/trace"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -205,4 +212,47 @@ func TestTraceFunction(t *testing.T) {
 			t.Errorf("the redelivery sent %d spans, want 3", got)
 		}
 	})
+}
+
+// With the ledger's Firestore up but hung, a delivery is answered 5xx (redelivered later) once the
+// store's deadline has passed, instead of hanging until the platform's own timeout.
+func TestStuckLedgerAnswers5xx(t *testing.T) {
+	agent := ddagent.New()
+	srv := httptest.NewServer(agent)
+	t.Cleanup(srv.Close)
+	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
+	conn, err := grpc.NewClient(testenv.StuckServer(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client, err := firestore.NewClient(t.Context(), "farm-stuck", "", option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	tr, err := trace.New(trace.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
+		Ledger: firestore.New(client, firestore.WithTimeout(500*time.Millisecond)), Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := httptest.NewServer(tracefn.Handler(tr))
+	t.Cleanup(fn.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a watchdog, far above the bound
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fn.URL, bytes.NewReader(envelope(t, "m-stuck", encoded(t, workflow("u9", time.Now())))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no answer with the ledger stuck: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 5 {
+		t.Errorf("answered %d with the ledger stuck, want 5xx", resp.StatusCode)
+	}
+	if n := len(agent.Spans()); n != 0 {
+		t.Errorf("%d spans sent without the ledger", n)
+	}
 }

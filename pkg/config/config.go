@@ -41,6 +41,7 @@ type Common struct {
 	LeaseTTL          time.Duration // FARM_LEASE_TTL: how long a crashed poll's lease blocks the next
 	HTTPTimeout       time.Duration // FARM_HTTP_TIMEOUT: per request to an orchestrator
 	HTTPRetries       int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
+	StoreTimeout      time.Duration // FARM_STORE_TIMEOUT: per call to the state store (Firestore)
 	// DeadLetterTopic (FARM_DEAD_LETTER_TOPIC) keeps the messages the trace function and the sink
 	// can never process; empty: they are only logged.
 	DeadLetterTopic string
@@ -78,6 +79,7 @@ func loadCommon(r *Reader) Common {
 		HTTPTimeout:       r.Duration("FARM_HTTP_TIMEOUT", 30*time.Second),
 		HTTPRetries:       r.Int("FARM_HTTP_RETRIES", 3),
 		DeadLetterTopic:   r.String("FARM_DEAD_LETTER_TOPIC", ""),
+		StoreTimeout:      r.Duration("FARM_STORE_TIMEOUT", 30*time.Second),
 	}
 	if c.ProjectID == "" {
 		c.ProjectID = r.String("GOOGLE_CLOUD_PROJECT", "")
@@ -93,6 +95,7 @@ func loadCommon(r *Reader) Common {
 	r.Positive("FARM_RUN_RETENTION", c.RunRetention)
 	r.Positive("FARM_LEASE_TTL", c.LeaseTTL)
 	r.Positive("FARM_HTTP_TIMEOUT", c.HTTPTimeout)
+	r.Positive("FARM_STORE_TIMEOUT", c.StoreTimeout)
 	r.Positive("FARM_MAX_BACKFILL_WINDOW", c.MaxBackfillWindow)
 	if c.HTTPRetries < 0 {
 		r.Fail("FARM_HTTP_RETRIES", "must not be negative")

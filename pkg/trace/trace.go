@@ -40,7 +40,7 @@ type Options struct {
 
 // OptionsFrom returns the options config sets; the caller adds the Ledger (and a Clock, a Log).
 func OptionsFrom(c config.Trace) Options {
-	return Options{ServiceArgo: c.ServiceArgo, ServiceAirflow: c.ServiceAirflow, Version: c.Version, MaxAge: c.MaxAge}
+	return Options{ServiceArgo: c.ServiceArgo, ServiceAirflow: c.ServiceAirflow, Version: c.Version, MaxAge: c.MaxAge, AgentTimeout: c.AgentTimeout}
 }
 
 // Tracer turns RunDeltas into spans at the agent. It is safe for concurrent use: calls share the

@@ -66,6 +66,8 @@ func (s *Store) readSource(tx *gfs.Transaction, ref *gfs.DocumentRef) (*sourceDo
 // (the emulator answers them "Transaction lock timeout" after many seconds) and lets a caller that
 // waited poll right after the one that held the lease.
 func (s *Store) Acquire(ctx context.Context, source, holder string, now time.Time, ttl time.Duration) (*state.Source, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckAcquire(source, holder, ttl); err != nil {
 		return nil, err
 	}
@@ -132,6 +134,8 @@ func (s *Store) lostRace(ctx context.Context, ref *gfs.DocumentRef, holder strin
 
 // Peek reads the source document outside any transaction, without taking the lease.
 func (s *Store) Peek(ctx context.Context, source string) (*state.Source, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckName("source", source); err != nil {
 		return nil, err
 	}
@@ -158,6 +162,8 @@ func (s *Store) Peek(ctx context.Context, source string) (*state.Source, error) 
 
 // Release clears the lease if holder holds it.
 func (s *Store) Release(ctx context.Context, source, holder string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckLease(source, holder); err != nil {
 		return err
 	}
@@ -196,6 +202,8 @@ func clearLease() []gfs.Update {
 // A holder whose lease expired but was not taken by anyone still holds it: Commit has no clock,
 // and nobody else can have polled in the meantime.
 func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state.Run, cursor time.Time, index state.Index) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckLease(source, holder); err != nil {
 		return err
 	}
