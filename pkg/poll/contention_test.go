@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
@@ -143,5 +147,44 @@ func TestSimultaneousTriggersGetConflict(t *testing.T) {
 				last = peek.Cursor
 			}
 		})
+	}
+}
+
+// With Firestore up but hung, a poll is answered 503 once the store's deadline has passed.
+func TestStuckStoreAnswers503(t *testing.T) {
+	conn, err := grpc.NewClient(testenv.StuckServer(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client, err := firestore.NewClient(t.Context(), "farm-stuck", "", option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	store := firestore.New(client, firestore.WithTimeout(500*time.Millisecond))
+	h := polltest.New(t, store, time.Now())
+	sim := argosim.NewServer(clock.Real{}, argosim.Options{Seed: 4})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(func() { sim.Close(); srv.Close() })
+	u, _ := url.Parse(srv.URL)
+	src, err := argo.New(config.Argo{URL: u, Instance: "stuck", PageSize: 100}, config.Common{HTTPTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	engine := poll.New(src, store, h.Publisher, clock.Real{}, quiet, poll.Options{SourceKind: event.SourceArgo})
+	fn := httptest.NewServer(poll.Handler(func(ctx context.Context) (poll.Poller, error) { return engine, nil }, poll.HTTPOptions{Log: quiet}))
+	t.Cleanup(fn.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a watchdog, far above the bound
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fn.URL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no answer with the store stuck: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("answered %d with the store stuck, want 503", resp.StatusCode)
 	}
 }
