@@ -72,6 +72,7 @@ locals {
     DD_ENV                               = var.environment
     DD_VERSION                           = substr(local.archive_sha256, 0, 12)
     DD_INSTRUMENTATION_TELEMETRY_ENABLED = "false"
+    DD_REMOTE_CONFIGURATION_ENABLED      = "false" # a tracer per message: no remote config to poll
     FARM_TRACE_SERVICE_ARGO              = var.trace_service_argo
     FARM_TRACE_SERVICE_AIRFLOW           = var.trace_service_airflow
     FARM_DEAD_LETTER_TOPIC               = google_pubsub_topic.dead_letter.id
@@ -159,7 +160,9 @@ resource "google_cloudfunctions2_function" "poll" {
   }
 
   depends_on = [
-    google_project_iam_member.build,
+    google_project_iam_member.build_logs,
+    google_project_iam_member.build_images,
+    google_project_iam_member.build_source,
     google_secret_manager_secret_iam_member.reader,
   ]
 }
@@ -218,7 +221,9 @@ resource "google_cloudfunctions2_function" "trace" {
   }
 
   depends_on = [
-    google_project_iam_member.build,
+    google_project_iam_member.build_logs,
+    google_project_iam_member.build_images,
+    google_project_iam_member.build_source,
     google_secret_manager_secret_iam_member.reader,
   ]
 }
@@ -253,5 +258,5 @@ resource "google_cloudfunctions2_function" "sink" {
     environment_variables            = { for k, v in local.sink_env : k => v if v != null }
   }
 
-  depends_on = [google_project_iam_member.build]
+  depends_on = [google_project_iam_member.build_logs, google_project_iam_member.build_images, google_project_iam_member.build_source]
 }

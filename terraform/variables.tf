@@ -452,6 +452,17 @@ variable "bigquery_dataset" {
   }
 }
 
+variable "bigquery_readers" {
+  description = "Principals that may read the FARM dataset (tables and views), e.g. [\"group:data-analysts@example.com\"]: user:, group:, serviceAccount: or domain: members. Nobody else reads it, project viewers included."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.bigquery_readers : can(regex("^(user|group|serviceAccount|domain):[^:\\s]+$", m))])
+    error_message = "Each of bigquery_readers must be user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN."
+  }
+}
+
 variable "bigquery_location" {
   description = "BigQuery dataset location, e.g. EU, US or europe-west1. Default: the region."
   type        = string

@@ -182,3 +182,26 @@ run "agent_url_with_credentials" {
   }
   expect_failures = [var.datadog_agent_url]
 }
+
+run "dataset_access_is_explicit" {
+  command = plan
+  variables {
+    bigquery_readers = ["group:analysts@example.com", "domain:example.com"]
+  }
+  assert {
+    condition     = length([for a in google_bigquery_dataset.farm.access : a if a.special_group == "projectReaders" || a.special_group == "projectWriters"]) == 0
+    error_message = "The dataset must not be readable by every project viewer nor writable by every editor."
+  }
+  assert {
+    condition     = length([for a in google_bigquery_dataset.farm.access : a if a.role == "READER"]) == 2
+    error_message = "Each of bigquery_readers must be a READER of the dataset."
+  }
+}
+
+run "bigquery_reader_not_a_member" {
+  command = plan
+  variables {
+    bigquery_readers = ["analysts@example.com"]
+  }
+  expect_failures = [var.bigquery_readers]
+}
