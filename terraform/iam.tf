@@ -104,7 +104,9 @@ resource "google_project_iam_member" "build_source" {
   condition {
     title       = "farm-build-source"
     description = "Only the functions' source: FARM's archive bucket and Cloud Functions' copy of it."
-    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}/\") || resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${google_storage_bucket.source.project_number}-${var.region}/\")"
+    # A project-level grant reaches only this project's buckets: the prefix names Cloud Functions'
+    # source buckets (gcf-v2-sources-<number>-<region>) without the number, unknown at plan time.
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}/\") || resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")"
   }
 }
 
