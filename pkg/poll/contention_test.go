@@ -188,3 +188,30 @@ func TestStuckStoreAnswers503(t *testing.T) {
 		t.Errorf("answered %d with the store stuck, want 503", resp.StatusCode)
 	}
 }
+
+// slowAcquire is a store whose lease takes d to acquire (a contended store), on a manual clock.
+type slowAcquire struct {
+	state.Store
+	clk *clock.Manual
+	d   time.Duration
+}
+
+func (s slowAcquire) Acquire(ctx context.Context, source, holder string, now time.Time, ttl time.Duration) (*state.Source, error) {
+	s.clk.Advance(s.d)
+	return s.Store.Acquire(ctx, source, holder, now, ttl)
+}
+
+// The poll's start, hence the cursor it commits, is read once the lease is held: a poll that
+// waited for the lease must not commit a cursor earlier than the one of the poll it waited for.
+func TestPollStartsWhenTheLeaseIsHeld(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	h := polltest.New(t, nil, t0)
+	h.Store = slowAcquire{Store: newStore(t), clk: h.Clock, d: 21 * time.Millisecond}
+	res, err := h.Engine(newScript(), poll.Options{SourceKind: event.SourceArgo}).Poll(t.Context(), poll.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := t0.Add(21 * time.Millisecond); !res.Cursor.Equal(want) {
+		t.Errorf("cursor %s, want %s: the time the lease was held", res.Cursor.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano))
+	}
+}
