@@ -152,7 +152,7 @@ variable "sources" {
   validation {
     # Credentials in a URL would be copied into every run link (BigQuery, DataDog) and every error.
     condition = alltrue([for s in var.sources : alltrue([
-      for u in concat([s.url], s.ui_url == null ? [] : [s.ui_url], [for k, v in s.env : v if endswith(k, "_URL")]) :
+      for u in concat([s.url], s.ui_url == null ? [] : [s.ui_url], [for k, v in s.env : v if can(regex("_URL$", k))]) :
       !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", u))
     ])])
     error_message = "A source's url, ui_url and env URLs must not carry credentials (user:password@): put an Argo token in the source's token_secret, an Airflow password in password_secret (auth basic or jwt, with username)."
