@@ -101,12 +101,12 @@ resource "google_project_iam_member" "build_source" {
   role    = "roles/storage.objectViewer"
   member  = google_service_account.build.member
 
+  # A project-level grant reaches only this project's buckets: the prefix names Cloud Functions'
+  # source buckets (gcf-v2-sources-<number>-<region>) without the number, unknown at plan time.
   condition {
     title       = "farm-build-source"
     description = "Only the functions' source: FARM's archive bucket and Cloud Functions' copy of it."
-    # A project-level grant reaches only this project's buckets: the prefix names Cloud Functions'
-    # source buckets (gcf-v2-sources-<number>-<region>) without the number, unknown at plan time.
-    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}/\") || resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")"
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}/\") || resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")"
   }
 }
 
