@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/pkg/state/filestore"
 	"github.com/farmobs/farm/pkg/state/firestore"
 	"github.com/farmobs/farm/pkg/trace"
 )
@@ -254,5 +256,32 @@ func TestStuckLedgerAnswers5xx(t *testing.T) {
 	}
 	if n := len(agent.Spans()); n != 0 {
 		t.Errorf("%d spans sent without the ledger", n)
+	}
+}
+
+// With the DataDog agent up but hung, a delivery is answered 5xx once the agent deadline
+// (FARM_AGENT_TIMEOUT) has passed, and the spans are not recorded as sent.
+func TestStuckAgentAnswers5xx(t *testing.T) {
+	t.Setenv("DD_TRACE_AGENT_URL", "http://"+testenv.StuckServer(t))
+	tr, err := trace.New(trace.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
+		Ledger: filestore.New(filepath.Join(t.TempDir(), "state.json")), Log: slog.New(slog.DiscardHandler), AgentTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := httptest.NewServer(tracefn.Handler(tr))
+	t.Cleanup(fn.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute) // a watchdog, far above the bound
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fn.URL, bytes.NewReader(envelope(t, "m-hung", encoded(t, workflow("u10", time.Now())))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no answer with the agent stuck: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 5 {
+		t.Errorf("answered %d with the agent stuck, want 5xx", resp.StatusCode)
 	}
 }

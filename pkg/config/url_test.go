@@ -3,6 +3,7 @@ package config_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/farmobs/farm/pkg/config"
 )
@@ -54,6 +55,26 @@ func TestRedactURL(t *testing.T) {
 	} {
 		if got := config.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The store and agent deadlines come from the settings and must be positive.
+func TestDeadlineSettings(t *testing.T) {
+	load := func(env map[string]string) (config.Config, error) {
+		return config.LoadFrom(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	cfg, err := load(map[string]string{})
+	if err != nil || cfg.Common.StoreTimeout != 30*time.Second || cfg.Trace.AgentTimeout != 10*time.Second {
+		t.Fatalf("defaults: store %s, agent %s, %v", cfg.Common.StoreTimeout, cfg.Trace.AgentTimeout, err)
+	}
+	cfg, err = load(map[string]string{"FARM_STORE_TIMEOUT": "2s", "FARM_AGENT_TIMEOUT": "3s", "FARM_DEAD_LETTER_TOPIC": "farm-dead-letter"})
+	if err != nil || cfg.Common.StoreTimeout != 2*time.Second || cfg.Trace.AgentTimeout != 3*time.Second || cfg.Common.DeadLetterTopic != "farm-dead-letter" {
+		t.Fatalf("set: %+v, %v", cfg.Common, err)
+	}
+	for _, name := range []string{"FARM_STORE_TIMEOUT", "FARM_AGENT_TIMEOUT"} {
+		if _, err := load(map[string]string{name: "0s"}); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=0s: %v, want an error naming it", name, err)
 		}
 	}
 }
