@@ -75,7 +75,7 @@ locals {
     DD_REMOTE_CONFIGURATION_ENABLED      = "false" # a tracer per message: no remote config to poll
     FARM_TRACE_SERVICE_ARGO              = var.trace_service_argo
     FARM_TRACE_SERVICE_AIRFLOW           = var.trace_service_airflow
-    FARM_DEAD_LETTER_TOPIC               = google_pubsub_topic.dead_letter.id
+    FARM_DEAD_LETTER_TOPIC               = google_pubsub_topic.dead_letter.name
   }, var.function_env.trace)
 
   # The sink's push subscription (pubsub.tf) is named after the function. The push envelope names
@@ -89,7 +89,7 @@ locals {
     FARM_BIGQUERY_PROJECT  = var.project_id
     FARM_BIGQUERY_DATASET  = google_bigquery_dataset.farm.dataset_id
     FARM_SINK_SUBSCRIPTION = local.sink_subscription
-    FARM_DEAD_LETTER_TOPIC = google_pubsub_topic.dead_letter.id
+    FARM_DEAD_LETTER_TOPIC = google_pubsub_topic.dead_letter.name
   }, var.function_env.sink)
 
   direct_vpc = try(coalesce(var.vpc_access.network, var.vpc_access.subnetwork), null) != null
