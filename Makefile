@@ -1,9 +1,10 @@
 # FARM's commands. `make run` and `make test` are the two a newcomer needs.
-.PHONY: run test vet bench fidelity package tf-validate help
+.PHONY: run test vet fuzz bench fidelity package tf-validate help
 
 help:
 	@echo "make run          run FARM locally: every function in one process, embedded defaults"
 	@echo "make test         vet + all tests with -race, against the Firestore and BigQuery emulators"
+	@echo "make fuzz         run every fuzz target for FUZZTIME each (default 30s; make test runs their seeds)"
 	@echo "make bench        measure polls against simulated estates (1k/10k Argo runs, Airflow), ~10 min"
 	@echo "make fidelity     a simulated day with crashes, races and faults, compared with the truth, ~3 min"
 	@echo "make package      write the source archive that terraform deploys"
@@ -17,6 +18,10 @@ test:
 
 vet:
 	go vet ./...
+
+# Every decoder of outside input has a fuzz target; FUZZTIME=2m make fuzz runs each longer.
+fuzz:
+	./scripts/fuzz.sh
 
 # Both run against the Firestore emulator (started if none runs, and then stopped afterwards).
 # BENCH_FLAGS narrows the benchmark, e.g. make bench BENCH_FLAGS=-quick

@@ -15,6 +15,8 @@ import (
 func init() {
 	functions.HTTP("PollArgo", pollargo.Handle)
 	functions.HTTP("PollAirflow", pollairflow.Handle)
-	functions.CloudEvent("Trace", tracefn.Handle)
-	functions.CloudEvent("BigQuerySink", bigquerysink.Handle)
+	// The consumers are HTTP functions that read the Pub/Sub push themselves (pkg/push), so that
+	// a malformed delivery is dead-lettered by FARM instead of refused by the framework.
+	functions.HTTP("Trace", tracefn.Handle)
+	functions.HTTP("BigQuerySink", bigquerysink.Handle)
 }

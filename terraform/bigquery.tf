@@ -9,7 +9,32 @@ resource "google_bigquery_dataset" "farm" {
 
   delete_contents_on_destroy = false
 
+  # The access list is explicit: without one, BigQuery lets every project viewer read the dataset
+  # and every editor write it. Project owners keep ownership; the sink writes; the readers are
+  # named (bigquery_readers). Roles are in the legacy form the API returns, so plans stay empty.
+  access {
+    role          = "OWNER"
+    special_group = "projectOwners"
+  }
+  access {
+    role          = "WRITER"
+    user_by_email = google_service_account.sink.email
+  }
+  dynamic "access" {
+    for_each = local.bigquery_readers
+    content {
+      role           = "READER"
+      group_by_email = access.value.kind == "group" ? access.value.id : null
+      user_by_email  = contains(["user", "serviceAccount"], access.value.kind) ? access.value.id : null
+      domain         = access.value.kind == "domain" ? access.value.id : null
+    }
+  }
+
   depends_on = [google_project_service.apis]
+}
+
+locals {
+  bigquery_readers = { for m in var.bigquery_readers : m => { kind = split(":", m)[0], id = join(":", slice(split(":", m), 1, length(split(":", m)))) } }
 }
 
 resource "google_bigquery_table" "events" {

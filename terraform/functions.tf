@@ -4,9 +4,9 @@
 #
 # The trace and sink functions have no Eventarc trigger: an Eventarc subscription cannot carry a
 # dead-letter policy or a maximum delivery count, so pubsub.tf owns push subscriptions that deliver
-# to the functions' URLs. The Functions Framework turns such a push into the same
-# google.cloud.pubsub.topic.v1.messagePublished CloudEvent an Eventarc trigger would send, less the
-# envelope's subscription (local.sink_subscription gives it to the sink).
+# to the functions' URLs. Both are HTTP functions that read the push envelope themselves
+# (pkg/push): a malformed delivery is dead-lettered by FARM (FARM_DEAD_LETTER_TOPIC, with the
+# reason) and acknowledged, instead of being refused by the Functions Framework and redelivered.
 
 # --- Source archive ------------------------------------------------------------------------------
 # Its object is named by the archive's SHA-256: a code change uploads a new object and redeploys
@@ -72,12 +72,14 @@ locals {
     DD_ENV                               = var.environment
     DD_VERSION                           = substr(local.archive_sha256, 0, 12)
     DD_INSTRUMENTATION_TELEMETRY_ENABLED = "false"
+    DD_REMOTE_CONFIGURATION_ENABLED      = "false" # a tracer per message: no remote config to poll
     FARM_TRACE_SERVICE_ARGO              = var.trace_service_argo
     FARM_TRACE_SERVICE_AIRFLOW           = var.trace_service_airflow
+    FARM_DEAD_LETTER_TOPIC               = google_pubsub_topic.dead_letter.name
   }, var.function_env.trace)
 
-  # The sink's push subscription (pubsub.tf) is named after the function. The Functions Framework
-  # drops the push envelope's subscription, so the sink is told its full name, built from strings:
+  # The sink's push subscription (pubsub.tf) is named after the function. The push envelope names
+  # it; the sink is also told its full name (a fallback for deliveries that do not), built from strings:
   # the subscription refers to the function's URI, so its id would make a cycle.
   sink_name         = "${local.prefix}-bigquery-sink"
   sink_subscription = "projects/${var.project_id}/subscriptions/${local.sink_name}"
@@ -87,6 +89,7 @@ locals {
     FARM_BIGQUERY_PROJECT  = var.project_id
     FARM_BIGQUERY_DATASET  = google_bigquery_dataset.farm.dataset_id
     FARM_SINK_SUBSCRIPTION = local.sink_subscription
+    FARM_DEAD_LETTER_TOPIC = google_pubsub_topic.dead_letter.name
   }, var.function_env.sink)
 
   direct_vpc = try(coalesce(var.vpc_access.network, var.vpc_access.subnetwork), null) != null
@@ -157,7 +160,9 @@ resource "google_cloudfunctions2_function" "poll" {
   }
 
   depends_on = [
-    google_project_iam_member.build,
+    google_project_iam_member.build_logs,
+    google_project_iam_member.build_images,
+    google_project_iam_member.build_source,
     google_secret_manager_secret_iam_member.reader,
   ]
 }
@@ -216,7 +221,9 @@ resource "google_cloudfunctions2_function" "trace" {
   }
 
   depends_on = [
-    google_project_iam_member.build,
+    google_project_iam_member.build_logs,
+    google_project_iam_member.build_images,
+    google_project_iam_member.build_source,
     google_secret_manager_secret_iam_member.reader,
   ]
 }
@@ -251,5 +258,5 @@ resource "google_cloudfunctions2_function" "sink" {
     environment_variables            = { for k, v in local.sink_env : k => v if v != null }
   }
 
-  depends_on = [google_project_iam_member.build]
+  depends_on = [google_project_iam_member.build_logs, google_project_iam_member.build_images, google_project_iam_member.build_source]
 }

@@ -72,10 +72,42 @@ locals {
 
 # --- Builds --------------------------------------------------------------------------------------
 
-resource "google_project_iam_member" "build" {
+# What a function build does as the build account: write its logs, push the function's image to
+# the repository Cloud Functions builds into (gcf-artifacts, in the region), and read the source
+# Cloud Functions copies from FARM's bucket into its own (gcf-v2-sources-<number>-<region>). Logs
+# can only be granted on the project. The other two are granted on the project too, because
+# Cloud Functions creates that repository and bucket on its first deployment (terraform cannot
+# grant on them before), but an IAM condition limits each to those resources.
+resource "google_project_iam_member" "build_logs" {
   project = var.project_id
-  role    = "roles/run.builder" # logs, Artifact Registry images, reading the source object
+  role    = "roles/logging.logWriter"
   member  = google_service_account.build.member
+}
+
+resource "google_project_iam_member" "build_images" {
+  project = var.project_id
+  role    = "roles/artifactregistry.writer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "farm-build-repository"
+    description = "Only the repository Cloud Functions builds into."
+    expression  = "resource.name.startsWith(\"projects/${var.project_id}/locations/${var.region}/repositories/gcf-artifacts\")"
+  }
+}
+
+resource "google_project_iam_member" "build_source" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+
+  # A project-level grant reaches only this project's buckets: the prefix names Cloud Functions'
+  # source buckets (gcf-v2-sources-<number>-<region>) without the number, unknown at plan time.
+  condition {
+    title       = "farm-build-source"
+    description = "Only the functions' source: FARM's archive bucket and Cloud Functions' copy of it."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}/\") || resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")"
+  }
 }
 
 # --- Firestore: run state, cursors and leases (poll), the ledger of handled deltas (trace) --------
@@ -130,6 +162,19 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   member = local.pubsub_agent
 }
 
+# The consumers publish what they can never process to the dead-letter topic themselves, with the
+# reason as an attribute, and acknowledge it (pkg/deadletter).
+resource "google_pubsub_topic_iam_member" "consumer_dead_letter_publisher" {
+  for_each = {
+    trace = google_service_account.trace.member
+    sink  = google_service_account.sink.member
+  }
+
+  topic  = google_pubsub_topic.dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = each.value
+}
+
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
   for_each = google_pubsub_subscription.consumer
 
@@ -153,15 +198,6 @@ resource "google_cloud_run_v2_service_iam_member" "poll_invoker" {
 }
 
 # --- BigQuery: rows into FARM's dataset --------------------------------------------------------------
-
-resource "google_bigquery_dataset_iam_member" "sink_editor" {
-  dataset_id = google_bigquery_dataset.farm.dataset_id
-  role       = "roles/bigquery.dataEditor"
-  member     = google_service_account.sink.member
-}
-
-resource "google_project_iam_member" "sink_job_user" {
-  project = var.project_id
-  role    = "roles/bigquery.jobUser"
-  member  = google_service_account.sink.member
-}
+# The sink only streams rows (tabledata.insertAll), which dataEditor on the dataset allows: it runs
+# no job, so it has no bigquery.jobUser. Its WRITER access, and the readers', are the dataset's
+# access list (bigquery.tf).

@@ -46,7 +46,7 @@ resource "google_pubsub_subscription" "consumer" {
   enable_message_ordering = var.message_ordering
 
   push_config {
-    # The path names the topic: the Functions Framework reads it into the CloudEvent's source.
+    # The path names the topic, for the request logs; the functions read the push body itself.
     push_endpoint = "${each.value.service_config[0].uri}/${google_pubsub_topic.deltas.id}"
 
     oidc_token {

@@ -150,6 +150,14 @@ variable "sources" {
     error_message = "Each source's url (and ui_url, when set) must be an absolute http(s) URL, e.g. https://argo.example.com."
   }
   validation {
+    # Credentials in a URL would be copied into every run link (BigQuery, DataDog) and every error.
+    condition = alltrue([for s in var.sources : alltrue([
+      for u in concat([s.url], s.ui_url == null ? [] : [s.ui_url], [for k, v in s.env : v if can(regex("_URL$", k))]) :
+      !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", u))
+    ])])
+    error_message = "A source's url, ui_url and env URLs must not carry credentials (user:password@): put an Argo token in the source's token_secret, an Airflow password in password_secret (auth basic or jwt, with username)."
+  }
+  validation {
     condition     = alltrue([for s in var.sources : length(split(" ", trimspace(s.schedule))) == 5])
     error_message = "Each source's schedule must be a 5-field cron expression, e.g. \"* * * * *\" (every minute)."
   }
@@ -219,6 +227,10 @@ variable "datadog_agent_url" {
   validation {
     condition     = can(regex("^(https?|unix)://.+", var.datadog_agent_url))
     error_message = "The datadog_agent_url must be an http://, https:// or unix:// URL of a DataDog agent, e.g. http://10.0.0.5:8126."
+  }
+  validation {
+    condition     = !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", var.datadog_agent_url))
+    error_message = "The datadog_agent_url must not carry credentials (user:password@): they would be logged; use datadog_api_key_secret."
   }
 }
 
@@ -437,6 +449,17 @@ variable "bigquery_dataset" {
   validation {
     condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.bigquery_dataset)) && length(var.bigquery_dataset) <= 1024
     error_message = "The bigquery_dataset must be at most 1024 letters, digits and underscores, starting with a letter or underscore."
+  }
+}
+
+variable "bigquery_readers" {
+  description = "Principals that may read the FARM dataset (tables and views), e.g. [\"group:data-analysts@example.com\"]: user:, group:, serviceAccount: or domain: members. Nobody else reads it, project viewers included."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.bigquery_readers : can(regex("^(user|group|serviceAccount|domain):[^:\\s]+$", m))])
+    error_message = "Each of bigquery_readers must be user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN."
   }
 }
 

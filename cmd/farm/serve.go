@@ -165,6 +165,16 @@ func startDeliveries(ctx context.Context, wg *sync.WaitGroup, cfg config.Config,
 	if err := local.EnsureTopic(ctx, c, project, cfg.Common.Topic); err != nil {
 		return err
 	}
+	if dl := cfg.Common.DeadLetterTopic; dl != "" {
+		// A subscription of its own keeps the dead letters for inspection, as terraform's does.
+		dl = dl[strings.LastIndex(dl, "/")+1:]
+		if err := local.EnsureTopic(ctx, c, project, dl); err != nil {
+			return err
+		}
+		if err := local.EnsureSubscription(ctx, c, project, dl, dl); err != nil {
+			return err
+		}
+	}
 	var pushes sync.WaitGroup
 	for _, cons := range consumers() {
 		sub := "farm-" + cons.sub

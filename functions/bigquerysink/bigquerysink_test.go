@@ -1,15 +1,19 @@
 package bigquerysink_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/pubsub/v2/pstest"
-	cloudevent "github.com/cloudevents/sdk-go/v2/event"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
@@ -18,6 +22,7 @@ import (
 	"github.com/farmobs/farm/functions/bigquerysink"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/local"
 	"github.com/farmobs/farm/pkg/publish"
 	"github.com/farmobs/farm/pkg/sink"
 	"github.com/farmobs/farm/pkg/sink/sinktest"
@@ -76,17 +81,18 @@ func published(t *testing.T, deltas ...*event.RunDelta) []event.Message {
 	return out
 }
 
-// cloudEvent is what Eventarc hands the function for a Pub/Sub message.
-func cloudEvent(t *testing.T, body []byte) cloudevent.Event {
+// deliver runs the deployed entry point on body as Eventarc or the local runner delivers it (a
+// binary-mode CloudEvent) and returns nil when the answer acknowledges it.
+func deliver(t *testing.T, body []byte) error {
 	t.Helper()
-	e := cloudevent.New()
-	e.SetID("evt-" + time.Now().Format("150405.000000000"))
-	e.SetType("google.cloud.pubsub.topic.v1.messagePublished")
-	e.SetSource("//pubsub.googleapis.com/" + topic)
-	if err := e.SetData(cloudevent.ApplicationJSON, body); err != nil {
-		t.Fatal(err)
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/", bytes.NewReader(body))
+	local.CloudEventHeaders(req.Header, "evt-"+time.Now().Format("150405.000000000"), topic, time.Now())
+	rec := httptest.NewRecorder()
+	bigquerysink.Handle(rec, req)
+	if rec.Code/100 != 2 {
+		return fmt.Errorf("answered %d: %s", rec.Code, rec.Body)
 	}
-	return e
+	return nil
 }
 
 func query(t *testing.T, c *bigquery.Client, sql string) []map[string]bigquery.Value {
@@ -130,7 +136,7 @@ func TestHandle(t *testing.T) {
 	argo, airflow := sinktest.NestedArgoDelta(), sinktest.RetriedMappedAirflowDelta()
 	msgs := published(t, argo, airflow)
 	for _, m := range msgs {
-		if err := bigquerysink.Handle(t.Context(), cloudEvent(t, sinktest.Envelope(t, m))); err != nil {
+		if err := deliver(t, sinktest.Envelope(t, m)); err != nil {
 			t.Fatalf("message %s: %v", m.ID, err)
 		}
 	}
@@ -163,17 +169,17 @@ func TestHandle(t *testing.T) {
 	// A message whose body is not a RunDelta is acknowledged: Pub/Sub must not redeliver it.
 	poison := msgs[0]
 	poison.Data = []byte(`{"schema_version":1,"id":`)
-	if err := bigquerysink.Handle(t.Context(), cloudEvent(t, sinktest.Envelope(t, poison))); err != nil {
+	if err := deliver(t, sinktest.Envelope(t, poison)); err != nil {
 		t.Errorf("poison message: got %v, want nil (acknowledged)", err)
 	}
-	if err := bigquerysink.Handle(t.Context(), cloudEvent(t, []byte("not a CloudEvent body"))); err != nil {
+	if err := deliver(t, []byte("not a CloudEvent body")); err != nil {
 		t.Errorf("bad envelope: got %v, want nil (acknowledged)", err)
 	}
 
 	// BigQuery goes away: the function fails so that Pub/Sub redelivers.
 	emu.Stop()
-	if err := bigquerysink.Handle(t.Context(), cloudEvent(t, sinktest.Envelope(t, msgs[0]))); err == nil || sink.Permanent(err) {
-		t.Errorf("with BigQuery unreachable: got %v, want a retryable error", err)
+	if err := deliver(t, sinktest.Envelope(t, msgs[0])); err == nil || !strings.Contains(err.Error(), "answered 500") {
+		t.Errorf("with BigQuery unreachable: got %v, want a 500 (redelivered)", err)
 	}
 }
 

@@ -2,7 +2,6 @@ package bigquerysink_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,51 +11,40 @@ import (
 	"testing"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-	cloudevent "github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/farmobs/farm/functions/bigquerysink"
 	"github.com/farmobs/farm/internal/testenv"
+	"github.com/farmobs/farm/pkg/deadletter"
+	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
 	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
-// TestPushThroughFunctionsFramework delivers a message the way the push subscription terraform
-// creates does in Google Cloud: the plain push body POSTed to the function's URL with the topic as
-// path. The Functions Framework turns it into a CloudEvent without the envelope's subscription,
-// so the subscription_name column comes from the configured subscription (FARM_SINK_SUBSCRIPTION).
+// post sends body to url as the push subscription terraform creates does in Google Cloud: the
+// plain push body POSTed to the function's URL.
+func post(t *testing.T, url string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer
+}
+
+// TestPushThroughFunctionsFramework delivers a message the way the push subscription does, through
+// the Functions Framework: FARM reads the push envelope itself, so the subscription it names
+// reaches the subscription_name column.
 func TestPushThroughFunctionsFramework(t *testing.T) {
 	dir := t.TempDir()
 	w := sink.NewFileWriter(dir)
-	handle := bigquerysink.Handler(sink.New(w, nil, sink.WithSubscription(sinktest.Subscription)))
-	received := make(chan []byte, 1)
-	url := serveFunctions(t, func(ctx context.Context, e cloudevent.Event) error {
-		received <- e.Data()
-		return handle(ctx, e)
-	})
+	url := serveFunctions(t, bigquerysink.Handler(sink.New(w, nil, sink.WithSubscription("projects/farm-test/subscriptions/fallback"))))
 
 	m := sinktest.Message(t, sinktest.NestedArgoDelta(), "8001", sinktest.Day0)
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url+topic, bytes.NewReader(sinktest.Envelope(t, m)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("push answered %d: %s", resp.StatusCode, body)
-	}
-
-	got, err := event.ParseMessage(<-received)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ID != m.ID || got.Subscription != "" {
-		t.Errorf("the CloudEvent carries message %q, subscription %q; want %q and none (if the Functions Framework now keeps it, FARM_SINK_SUBSCRIPTION is only a fallback)", got.ID, got.Subscription, m.ID)
+	if code, answer := post(t, url+topic, sinktest.Envelope(t, m)); code/100 != 2 {
+		t.Fatalf("push answered %d: %s", code, answer)
 	}
 	data, err := os.ReadFile(w.Path(sink.TableArgo))
 	if err != nil {
@@ -80,18 +68,57 @@ func TestPushThroughFunctionsFramework(t *testing.T) {
 	}
 }
 
-// pushHandler is what the registered function runs: each test sets its own.
-var pushHandler atomic.Pointer[func(context.Context, cloudevent.Event) error]
+// Malformed push bodies and RunDeltas that break their schema reach FARM, not the framework's
+// 400: each is answered 2xx at once without echoing the body, nothing is written, and each is
+// kept in the dead-letter topic with the reason and the subscription.
+func TestMalformedPushesAreDeadLettered(t *testing.T) {
+	dir := t.TempDir()
+	dlq := deadlettertest.New(t)
+	url := serveFunctions(t, bigquerysink.Handler(sink.New(sink.NewFileWriter(dir), nil,
+		sink.WithSubscription(sinktest.Subscription), sink.WithDeadLetter(deadletter.New(dlq.Publisher, "sink", nil)))))
+	bad := sinktest.Message(t, sinktest.NestedArgoDelta(), "8002", sinktest.Day0)
+	bad.Data = bytes.Replace(bad.Data, []byte(`"part":1`), []byte(`"part":0`), 1)
+	huge := append([]byte(`{"message":{"data":"`), bytes.Repeat([]byte("A"), 3<<20)...)
+	for i, c := range []struct {
+		body   []byte
+		reason string
+	}{
+		{[]byte("{"), "not a Pub/Sub message envelope"},
+		{[]byte(`{"message":{"data":"!!","messageId":"1"}}`), "not a Pub/Sub message envelope"},
+		{huge, "not a Pub/Sub message envelope"},
+		{sinktest.Envelope(t, bad), "part is 0"},
+	} {
+		before := len(dlq.Letters())
+		code, answer := post(t, url+topic, c.body)
+		if code/100 != 2 || len(answer) > 1024 {
+			t.Errorf("body %d answered %d with %d bytes; want 2xx without the body", i, code, len(answer))
+		}
+		letters := dlq.Letters()[before:]
+		if len(letters) != 1 {
+			t.Fatalf("body %d: %d dead letters, want 1", i, len(letters))
+		}
+		if a := letters[0].Attributes; !strings.Contains(a[deadletter.AttrReason], c.reason) || a[deadletter.AttrSubscription] != sinktest.Subscription {
+			t.Errorf("body %d: dead letter attributes %v, want the reason %q and the subscription", i, a, c.reason)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("wrote %v for refused deliveries", entries)
+	}
+	if _, err := event.Decode(bad.Data); err == nil {
+		t.Fatal("the part-0 delta is valid: the test tests nothing")
+	}
+}
 
-// serveFunctions serves handle as the CloudEvent function BigQuerySinkPush with the Functions
-// Framework, as Cloud Run runs the deployed source, and returns its base URL.
-func serveFunctions(t *testing.T, handle func(context.Context, cloudevent.Event) error) string {
+// pushHandler is what the registered function runs: each test sets its own.
+var pushHandler atomic.Pointer[http.Handler]
+
+// serveFunctions serves h as the HTTP function BigQuerySinkPush with the Functions Framework, as
+// Cloud Run runs the deployed source, and returns its base URL.
+func serveFunctions(t *testing.T, h http.Handler) string {
 	t.Helper()
-	pushHandler.Store(&handle)
+	pushHandler.Store(&h)
 	url, err := testenv.FunctionsFramework("BigQuerySinkPush", func() {
-		functions.CloudEvent("BigQuerySinkPush", func(ctx context.Context, e cloudevent.Event) error {
-			return (*pushHandler.Load())(ctx, e)
-		})
+		functions.HTTP("BigQuerySinkPush", func(w http.ResponseWriter, r *http.Request) { (*pushHandler.Load()).ServeHTTP(w, r) })
 	})
 	if err != nil {
 		t.Fatal(err)

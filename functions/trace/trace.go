@@ -1,36 +1,37 @@
-// Package trace is the Trace function: Pub/Sub delivers each RunDelta as a CloudEvent
-// (google.cloud.pubsub.topic.v1.messagePublished) and pkg/trace sends its spans to the DataDog
-// agent named by the DD_* settings, returning only once the agent has them. Returning an error
-// makes Pub/Sub redeliver (agent or ledger unreachable); messages that can never be processed are
-// logged and acknowledged.
+// Package trace is the Trace function: Pub/Sub pushes each RunDelta (the push envelope, or the
+// same as a messagePublished CloudEvent) and pkg/trace sends its spans to the DataDog agent named
+// by the DD_* settings, answering only once the agent has them. It is an HTTP function so that
+// FARM reads the envelope itself (pkg/push): an error answer makes Pub/Sub redeliver (agent or
+// ledger unreachable); messages that can never be processed are dead-lettered and acknowledged.
 package trace
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"sync"
 
-	cloudevent "github.com/cloudevents/sdk-go/v2/event"
-
+	"github.com/farmobs/farm/pkg/push"
 	"github.com/farmobs/farm/pkg/setup"
 	"github.com/farmobs/farm/pkg/trace"
 )
 
 // Handle is the function's entry point. Its dependencies (configuration, the ledger's Firestore
 // client, the tracer settings) are built on the first call; a failure is tried again on the next.
-func Handle(ctx context.Context, e cloudevent.Event) error {
+func Handle(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }
+
+var handler = push.Handler(func(ctx context.Context) (push.Consumer, error) {
 	tr, err := tracer.get(ctx)
 	if err != nil {
-		return fmt.Errorf("trace function: %w", err)
+		return nil, fmt.Errorf("trace function: %w", err)
 	}
-	return tr.HandleEnvelope(ctx, e.Data())
-}
+	return tr.HandleEnvelope, nil
+}, slog.Default)
 
-// Handler serves CloudEvents with tr (tests and embedding).
-func Handler(tr *trace.Tracer) func(context.Context, cloudevent.Event) error {
-	return func(ctx context.Context, e cloudevent.Event) error {
-		return tr.HandleEnvelope(ctx, e.Data())
-	}
+// Handler serves deliveries with tr (tests and embedding).
+func Handler(tr *trace.Tracer) http.Handler {
+	return push.Handler(func(context.Context) (push.Consumer, error) { return tr.HandleEnvelope, nil }, slog.Default)
 }
 
 // tracer is the process's Tracer, built lazily.
@@ -55,8 +56,12 @@ func (l *lazyTracer) get(ctx context.Context) (*trace.Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
+	dl, err := app.DeadLetter(ctx, "trace")
+	if err != nil {
+		return nil, err
+	}
 	o := trace.OptionsFrom(app.Config.Trace)
-	o.Ledger, o.Clock, o.Log = ledger, app.Clock, app.Log
+	o.Ledger, o.Clock, o.Log, o.DeadLetter = ledger, app.Clock, app.Log, dl
 	if l.tr, err = trace.New(o); err != nil {
 		return nil, err
 	}

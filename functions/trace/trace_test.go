@@ -2,22 +2,32 @@ package trace_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	tracefn "github.com/farmobs/farm/functions/trace"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/ddagent"
+	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/pkg/state/filestore"
+	"github.com/farmobs/farm/pkg/state/firestore"
+	"github.com/farmobs/farm/pkg/trace"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -28,7 +38,7 @@ const topic = "projects/farm-test/topics/farm-run-deltas"
 // deployed source (FUNCTION_TARGET picks the entry point, served at /), and returns its URL.
 func serve(t *testing.T) string {
 	t.Helper()
-	url, err := testenv.FunctionsFramework("Trace", func() { functions.CloudEvent("Trace", tracefn.Handle) })
+	url, err := testenv.FunctionsFramework("Trace", func() { functions.HTTP("Trace", tracefn.Handle) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +80,19 @@ func push(t *testing.T, url, id string, body []byte) int {
 	return resp.StatusCode
 }
 
+// pushRaw POSTs body as a Pub/Sub push subscription does (no CloudEvent headers) and returns the
+// status and the answer's body.
+func pushRaw(t *testing.T, url string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer
+}
+
 func envelope(t *testing.T, id string, data []byte) []byte {
 	t.Helper()
 	b, err := event.EnvelopeJSON(event.Message{ID: id, PublishTime: time.Now(), Data: data,
@@ -103,6 +126,11 @@ func TestTraceFunction(t *testing.T) {
 	t.Setenv("FARM_STATE_STORE", "firestore")
 	t.Setenv("FARM_TRACE_SERVICE_ARGO", "argo-e2e")
 	t.Setenv("DD_VERSION", "9.9.9")
+	// The dead-letter topic on the in-process Pub/Sub, which the client library reaches through
+	// PUBSUB_EMULATOR_HOST.
+	dlq := deadlettertest.New(t)
+	t.Setenv("PUBSUB_EMULATOR_HOST", dlq.Server.Addr)
+	t.Setenv("FARM_DEAD_LETTER_TOPIC", "projects/"+deadlettertest.Project+"/topics/"+deadlettertest.TopicID)
 	url := serve(t)
 
 	first := envelope(t, "m-1", encoded(t, workflow("u1", time.Now())))
@@ -132,9 +160,36 @@ func TestTraceFunction(t *testing.T) {
 
 	t.Run("poison is acknowledged", func(t *testing.T) {
 		bad := strings.Replace(string(encoded(t, workflow("u2", time.Now()))), `"schema_version":1`, `"schema_version":2`, 1)
-		for i, body := range [][]byte{[]byte("not an envelope"), envelope(t, "m-2", []byte(bad)), envelope(t, "m-3", []byte("{"))} {
+		before := len(dlq.Letters())
+		bodies := [][]byte{[]byte("not an envelope"), envelope(t, "m-2", []byte(bad)), envelope(t, "m-3", []byte("{"))}
+		for i, body := range bodies {
 			if code := push(t, url, fmt.Sprint("p", i), body); !ok(code) {
 				t.Errorf("poison message %d answered %d: it would be redelivered forever", i, code)
+			}
+		}
+		if got := len(dlq.Letters()) - before; got != len(bodies) {
+			t.Errorf("%d dead letters for %d poison messages", got, len(bodies))
+		}
+	})
+
+	// Malformed push bodies reach FARM (not the framework's 400): each is answered 2xx at once,
+	// without echoing the body, and kept in the dead-letter topic with the reason.
+	t.Run("malformed envelopes are dead-lettered, not echoed", func(t *testing.T) {
+		huge := append([]byte(`{"message":{"data":"`), bytes.Repeat([]byte("A"), 3<<20)...) // 3 MB, never closed
+		for i, body := range [][]byte{[]byte("{"), []byte(`{"message":"x"}`), []byte(`[]`), huge} {
+			before := len(dlq.Letters())
+			code, answer := pushRaw(t, url, body)
+			if !ok(code) {
+				t.Errorf("malformed body %d answered %d: Pub/Sub would redeliver it", i, code)
+			}
+			if len(answer) > 1024 {
+				t.Errorf("malformed body %d: the answer has %d bytes (the body echoed?)", i, len(answer))
+			}
+			letters := dlq.Letters()[before:]
+			if len(letters) != 1 || !strings.Contains(letters[0].Attributes["farm_reason"], "not a Pub/Sub message envelope") {
+				t.Errorf("malformed body %d: dead letters %d, want one naming the envelope", i, len(letters))
+			} else if !bytes.Equal(letters[0].Data, body) {
+				t.Errorf("malformed body %d: the dead letter is not the body delivered", i)
 			}
 		}
 	})
@@ -159,4 +214,74 @@ func TestTraceFunction(t *testing.T) {
 			t.Errorf("the redelivery sent %d spans, want 3", got)
 		}
 	})
+}
+
+// With the ledger's Firestore up but hung, a delivery is answered 5xx (redelivered later) once the
+// store's deadline has passed, instead of hanging until the platform's own timeout.
+func TestStuckLedgerAnswers5xx(t *testing.T) {
+	agent := ddagent.New()
+	srv := httptest.NewServer(agent)
+	t.Cleanup(srv.Close)
+	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
+	conn, err := grpc.NewClient(testenv.StuckServer(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client, err := firestore.NewClient(t.Context(), "farm-stuck", "", option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	tr, err := trace.New(trace.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
+		Ledger: firestore.New(client, firestore.WithTimeout(500*time.Millisecond)), Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := httptest.NewServer(tracefn.Handler(tr))
+	t.Cleanup(fn.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a watchdog, far above the bound
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fn.URL, bytes.NewReader(envelope(t, "m-stuck", encoded(t, workflow("u9", time.Now())))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no answer with the ledger stuck: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 5 {
+		t.Errorf("answered %d with the ledger stuck, want 5xx", resp.StatusCode)
+	}
+	if n := len(agent.Spans()); n != 0 {
+		t.Errorf("%d spans sent without the ledger", n)
+	}
+}
+
+// With the DataDog agent up but hung, a delivery is answered 5xx once the agent deadline
+// (FARM_AGENT_TIMEOUT) has passed, and the spans are not recorded as sent.
+func TestStuckAgentAnswers5xx(t *testing.T) {
+	t.Setenv("DD_TRACE_AGENT_URL", "http://"+testenv.StuckServer(t))
+	tr, err := trace.New(trace.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
+		Ledger: filestore.New(filepath.Join(t.TempDir(), "state.json")), Log: slog.New(slog.DiscardHandler), AgentTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := httptest.NewServer(tracefn.Handler(tr))
+	t.Cleanup(fn.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute) // a watchdog, far above the bound
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fn.URL, bytes.NewReader(envelope(t, "m-hung", encoded(t, workflow("u10", time.Now())))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no answer with the agent stuck: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 5 {
+		t.Errorf("answered %d with the agent stuck, want 5xx", resp.StatusCode)
+	}
 }

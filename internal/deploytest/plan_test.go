@@ -158,6 +158,8 @@ func TestPlan(t *testing.T) {
 	t.Run("settings are read by the code and load", d.checkSettings)
 	t.Run("one source archive named by its hash", d.checkSourceArchive)
 	t.Run("identities are per function", d.checkIdentities)
+	t.Run("the dataset's readers and writer are explicit", d.checkDatasetAccess)
+	t.Run("the tracer's settings are the README's", d.checkTracerSettings)
 	t.Run("firestore TTL on the code's fields", d.checkFirestore)
 	t.Run("bigquery tables and views as pkg/sink lays them out", d.checkBigQuery)
 	t.Run("push delivery retries then dead-letters", d.checkDelivery)
@@ -222,8 +224,10 @@ func (d *deployment) checkEntryPoints(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("function %s has entry point %s, which the root package does not register (it registers %v)", name, entry, slices.Sorted(maps.Keys(regs)))
-		case pushed[name] && reg.Kind != "CloudEvent":
-			t.Errorf("function %s receives Pub/Sub pushes, but %s is registered with functions.%s, not CloudEvent", name, entry, reg.Kind)
+		case pushed[name] && reg.Kind != "HTTP":
+			// FARM reads the push envelope itself: a CloudEvent function would leave a malformed
+			// delivery to the Functions Framework's 400 (redelivered until Pub/Sub gives up).
+			t.Errorf("function %s receives Pub/Sub pushes, but %s is registered with functions.%s, not HTTP", name, entry, reg.Kind)
 		case d.jobs[name] != nil && reg.Kind != "HTTP":
 			t.Errorf("function %s is called by Cloud Scheduler, but %s is registered with functions.%s, not HTTP", name, entry, reg.Kind)
 		}
@@ -380,15 +384,93 @@ func (d *deployment) checkIdentities(t *testing.T) {
 		}
 		owner[sa] = name
 	}
-	type member struct{ Role, Member string }
-	// Project-wide roles FARM may grant; everything else is granted on the resource itself.
-	allowed := map[string]bool{"roles/run.builder": true, "roles/datastore.user": true, "roles/bigquery.jobUser": true}
+	type member struct {
+		Role, Member string
+		Condition    []struct{ Expression string }
+	}
+	// Project-level grants FARM may make. Only writing logs has no narrower scope; the others must
+	// carry an IAM condition naming the resources they are for. Everything else is granted on the
+	// resource itself.
+	unconditioned := map[string]bool{"roles/logging.logWriter": true}
+	conditioned := map[string]bool{"roles/datastore.user": true, "roles/artifactregistry.writer": true, "roles/storage.objectViewer": true}
+	build := map[string]bool{"roles/logging.logWriter": true, "roles/artifactregistry.writer": true, "roles/storage.objectViewer": true}
 	for addr, m := range resources[member](t, d.plan, "google_project_iam_member") {
-		if !allowed[m.Role] {
+		switch {
+		case unconditioned[m.Role]:
+		case conditioned[m.Role] && len(m.Condition) == 1 && strings.Contains(m.Condition[0].Expression, "resource.name"):
+		case conditioned[m.Role]:
+			t.Errorf("%s grants %s on the whole project without a condition limiting it to FARM's resources", addr, m.Role)
+		default:
 			t.Errorf("%s grants %s on the whole project", addr, m.Role)
 		}
-		if owner[m.Member] != "" && m.Role == "roles/run.builder" {
-			t.Errorf("%s gives the runtime identity of %s the build role", addr, owner[m.Member])
+		if owner[m.Member] != "" && build[m.Role] {
+			t.Errorf("%s gives the runtime identity of %s a build role (%s)", addr, owner[m.Member], m.Role)
+		}
+	}
+}
+
+// checkDatasetAccess: the dataset's access list is explicit — project owners, the sink as its only
+// writer, the configured readers — never the project's viewers or editors as a whole.
+func (d *deployment) checkDatasetAccess(t *testing.T) {
+	type access struct {
+		Role         string
+		SpecialGroup string `json:"special_group"`
+		UserByEmail  string `json:"user_by_email"`
+		GroupByEmail string `json:"group_by_email"`
+		Domain       string
+	}
+	var sinkSA string
+	for _, f := range d.functions {
+		if f.BuildConfig[0].EntryPoint == "BigQuerySink" {
+			sinkSA = f.ServiceConfig[0].ServiceAccountEmail
+		}
+	}
+	var readers []string
+	if v, ok := d.plan.Variables["bigquery_readers"]; ok {
+		_ = json.Unmarshal(v.Value, &readers)
+	}
+	for addr, ds := range resources[struct{ Access []access }](t, d.plan, "google_bigquery_dataset") {
+		if len(ds.Access) == 0 {
+			t.Errorf("%s has no access list: BigQuery would let every project viewer read it", addr)
+		}
+		var writers, got []string
+		for _, a := range ds.Access {
+			switch {
+			case a.SpecialGroup == "projectReaders" || a.SpecialGroup == "projectWriters" || a.SpecialGroup == "allAuthenticatedUsers":
+				t.Errorf("%s grants %s to %s", addr, a.Role, a.SpecialGroup)
+			case a.Role == "WRITER":
+				writers = append(writers, a.UserByEmail+a.GroupByEmail+a.Domain+a.SpecialGroup)
+			case a.Role == "READER":
+				got = append(got, a.UserByEmail+a.GroupByEmail+a.Domain)
+			}
+		}
+		if !slices.Equal(writers, []string{sinkSA}) {
+			t.Errorf("%s writers %v, want only the sink's account %s", addr, writers, sinkSA)
+		}
+		var want []string
+		for _, r := range readers {
+			_, id, _ := strings.Cut(r, ":")
+			want = append(want, id)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s readers %v, want bigquery_readers %v", addr, got, want)
+		}
+	}
+}
+
+// checkTracerSettings: what the README says terraform sets for the trace function's tracer.
+func (d *deployment) checkTracerSettings(t *testing.T) {
+	for name, f := range d.functions {
+		env := f.ServiceConfig[0].EnvironmentVariables
+		if _, ok := env["DD_TRACE_AGENT_URL"]; !ok {
+			continue
+		}
+		for _, k := range []string{"DD_INSTRUMENTATION_TELEMETRY_ENABLED", "DD_REMOTE_CONFIGURATION_ENABLED"} {
+			if env[k] != "false" {
+				t.Errorf("function %s has %s=%q, want false (README)", name, k, env[k])
+			}
 		}
 	}
 }
@@ -540,7 +622,7 @@ func (d *deployment) checkSchedules(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, f := range d.functions {
-		if reg, ok := regs[f.BuildConfig[0].EntryPoint]; ok && reg.Kind == "HTTP" && d.jobs[name] == nil {
+		if reg, ok := regs[f.BuildConfig[0].EntryPoint]; ok && reg.Kind == "HTTP" && d.jobs[name] == nil && !d.pushed()[name] {
 			t.Errorf("poll function %s has no Cloud Scheduler job", name)
 		}
 	}

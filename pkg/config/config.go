@@ -41,6 +41,10 @@ type Common struct {
 	LeaseTTL          time.Duration // FARM_LEASE_TTL: how long a crashed poll's lease blocks the next
 	HTTPTimeout       time.Duration // FARM_HTTP_TIMEOUT: per request to an orchestrator
 	HTTPRetries       int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
+	StoreTimeout      time.Duration // FARM_STORE_TIMEOUT: per call to the state store (Firestore)
+	// DeadLetterTopic (FARM_DEAD_LETTER_TOPIC) keeps the messages the trace function and the sink
+	// can never process; empty: they are only logged.
+	DeadLetterTopic string
 
 	LogLevel  string // FARM_LOG_LEVEL: debug, info, warn, error
 	LogFormat string // FARM_LOG_FORMAT: json (Cloud Logging) or text
@@ -77,6 +81,8 @@ func loadCommon(r *Reader) Common {
 		LeaseTTL:          r.Duration("FARM_LEASE_TTL", 10*time.Minute),
 		HTTPTimeout:       r.Duration("FARM_HTTP_TIMEOUT", 30*time.Second),
 		HTTPRetries:       r.Int("FARM_HTTP_RETRIES", 3),
+		DeadLetterTopic:   r.String("FARM_DEAD_LETTER_TOPIC", ""),
+		StoreTimeout:      r.Duration("FARM_STORE_TIMEOUT", 30*time.Second),
 		// logging.Setup reads these before the configuration exists; here they are refused.
 		LogLevel:  r.OneOf("FARM_LOG_LEVEL", "info", "debug", "info", "warn", "warning", "error"),
 		LogFormat: r.OneOf("FARM_LOG_FORMAT", "json", "json", "text"),
@@ -95,6 +101,7 @@ func loadCommon(r *Reader) Common {
 	r.Positive("FARM_RUN_RETENTION", c.RunRetention)
 	r.Positive("FARM_LEASE_TTL", c.LeaseTTL)
 	r.Positive("FARM_HTTP_TIMEOUT", c.HTTPTimeout)
+	r.Positive("FARM_STORE_TIMEOUT", c.StoreTimeout)
 	r.Positive("FARM_MAX_BACKFILL_WINDOW", c.MaxBackfillWindow)
 	if c.HTTPRetries < 0 {
 		r.Fail("FARM_HTTP_RETRIES", "must not be negative")
@@ -197,18 +204,55 @@ func (r *Reader) Bool(name string, def bool) bool {
 	return b
 }
 
-// URL parses an absolute http(s) URL; empty returns nil.
+// URL parses an absolute http(s) URL; empty returns nil. A URL with user info is refused: it would
+// be copied into every run link (BigQuery, DataDog) and every error message. The value is never
+// echoed with its user info.
 func (r *Reader) URL(name string) *url.URL {
 	v, ok := r.raw(name)
 	if !ok {
 		return nil
 	}
 	u, err := url.Parse(v)
+	if err == nil && u.User != nil {
+		r.Fail(name, "has credentials in it (%s): they would be copied into run links, logs and error messages; remove them and %s",
+			RedactURL(v), credentialSetting(name))
+		return nil
+	}
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		r.Fail(name, "is %q, not an absolute http(s) URL", v)
+		r.Fail(name, "is %q, not an absolute http(s) URL", RedactURL(v))
 		return nil
 	}
 	return u
+}
+
+// credentialSetting names where the credentials of the URL variable name belong instead.
+func credentialSetting(name string) string {
+	switch name {
+	case "FARM_ARGO_URL":
+		return "set the token in FARM_ARGO_TOKEN or FARM_ARGO_TOKEN_FILE"
+	case "FARM_AIRFLOW_URL":
+		return "set FARM_AIRFLOW_AUTH=basic with FARM_AIRFLOW_USERNAME and FARM_AIRFLOW_PASSWORD (or FARM_AIRFLOW_PASSWORD_FILE)"
+	}
+	return "give the URL without them: this setting takes none"
+}
+
+// RedactURL replaces the user info of a URL-like string, parseable or not, with "REDACTED", so
+// that it can be shown in a message.
+func RedactURL(v string) string {
+	start := strings.Index(v, "://")
+	if start < 0 {
+		start = 0
+	} else {
+		start += 3
+	}
+	end := len(v)
+	if i := strings.IndexAny(v[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if at := strings.LastIndex(v[start:end], "@"); at >= 0 {
+		return v[:start] + "REDACTED" + v[start+at:]
+	}
+	return v
 }
 
 // List splits a comma-separated list, dropping empty items.

@@ -9,6 +9,7 @@ type Trace struct {
 	ServiceAirflow string        // FARM_TRACE_SERVICE_AIRFLOW
 	Version        string        // DD_VERSION
 	MaxAge         time.Duration // FARM_TRACE_MAX_AGE: spans older than this are not sent (DataDog takes 18h)
+	AgentTimeout   time.Duration // FARM_AGENT_TIMEOUT: per request to the DataDog agent
 }
 
 func loadTrace(r *Reader) Trace {
@@ -17,7 +18,9 @@ func loadTrace(r *Reader) Trace {
 		ServiceAirflow: r.String("FARM_TRACE_SERVICE_AIRFLOW", "airflow"),
 		Version:        r.String("DD_VERSION", ""),
 		MaxAge:         r.Duration("FARM_TRACE_MAX_AGE", 18*time.Hour),
+		AgentTimeout:   r.Duration("FARM_AGENT_TIMEOUT", 10*time.Second),
 	}
 	r.Positive("FARM_TRACE_MAX_AGE", t.MaxAge)
+	r.Positive("FARM_AGENT_TIMEOUT", t.AgentTimeout)
 	return t
 }

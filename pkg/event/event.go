@@ -188,8 +188,9 @@ func Encode(d *RunDelta) ([]byte, error) {
 	return b, nil
 }
 
-// Decode parses and validates a RunDelta. Errors wrap ErrInvalid or ErrUnsupportedVersion: both
-// are permanent, so consumers acknowledge such messages instead of retrying them.
+// Decode reads a RunDelta message. A schema version this build does not read is
+// ErrUnsupportedVersion; a document that breaks schemas/rundelta.schema.json is ErrInvalid (see
+// ValidateJSON: the one validation of a message, used by every consumer).
 func Decode(data []byte) (*RunDelta, error) {
 	var probe struct {
 		SchemaVersion *int `json:"schema_version"`
@@ -203,41 +204,24 @@ func Decode(data []byte) (*RunDelta, error) {
 	if *probe.SchemaVersion != SchemaVersion {
 		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrUnsupportedVersion, *probe.SchemaVersion, SchemaVersion)
 	}
-	var d RunDelta
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&d); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if err := d.Validate(); err != nil {
+	if err := ValidateJSON(data); err != nil {
 		return nil, err
+	}
+	var d RunDelta
+	if err := json.Unmarshal(data, &d); err != nil {
+		// Valid by the schema but not decodable (an integer written as 1.0, or beyond int64).
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return &d, nil
 }
 
-// Validate checks the fields every consumer relies on.
+// Validate checks d as a message would be checked: encoded, against the schema.
 func (d *RunDelta) Validate() error {
-	var problems []string
-	if d.ID == "" {
-		problems = append(problems, "id is empty")
+	b, err := Encode(d)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if d.Run.Source != SourceArgo && d.Run.Source != SourceAirflow {
-		problems = append(problems, fmt.Sprintf("run.source %q is not %q or %q", d.Run.Source, SourceArgo, SourceAirflow))
-	}
-	if d.Run.UID == "" {
-		problems = append(problems, "run.uid is empty")
-	}
-	for i, e := range d.Events {
-		if e.ID == "" {
-			problems = append(problems, fmt.Sprintf("events[%d].id is empty", i))
-		}
-		if e.NodeID == "" {
-			problems = append(problems, fmt.Sprintf("events[%d].node_id is empty", i))
-		}
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalid, joinProblems(problems))
-	}
-	return nil
+	return ValidateJSON(b)
 }
 
 func joinProblems(p []string) string {

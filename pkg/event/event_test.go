@@ -92,6 +92,13 @@ func TestDecode(t *testing.T) {
 		{"wrong type", `{"schema_version":1,"id":5}`, ErrInvalid},
 		{"bad source", strings.Replace(string(good), `"source":"argo"`, `"source":"jenkins"`, 1), ErrInvalid},
 		{"event without id", strings.Replace(string(good), `"id":"e1"`, `"id":""`, 1), ErrInvalid},
+		// What the consumers used to acknowledge and write although the schema forbids it.
+		{"task status outside the enum", strings.Replace(string(good), `"status":"running","started_at":"2026-01-02T03:04:05Z"}]`, `"status":"exploded","started_at":"2026-01-02T03:04:05Z"}]`, 1), ErrInvalid},
+		{"no tenant", strings.Replace(string(good), `"tenant":"t",`, ``, 1), ErrInvalid},
+		{"no environment", strings.Replace(string(good), `"environment":"prod",`, ``, 1), ErrInvalid},
+		{"no observed time", strings.Replace(string(good), `"observed_at":"2026-01-02T03:04:05Z",`, ``, 1), ErrInvalid},
+		{"part 0", strings.Replace(string(good), `"part":1`, `"part":0`, 1), ErrInvalid},
+		{"observed time not a time", strings.Replace(string(good), `"observed_at":"2026-01-02T03:04:05Z"`, `"observed_at":"yesterday"`, 1), ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

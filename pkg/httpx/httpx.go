@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -78,8 +79,9 @@ type Client struct {
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient sends requests through hc as it is (its transport, TLS and redirect policy).
-// It cannot be combined with WithCAFile.
+// WithHTTPClient sends requests through hc as it is (its transport, TLS and timeouts). Its
+// redirect policy runs after FARM's own, which refuses any redirect to another origin (see
+// ErrRedirect). It cannot be combined with WithCAFile.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // WithTransport sends requests through rt. Combined with WithCAFile, rt must be an *http.Transport.
@@ -176,9 +178,13 @@ func New(base *url.URL, opts ...Option) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.hc = &http.Client{Transport: rt}
+		c.hc = &http.Client{Transport: rt, CheckRedirect: sameOrigin(nil)}
 	} else if c.caFile != "" || c.transport != nil {
 		return nil, errors.New("httpx: WithHTTPClient cannot be combined with WithTransport or WithCAFile")
+	} else {
+		hc := *c.hc // the caller's client is shared: change a copy
+		hc.CheckRedirect = sameOrigin(c.hc.CheckRedirect)
+		c.hc = &hc
 	}
 	return c, nil
 }
@@ -347,9 +353,52 @@ func (c *Client) transportFailure(ctx context.Context, req Request, err error) r
 		return result{err: fmt.Errorf("%s %s: no complete response within %s: %w", req.Method, req.Path, c.timeout, ErrTimeout), transient: true}
 	}
 	// A certificate the client does not trust stays untrusted: retrying only delays the error.
+	// A refused redirect is the server's configuration: it will not change on a retry either.
 	var certErr *tls.CertificateVerificationError
-	transient := ctx.Err() == nil && !errors.As(err, &certErr)
+	transient := ctx.Err() == nil && !errors.As(err, &certErr) && !errors.Is(err, ErrRedirect)
 	return result{err: fmt.Errorf("%s %s: %w", req.Method, req.Path, err), transient: transient}
+}
+
+// ErrRedirect marks a redirect the client refused to follow: one to another origin (scheme, host
+// or port), or one too many. Go's default policy keeps the Authorization header when only the
+// scheme or the port changes (https to http on the same host sends the token in clear text), and
+// following a redirect to another host would read another server's answer as the orchestrator's.
+// Neither is retried: the call, hence the poll, fails and the cursor stays.
+var ErrRedirect = errors.New("redirect refused")
+
+// maxRedirects is Go's own limit.
+const maxRedirects = 10
+
+// sameOrigin is the redirect policy: follow redirects within the first request's origin (they keep
+// the credentials, which go to the same server), refuse any other; then apply next, if any.
+func sameOrigin(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("%w: stopped after %d redirects", ErrRedirect, len(via))
+		}
+		if from, to := Origin(via[0].URL), Origin(req.URL); from != to {
+			return fmt.Errorf("%w: %s redirected to another origin, %s; the orchestrator's credentials are never sent there: set the URL to the address the API answers at", ErrRedirect, from, to)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+}
+
+// Origin is u's scheme://host:port, with the scheme's default port made explicit. It carries no
+// user info, path or query, so it is safe to log.
+func Origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		switch strings.ToLower(u.Scheme) {
+		case "https":
+			port = "443"
+		case "http":
+			port = "80"
+		}
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // ErrTimeout marks an attempt that did not complete within the per-request timeout.

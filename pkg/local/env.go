@@ -166,6 +166,8 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		env.closers = append(env.closers, func() { _ = srv.Close() })
 		env.setenv("PUBSUB_EMULATOR_HOST", srv.Addr)
 		env.EmbeddedPubSub, env.Deliver = true, true
+		// Refused deliveries are kept as in Google Cloud (the serve command creates the topic).
+		env.setDefault("FARM_DEAD_LETTER_TOPIC", "farm-dead-letter")
 	}
 
 	if opts.Agent != nil {

@@ -186,6 +186,7 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	}
 	calls0, bytes0 := e.apiStats()
 	reads0, writes0 := e.usage()
+	requested := start
 	defer func() {
 		calls, bytes := e.apiStats()
 		res.APICalls, res.APIBytes = calls-calls0, bytes-bytes0
@@ -196,7 +197,7 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		if n, ok := e.store.(StoreNamer); ok {
 			res.Store = n.StoreName()
 		}
-		res.DurationSeconds = e.clock.Now().Sub(start).Seconds()
+		res.DurationSeconds = e.clock.Now().Sub(requested).Seconds()
 	}()
 
 	holder := newHolder()
@@ -211,6 +212,9 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		}
 	}()
 	res.PreviousCursor = src.Cursor
+	// The poll starts once the lease is held: a start read before would be earlier than the
+	// cursor of a poll that held the lease meanwhile.
+	start = e.clock.Now()
 
 	w := e.window(req, src.Cursor, start)
 	res.WindowSince, res.WindowUntil = w.Since, w.Until

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -52,8 +53,20 @@ func Handler(getPoller func(ctx context.Context) (Poller, error), opts HTTPOptio
 			writeError(w, http.StatusMethodNotAllowed, "use POST: an empty body polls, a JSON body {\"since\",\"until\",\"replay\"} backfills")
 			return
 		}
-		req, err := ParseRequest(r.Body, opts.Clock.Now())
+		raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		if err != nil {
+			writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+			return
+		}
+		if len(bytes.TrimSpace(raw)) > 0 && !isJSON(r.Header.Get("Content-Type")) {
+			// An empty body polls whatever its content type (Cloud Scheduler may set one); a
+			// backfill body is JSON, and e.g. curl -d sends it as a form unless told otherwise.
+			writeError(w, http.StatusUnsupportedMediaType, "a backfill body is JSON: send it with Content-Type: application/json")
+			return
+		}
+		req, err := ParseRequest(bytes.NewReader(raw), opts.Clock.Now())
+		if err != nil {
+			log.WarnContext(ctx, "poll request refused", "error", err.Error())
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
@@ -79,6 +92,16 @@ func Handler(getPoller func(ctx context.Context) (Poller, error), opts HTTPOptio
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+}
+
+// isJSON reports whether a request's Content-Type is JSON; an absent one is taken as JSON (the
+// body is checked anyway).
+func isJSON(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
 func statusOf(err error) int {
@@ -110,6 +133,9 @@ func ParseRequest(body io.Reader, now time.Time) (Request, error) {
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return Request{}, nil
+	}
+	if c := bytes.TrimSpace(raw)[0]; c != '{' {
+		return Request{}, fmt.Errorf("body must be a JSON object like {\"since\": \"2026-01-02T15:04:05Z\", \"until\": ..., \"replay\": false}, not %s; send an empty body for an incremental poll", jsonKind(c))
 	}
 	var in struct {
 		Since  *string `json:"since"`
@@ -152,6 +178,23 @@ func parseTime(field, v string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s %q is not an RFC 3339 time with an offset, e.g. 2026-01-02T15:04:05Z", field, v)
 	}
 	return t.UTC(), nil
+}
+
+// jsonKind names the JSON value that starts with c, for a person reading the error.
+func jsonKind(c byte) string {
+	switch {
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	case c == 'n':
+		return "null"
+	case c == '-' || (c >= '0' && c <= '9'):
+		return "a number"
+	}
+	return "text that is not JSON"
 }
 
 func jsonProblem(err error) string {
@@ -199,8 +242,10 @@ func logResult(ctx context.Context, log *slog.Logger, res *Result, err error) {
 	}
 	if err != nil {
 		level := slog.LevelError
+		// A poll already running and a request refused (e.g. a backfill window too large) are
+		// the caller's business, not FARM failing: warnings, which error-based alerts ignore.
 		if errors.Is(err, ErrBusy) || errors.Is(err, ErrBadRequest) {
-			level = slog.LevelWarn // nothing failed: a poll was running, or a request was refused
+			level = slog.LevelWarn
 		}
 		log.Log(ctx, level, "poll failed", append(attrs, "error", err.Error())...)
 		return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -32,7 +33,9 @@ func TestParseRequest(t *testing.T) {
 		{"since after until", `{"since":"2026-11-22T02:00:00Z","until":"2026-11-22T01:00:00Z"}`, Request{}, "must be before until"},
 		{"until in the future", `{"since":"2026-11-22T02:00:00Z","until":"2026-11-24T01:00:00Z"}`, Request{}, "in the future"},
 		{"wrong type", `{"since":"2026-11-22T02:00:00Z","replay":"yes"}`, Request{}, `field "replay" must be a bool`},
-		{"not an object", `[1]`, Request{}, "not a backfill request"},
+		{"an array", ` [{"since":"2026-11-22T02:00:00Z"}]`, Request{}, "must be a JSON object like {\"since\": \"2026-01-02T15:04:05Z\", \"until\": ..., \"replay\": false}, not an array"},
+		{"a string", `"2026-11-22T02:00:00Z"`, Request{}, "not a string"},
+		{"not JSON", `since=2026-11-22T02:00:00Z`, Request{}, "not text that is not JSON"},
 		{"trailing data", `{"since":"2026-11-22T02:00:00Z"} {}`, Request{}, "after the JSON object"},
 		{"too large", `{"since":"` + strings.Repeat("x", 70<<10) + `"}`, Request{}, "larger than"},
 	}
@@ -64,19 +67,24 @@ func TestHandlerStatusCodes(t *testing.T) {
 		name    string
 		method  string
 		body    string
+		ctype   string
 		err     error
 		confErr error
 		code    int
 		errHas  string
 	}{
-		{"incremental", "POST", "", nil, nil, 200, ""},
-		{"GET refused", "GET", "", nil, nil, 405, "use POST"},
-		{"bad body", "POST", `{"since":1}`, nil, nil, 400, "since"},
-		{"window too large", "POST", `{"since":"2026-11-01T00:00:00Z"}`, fmt.Errorf("%w: too large", ErrBadRequest), nil, 400, "too large"},
-		{"busy", "POST", "", fmt.Errorf("%w (held by x)", ErrBusy), nil, 409, "already running"},
-		{"upstream", "POST", "", fmt.Errorf("%w: list: 500", ErrSource), nil, 502, "orchestrator API failed"},
-		{"pubsub", "POST", "", fmt.Errorf("%w: unavailable", ErrPublish), nil, 503, "publishing"},
-		{"config", "POST", "", nil, errors.New("FARM_ARGO_URL is not set"), 500, "FARM_ARGO_URL"},
+		{"incremental", "POST", "", "", nil, nil, 200, ""},
+		{"incremental with any content type", "POST", "", "application/octet-stream", nil, nil, 200, ""},
+		{"GET refused", "GET", "", "", nil, nil, 405, "use POST"},
+		{"bad body", "POST", `{"since":1}`, "application/json", nil, nil, 400, "since"},
+		{"array body", "POST", `[]`, "application/json", nil, nil, 400, "not an array"},
+		{"form body", "POST", `{"since":"2026-11-23T11:00:00Z"}`, "application/x-www-form-urlencoded", nil, nil, 415, "Content-Type: application/json"},
+		{"json with charset", "POST", `{"since":"2026-11-23T11:00:00Z"}`, "application/json; charset=utf-8", nil, nil, 200, ""},
+		{"window too large", "POST", `{"since":"2026-11-01T00:00:00Z"}`, "", fmt.Errorf("%w: too large", ErrBadRequest), nil, 400, "too large"},
+		{"busy", "POST", "", "", fmt.Errorf("%w (held by x)", ErrBusy), nil, 409, "already running"},
+		{"upstream", "POST", "", "", fmt.Errorf("%w: list: 500", ErrSource), nil, 502, "orchestrator API failed"},
+		{"pubsub", "POST", "", "", fmt.Errorf("%w: unavailable", ErrPublish), nil, 503, "publishing"},
+		{"config", "POST", "", "", nil, errors.New("FARM_ARGO_URL is not set"), 500, "FARM_ARGO_URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +99,11 @@ func TestHandlerStatusCodes(t *testing.T) {
 				}), nil
 			}, HTTPOptions{Clock: clock.NewManual(now)})
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(tc.method, "/PollArgo", strings.NewReader(tc.body)))
+			hreq := httptest.NewRequest(tc.method, "/PollArgo", strings.NewReader(tc.body))
+			if tc.ctype != "" {
+				hreq.Header.Set("Content-Type", tc.ctype)
+			}
+			h.ServeHTTP(rec, hreq)
 			if rec.Code != tc.code {
 				t.Fatalf("status %d, want %d; body %s", rec.Code, tc.code, rec.Body)
 			}
@@ -108,9 +120,36 @@ func TestHandlerStatusCodes(t *testing.T) {
 			if tc.code == 400 && (len(body) != 1 || strings.HasPrefix(fmt.Sprint(body["error"]), "bad request")) {
 				t.Errorf("a 400 answered %v, want the one shape of every 400: {\"error\": \"…\"}", body)
 			}
-			if tc.code == 200 && (body["runs_seen"] != 3.0 || !got.Since.IsZero()) {
+			if tc.code == 200 && (body["runs_seen"] != 3.0 || (tc.body == "") != got.Since.IsZero()) {
 				t.Errorf("answer %v / request %+v", body, got)
 			}
 		})
+	}
+}
+
+// A refused request (a backfill window too large, a poll already running) is the caller's
+// business: logged as a warning, which error-based alerts ignore; FARM failing is an error.
+func TestHandlerLogLevels(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("%w: window of 400h is larger than FARM_MAX_BACKFILL_WINDOW", ErrBadRequest), "WARN"},
+		{fmt.Errorf("%w (held by x)", ErrBusy), "WARN"},
+		{fmt.Errorf("%w: list: 500", ErrSource), "ERROR"},
+	} {
+		var buf strings.Builder
+		log := slog.New(slog.NewJSONHandler(&buf, nil))
+		h := Handler(func(ctx context.Context) (Poller, error) {
+			return pollerFunc(func(ctx context.Context, req Request) (*Result, error) { return &Result{Source: "argo/x"}, c.err }), nil
+		}, HTTPOptions{Clock: clock.NewManual(now), Log: log})
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/PollArgo", strings.NewReader("")))
+		var line struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(buf.String()), &line); err != nil || line.Msg != "poll failed" {
+			t.Fatalf("log %q: %v", buf.String(), err)
+		}
+		if line.Level != c.want {
+			t.Errorf("%v logged at %s, want %s", c.err, line.Level, c.want)
+		}
 	}
 }

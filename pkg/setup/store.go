@@ -34,7 +34,7 @@ func (a *App) backend(ctx context.Context) (stateBackend, error) {
 			if err != nil {
 				return nil, err
 			}
-			return firestore.New(client, firestore.WithClock(a.Clock)), nil
+			return firestore.New(client, firestore.WithClock(a.Clock), firestore.WithTimeout(c.StoreTimeout)), nil
 		}
 		return nil, fmt.Errorf("unknown state store %q", c.StateStore)
 	})

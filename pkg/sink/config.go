@@ -12,7 +12,8 @@ import (
 
 // FromConfig returns the Sink the settings ask for: BigQuery (or its emulator) or files. Nothing
 // connects until the first message.
-func FromConfig(cfg config.Sink, log *slog.Logger) (*Sink, error) {
+func FromConfig(cfg config.Sink, log *slog.Logger, opts ...Option) (*Sink, error) {
+	opts = append([]Option{WithSubscription(cfg.Subscription)}, opts...)
 	switch cfg.Mode {
 	case "bigquery":
 		return New(NewBigQueryWriter(BigQueryConfig{
@@ -21,9 +22,9 @@ func FromConfig(cfg config.Sink, log *slog.Logger) (*Sink, error) {
 			Endpoint:  cfg.Endpoint,
 			Timeout:   cfg.Timeout,
 			BatchRows: cfg.BatchRows,
-		}), log, WithSubscription(cfg.Subscription)), nil
+		}), log, opts...), nil
 	case "file":
-		return New(NewFileWriter(cfg.Dir), log, WithSubscription(cfg.Subscription)), nil
+		return New(NewFileWriter(cfg.Dir), log, opts...), nil
 	}
 	return nil, fmt.Errorf("sink mode %q: want bigquery or file", cfg.Mode)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/farmobs/farm/pkg/deadletter"
 	"github.com/farmobs/farm/pkg/event"
 )
 
@@ -43,6 +44,7 @@ type Sink struct {
 	w            Writer
 	log          *slog.Logger
 	subscription string
+	deadLetter   *deadletter.Keeper
 }
 
 // Option configures a Sink.
@@ -55,6 +57,11 @@ func WithSubscription(name string) Option {
 	return func(s *Sink) { s.subscription = name }
 }
 
+// WithDeadLetter keeps the messages that can never be written (default: logged only).
+func WithDeadLetter(k *deadletter.Keeper) Option {
+	return func(s *Sink) { s.deadLetter = k }
+}
+
 // New returns a Sink writing with w and logging to log (slog.Default() when nil).
 func New(w Writer, log *slog.Logger, opts ...Option) *Sink {
 	if log == nil {
@@ -64,17 +71,20 @@ func New(w Writer, log *slog.Logger, opts ...Option) *Sink {
 	for _, o := range opts {
 		o(s)
 	}
+	if s.deadLetter == nil {
+		s.deadLetter = deadletter.New(nil, "sink", log)
+	}
 	return s
 }
 
 // HandleEnvelope handles the body of a Pub/Sub messagePublished CloudEvent. It returns an error
-// only when the message should be redelivered; a message that can never be processed is logged
-// and acknowledged.
+// only when the message should be redelivered; a message that can never be processed is never
+// written: it is dead-lettered and acknowledged.
 func (s *Sink) HandleEnvelope(ctx context.Context, body []byte) error {
 	msg, err := event.ParseMessage(body)
 	if err != nil {
-		s.drop(ctx, msg, err)
-		return nil
+		msg.Subscription = s.subscription
+		return s.drop(ctx, msg, body, err)
 	}
 	return s.Handle(ctx, msg)
 }
@@ -86,13 +96,11 @@ func (s *Sink) Handle(ctx context.Context, msg event.Message) error {
 	}
 	d, err := event.Decode(msg.Data)
 	if err != nil {
-		s.drop(ctx, msg, err)
-		return nil
+		return s.drop(ctx, msg, msg.Data, err)
 	}
 	table, rows, err := Rows(msg, d)
 	if err != nil {
-		s.drop(ctx, msg, err)
-		return nil
+		return s.drop(ctx, msg, msg.Data, err)
 	}
 	log := s.log.With("message_id", msg.ID, "delta_id", d.ID, "run", d.Run.Key(), "table", table)
 	if len(rows) == 0 {
@@ -119,9 +127,10 @@ func Permanent(err error) bool {
 		errors.Is(err, event.ErrUnsupportedVersion) || errors.As(err, &rejected)
 }
 
-func (s *Sink) drop(ctx context.Context, msg event.Message, err error) {
-	s.log.ErrorContext(ctx, "message dropped: it can never be processed",
-		"message_id", msg.ID, "subscription", msg.Subscription, "error", err.Error(), "bytes", len(msg.Data))
+// drop dead-letters data, a delivery that can never be written; the error says the dead-letter
+// topic did not take it (the delivery must come back).
+func (s *Sink) drop(ctx context.Context, msg event.Message, data []byte, err error) error {
+	return s.deadLetter.Keep(ctx, msg, data, err)
 }
 
 // maxLoggedRejections bounds one log line; the count says how many there were.

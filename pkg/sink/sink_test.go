@@ -22,13 +22,16 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
 
+	"github.com/farmobs/farm/pkg/deadletter"
+	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
 	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 // TestPoisonMessagesAreAcknowledged feeds messages that can never be processed: each is logged
-// with its cause and acknowledged (nil), and nothing is written.
+// with its cause, kept in the dead-letter topic with the cause as an attribute and acknowledged
+// (nil), and nothing is written.
 func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 	good := sinktest.NestedArgoDelta()
 	withData := func(data string) []byte {
@@ -45,6 +48,19 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 		}
 		return withData(string(b))
 	}
+	withoutKey := func(key string) []byte {
+		b, err := json.Marshal(sinktest.NestedArgoDelta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, key)
+		b, _ = json.Marshal(m)
+		return withData(string(b))
+	}
 	cases := []struct {
 		name  string
 		body  []byte
@@ -57,23 +73,37 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 		{"data is not JSON", withData("<html>502 Bad Gateway</html>"), "invalid RunDelta", event.ErrInvalid},
 		{"no schema version", withData(`{"id":"x"}`), "no schema_version", event.ErrInvalid},
 		{"unknown schema version", withData(`{"schema_version":2,"id":"x"}`), "unsupported RunDelta schema version: 2", event.ErrUnsupportedVersion},
-		{"event without id", withDelta(func(d *event.RunDelta) { d.Events[3].ID = "" }), "events[3].id is empty", event.ErrInvalid},
-		{"unknown source", withDelta(func(d *event.RunDelta) { d.Run.Source = "luigi" }), `run.source "luigi"`, event.ErrInvalid},
+		{"event without id", withDelta(func(d *event.RunDelta) { d.Events[3].ID = "" }), `events[3].id is "", shorter than 1 characters`, event.ErrInvalid},
+		{"unknown source", withDelta(func(d *event.RunDelta) { d.Run.Source = "luigi" }), `run.source is "luigi", not one of the schema's values`, event.ErrInvalid},
+		// What the sink used to write although the schema forbids it.
+		{"task status outside the enum", withDelta(func(d *event.RunDelta) { d.Events[0].Status = "exploded" }), `events[0].status is "exploded"`, event.ErrInvalid},
+		{"no tenant", withoutKey("tenant"), "tenant is required", event.ErrInvalid},
+		{"no environment", withoutKey("environment"), "environment is required", event.ErrInvalid},
+		{"part 0", withDelta(func(d *event.RunDelta) { d.Part = 0 }), "part is 0, below the minimum 1", event.ErrInvalid},
+		{"no observed time", withoutKey("observed_at"), "observed_at is required", event.ErrInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			logs := &logBuffer{}
-			s := sink.New(sink.NewFileWriter(dir), logs.logger())
+			dlq := deadlettertest.New(t)
+			s := sink.New(sink.NewFileWriter(dir), logs.logger(), sink.WithDeadLetter(deadletter.New(dlq.Publisher, "sink", logs.logger())))
 			if err := s.HandleEnvelope(t.Context(), tc.body); err != nil {
 				t.Fatalf("got %v, want nil: a poison message must be acknowledged", err)
 			}
-			dropped := logs.find(t, "message dropped: it can never be processed")
+			dropped := logs.find(t, "message can never be processed; acknowledged and kept in the dead-letter topic")
 			if len(dropped) != 1 {
-				t.Fatalf("want one drop log line, got %v", logs.entries(t))
+				t.Fatalf("want one dead-letter log line, got %v", logs.entries(t))
 			}
-			if msg, _ := dropped[0]["error"].(string); !strings.Contains(msg, tc.cause) {
-				t.Errorf("logged error %q, want it to name %q", msg, tc.cause)
+			if msg, _ := dropped[0]["reason"].(string); !strings.Contains(msg, tc.cause) {
+				t.Errorf("logged reason %q, want it to name %q", msg, tc.cause)
+			}
+			if ex, _ := dropped[0]["excerpt"].(string); len(ex) > deadletter.ExcerptBytes+40 {
+				t.Errorf("logged excerpt of %d bytes", len(ex))
+			}
+			letters := dlq.Letters()
+			if len(letters) != 1 || !strings.Contains(letters[0].Attributes[deadletter.AttrReason], tc.cause) {
+				t.Fatalf("dead letters %v, want one whose reason names %q", letters, tc.cause)
 			}
 			if dropped[0]["severity"] != "ERROR" {
 				t.Errorf("severity %v, want ERROR", dropped[0]["severity"])

@@ -99,7 +99,8 @@ type Store interface {
 	LoadRuns(ctx context.Context, source string, keys []string) (map[string]*Run, error)
 	// Commit writes runs, then the source's cursor and index, and releases the lease — only if
 	// holder still holds it (ErrLeaseLost otherwise, with the cursor unchanged). A zero cursor
-	// leaves the stored cursor as it is (backfills do not move it).
+	// leaves the stored cursor as it is (backfills do not move it), and so does one before it:
+	// the cursor never moves backwards.
 	Commit(ctx context.Context, source, holder string, runs []*Run, cursor time.Time, index Index) error
 }
 

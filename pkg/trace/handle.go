@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 
 	"github.com/farmobs/farm/pkg/event"
@@ -16,18 +15,19 @@ import (
 func (t *Tracer) HandleEnvelope(ctx context.Context, body []byte) error {
 	m, err := event.ParseMessage(body)
 	if err != nil {
-		return t.poison(ctx, "", err)
+		return t.poison(ctx, m, body, err)
 	}
 	return t.HandleMessage(ctx, m)
 }
 
-// HandleMessage traces the RunDelta in m. A message that can never be processed (not a RunDelta,
-// an unknown schema version) is logged and acknowledged: nil. An error means a transient failure
-// (agent unreachable, ledger unavailable): the message should be delivered again.
+// HandleMessage traces the RunDelta in m. A message that can never be processed (not a RunDelta
+// by its schema, an unknown schema version) is never traced: it is dead-lettered and
+// acknowledged (nil). An error means a transient failure (agent unreachable, ledger unavailable,
+// dead-letter topic unavailable): the message should be delivered again.
 func (t *Tracer) HandleMessage(ctx context.Context, m event.Message) error {
 	d, err := event.Decode(m.Data)
 	if err != nil {
-		return t.poison(ctx, m.ID, err)
+		return t.poison(ctx, m, m.Data, err)
 	}
 	t.stats.messages.Add(1)
 	res, err := t.Trace(ctx, d)
@@ -52,16 +52,15 @@ func (t *Tracer) HandleMessage(ctx context.Context, m event.Message) error {
 	return nil
 }
 
-// poison logs and acknowledges a message that can never be processed. Other errors are not
-// expected from the parsers, but if one comes it is returned rather than dropping a message.
-func (t *Tracer) poison(ctx context.Context, messageID string, err error) error {
+// poison dead-letters a message that can never be processed (data is what to keep) and
+// acknowledges it, unless the dead-letter topic did not take it. Other errors are not expected
+// from the parsers, but if one comes it is returned rather than dropping a message.
+func (t *Tracer) poison(ctx context.Context, m event.Message, data []byte, err error) error {
 	if !errors.Is(err, event.ErrBadEnvelope) && !errors.Is(err, event.ErrInvalid) && !errors.Is(err, event.ErrUnsupportedVersion) {
-		return fmt.Errorf("trace: read message %q: %w", messageID, err)
+		return fmt.Errorf("trace: read message %q: %w", m.ID, err)
 	}
 	t.stats.poison.Add(1)
-	t.log.ErrorContext(ctx, "message can never be traced; acknowledged, not retried",
-		slog.String("message_id", messageID), slog.Any("error", err))
-	return nil
+	return t.deadLetter.Keep(ctx, m, data, err)
 }
 
 // Stats are cumulative counts since the Tracer was created.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
+	"github.com/farmobs/farm/pkg/deadletter"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/state"
 )
@@ -33,11 +34,13 @@ type Options struct {
 	Log *slog.Logger
 	// AgentTimeout bounds each HTTP request to the agent (default 10s, the tracer's).
 	AgentTimeout time.Duration
+	// DeadLetter keeps the messages that can never be traced (default: logged only).
+	DeadLetter *deadletter.Keeper
 }
 
 // OptionsFrom returns the options config sets; the caller adds the Ledger (and a Clock, a Log).
 func OptionsFrom(c config.Trace) Options {
-	return Options{ServiceArgo: c.ServiceArgo, ServiceAirflow: c.ServiceAirflow, Version: c.Version, MaxAge: c.MaxAge}
+	return Options{ServiceArgo: c.ServiceArgo, ServiceAirflow: c.ServiceAirflow, Version: c.Version, MaxAge: c.MaxAge, AgentTimeout: c.AgentTimeout}
 }
 
 // Tracer turns RunDeltas into spans at the agent. It is safe for concurrent use: calls share the
@@ -49,6 +52,8 @@ type Tracer struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	stats   counters
+	// deadLetter keeps messages that can never be traced.
+	deadLetter *deadletter.Keeper
 }
 
 // New validates o and the tracer's settings and returns a Tracer.
@@ -69,6 +74,9 @@ func New(o Options) (*Tracer, error) {
 	if o.AgentTimeout <= 0 {
 		o.AgentTimeout = 10 * time.Second
 	}
+	if o.DeadLetter == nil {
+		o.DeadLetter = deadletter.New(nil, "trace", o.Log)
+	}
 	return &Tracer{
 		planner: planner{
 			services: map[string]string{event.SourceArgo: o.ServiceArgo, event.SourceAirflow: o.ServiceAirflow},
@@ -82,9 +90,10 @@ func New(o Options) (*Tracer, error) {
 			service:   e.tracerService(),
 			logger:    tracerLog{o.Log},
 		},
-		ledger: o.Ledger,
-		clock:  o.Clock,
-		log:    o.Log,
+		ledger:     o.Ledger,
+		clock:      o.Clock,
+		log:        o.Log,
+		deadLetter: o.DeadLetter,
 	}, nil
 }
 

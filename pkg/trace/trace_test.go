@@ -1,9 +1,12 @@
 package trace_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +19,10 @@ import (
 
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/ddagent"
+	"github.com/farmobs/farm/pkg/deadletter"
+	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/logging"
 	"github.com/farmobs/farm/pkg/state"
 	"github.com/farmobs/farm/pkg/state/filestore"
 	"github.com/farmobs/farm/pkg/state/firestore"
@@ -365,45 +371,92 @@ func TestSpansFarInTheFutureAreSkipped(t *testing.T) {
 	}
 }
 
+// Messages that can never be traced — not a push envelope, not a RunDelta by its schema, a schema
+// version this build does not read — are never traced: each is acknowledged and kept in the
+// dead-letter topic with the reason as an attribute, and logged with a bounded excerpt. If the
+// dead-letter topic does not take one, the delivery fails (it comes back).
 func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 	e := newEnv(t)
+	dlq := deadlettertest.New(t)
+	tr, err := trace.New(trace.Options{
+		ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, Version: version, MaxAge: maxAge,
+		Ledger: e.ledger, Clock: e.clock, Log: logging.New(e.logs, slog.LevelDebug), AgentTimeout: 5 * time.Second,
+		DeadLetter: deadletter.New(dlq.Publisher, "trace", logging.New(e.logs, slog.LevelDebug)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	good, err := event.Encode(nestedArgoDelta())
 	if err != nil {
 		t.Fatal(err)
 	}
 	envelope := func(data []byte) []byte {
-		b, err := event.EnvelopeJSON(event.Message{ID: "9", PublishTime: day0, Data: data})
+		b, err := event.EnvelopeJSON(event.Message{ID: "9", PublishTime: day0, Data: data, Attributes: map[string]string{"source": "argo"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
+	broken := func(mod func(*event.RunDelta)) []byte {
+		d := nestedArgoDelta()
+		mod(d)
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return envelope(b)
+	}
 	tests := []struct {
-		name string
-		body []byte
+		name, reason string
+		body         []byte
 	}{
-		{"not json", []byte("{")},
-		{"no message", []byte(`{"subscription":"s"}`)},
-		{"data not base64", []byte(`{"message":{"messageId":"1","data":"!!"}}`)},
-		{"data not json", envelope([]byte("not json"))},
-		{"unknown schema version", envelope([]byte(strings.Replace(string(good), `"schema_version":1`, `"schema_version":99`, 1)))},
-		{"not a run delta", envelope([]byte(`{"schema_version":1,"id":"x","run":{"source":"jenkins"}}`))},
+		{"not json", "not a Pub/Sub message envelope", []byte("{")},
+		{"no message", `no "message" field`, []byte(`{"subscription":"s"}`)},
+		{"data not base64", "not a Pub/Sub message envelope", []byte(`{"message":{"messageId":"1","data":"!!"}}`)},
+		{"data not json", "invalid RunDelta", envelope([]byte("not json"))},
+		{"unknown schema version", "unsupported RunDelta schema version", envelope([]byte(strings.Replace(string(good), `"schema_version":1`, `"schema_version":99`, 1)))},
+		{"not a run delta", "tenant is required", envelope([]byte(`{"schema_version":1,"id":"x","run":{"source":"jenkins"}}`))},
+		{"task status outside the enum", "events[0].status", broken(func(d *event.RunDelta) { d.Events[0].Status = "exploded" })},
+		{"no tenant", "tenant is required", envelope(bytes.Replace(good, []byte(`"tenant":"acme",`), nil, 1))},
+		{"part 0", "part is 0, below the minimum 1", broken(func(d *event.RunDelta) { d.Part = 0 })},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := e.tracer.HandleEnvelope(t.Context(), tc.body); err != nil {
+			if err := tr.HandleEnvelope(t.Context(), tc.body); err != nil {
 				t.Fatalf("a message that can never be processed returned %v; it must be acknowledged", err)
 			}
-			if s := e.tracer.Stats(); s.Poison != int64(i+1) {
+			if s := tr.Stats(); s.Poison != int64(i+1) {
 				t.Errorf("poison count %d, want %d", s.Poison, i+1)
+			}
+			letters := dlq.Letters()
+			if len(letters) != i+1 {
+				t.Fatalf("%d dead letters, want %d", len(letters), i+1)
+			}
+			if r := letters[i].Attributes[deadletter.AttrReason]; !strings.Contains(r, tc.reason) {
+				t.Errorf("dead letter reason %q, want it to name %q", r, tc.reason)
 			}
 		})
 	}
 	if c := e.agent.Counts(); c.TracePayloads != 0 {
 		t.Errorf("poison messages reached the agent: %+v", c)
 	}
-	if n := strings.Count(e.logs.String(), "can never be traced"); n != len(tests) {
+	if n := strings.Count(e.logs.String(), "kept in the dead-letter topic"); n != len(tests) {
 		t.Errorf("%d poison log lines, want %d", n, len(tests))
+	}
+	if !bytes.Contains(good, []byte(`"tenant":"acme",`)) {
+		t.Fatal("the test delta's tenant changed: the no-tenant case tests nothing")
+	}
+
+	lost, err := trace.New(trace.Options{
+		ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, Version: version, MaxAge: maxAge,
+		Ledger: e.ledger, Clock: e.clock, Log: logging.New(e.logs, slog.LevelDebug),
+		DeadLetter: deadletter.New(dlq.Missing, "trace", logging.New(e.logs, slog.LevelDebug)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lost.HandleEnvelope(t.Context(), []byte("{")); err == nil {
+		t.Error("a poison message the dead-letter topic did not take was acknowledged: it would be lost")
 	}
 }
 

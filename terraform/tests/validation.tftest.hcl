@@ -150,3 +150,58 @@ run "secret_in_function_env" {
   }
   expect_failures = [var.function_env]
 }
+
+run "url_with_credentials" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "batch", url = "https://farm:s3cret@argo.example.com" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "ui_url_with_credentials" {
+  command = plan
+  variables {
+    sources = [{ kind = "airflow", name = "legacy", url = "https://airflow.example.com", auth = "none", ui_url = "https://admin:s3cret@airflow.example.com" }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "env_url_with_credentials" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "batch", url = "https://argo.example.com", env = { FARM_ARGO_UI_URL = "https://u:p@argo-ui.example.com" } }]
+  }
+  expect_failures = [var.sources]
+}
+
+run "agent_url_with_credentials" {
+  command = plan
+  variables {
+    datadog_agent_url = "http://dd:s3cret@10.10.0.5:8126"
+  }
+  expect_failures = [var.datadog_agent_url]
+}
+
+run "dataset_access_is_explicit" {
+  command = plan
+  variables {
+    bigquery_readers = ["group:analysts@example.com", "domain:example.com"]
+  }
+  assert {
+    condition     = length([for a in google_bigquery_dataset.farm.access : a if a.special_group == "projectReaders" || a.special_group == "projectWriters"]) == 0
+    error_message = "The dataset must not be readable by every project viewer nor writable by every editor."
+  }
+  assert {
+    condition     = length([for a in google_bigquery_dataset.farm.access : a if a.role == "READER"]) == 2
+    error_message = "Each of bigquery_readers must be a READER of the dataset."
+  }
+}
+
+run "bigquery_reader_not_a_member" {
+  command = plan
+  variables {
+    bigquery_readers = ["analysts@example.com"]
+  }
+  expect_failures = [var.bigquery_readers]
+}

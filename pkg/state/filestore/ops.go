@@ -137,7 +137,7 @@ func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state
 		for _, r := range runs {
 			sd.Runs[r.Key] = newRunData(r)
 		}
-		if !cursor.IsZero() {
+		if cursor.After(sd.Cursor) { // never backwards (clocks of two instances may disagree)
 			sd.Cursor = cursor
 		}
 		sd.Index = maps.Clone(index)

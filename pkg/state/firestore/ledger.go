@@ -24,6 +24,8 @@ func (s *Store) ledgerRef(namespace, id string) *gfs.DocumentRef {
 // Seen returns the ids recorded in namespace whose entry has not expired by the store's clock.
 // Expired entries count as absent even before the TTL policy deletes them, which it does lazily.
 func (s *Store) Seen(ctx context.Context, namespace string, ids []string) (map[string]bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckLedger(namespace, ids); err != nil {
 		return nil, err
 	}
@@ -67,6 +69,8 @@ func (s *Store) seenBatch(ctx context.Context, namespace string, ids []string, n
 
 // Record writes one ledger document per id, replacing any earlier entry (and its expiry).
 func (s *Store) Record(ctx context.Context, namespace string, ids []string, expireAt time.Time) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckRecord(namespace, ids, expireAt); err != nil {
 		return err
 	}

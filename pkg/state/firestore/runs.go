@@ -73,6 +73,8 @@ func (s *Store) writeRuns(ctx context.Context, source string, docs []*runDoc) er
 
 // LoadRuns reads the runs of keys with GetAll, 300 documents per call.
 func (s *Store) LoadRuns(ctx context.Context, source string, keys []string) (map[string]*state.Run, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckLoad(source, keys); err != nil {
 		return nil, err
 	}

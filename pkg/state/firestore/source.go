@@ -58,47 +58,84 @@ func (s *Store) readSource(tx *gfs.Transaction, ref *gfs.DocumentRef) (*sourceDo
 	return d, nil
 }
 
-// Acquire takes the lease in a transaction: read the source document, refuse if another holder's
-// lease has not expired at now, else write holder and expiry.
+// Acquire takes the lease without a transaction: read the source document, refuse if another
+// holder's lease has not expired at now, else write holder and expiry on the condition that the
+// document has not changed since it was read (Create when there is none yet). A condition that
+// fails means another caller wrote the document in between: it took the lease, and this caller is
+// refused at once. A transaction instead makes simultaneous callers queue for the document's lock
+// (the emulator answers them "Transaction lock timeout" after many seconds) and lets a caller that
+// waited poll right after the one that held the lease.
 func (s *Store) Acquire(ctx context.Context, source, holder string, now time.Time, ttl time.Duration) (*state.Source, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckAcquire(source, holder, ttl); err != nil {
 		return nil, err
 	}
 	ref := s.sourceRef(source)
 	expires := now.Add(ttl)
-	var out *state.Source
-	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *gfs.Transaction) error {
-		d, err := s.readSource(tx, ref)
-		if err != nil {
-			return err
-		}
-		if err := state.LeaseHeld(holder, now, d.LeaseHolder, d.LeaseExpires); err != nil {
-			return err
-		}
-		// Decoded before taking the lease: a corrupt index must not leave a lease behind.
-		idx := state.Index{}
-		if err := decodeBlob(d.IndexEncoding, d.Index, &idx); err != nil {
-			return fmt.Errorf("decode the index of %s: %w", ref.Path, err)
-		}
-		out = &state.Source{Cursor: d.Cursor, Index: idx, LeaseHolder: holder, LeaseExpires: expires}
-		return tx.Set(ref, map[string]any{
-			fieldSource:       source,
-			fieldLeaseHolder:  holder,
-			fieldLeaseExpires: expires,
-		}, gfs.MergeAll)
-	}, gfs.MaxAttempts(s.maxAttempts))
-	if held := (*state.LeaseHeldError)(nil); errors.As(err, &held) {
-		return nil, held
+	snap, d, err := s.getSource(ctx, ref)
+	if err != nil {
+		return nil, fail(ctx, "acquire the lease of "+source, err)
+	}
+	if err := state.LeaseHeld(holder, now, d.LeaseHolder, d.LeaseExpires); err != nil {
+		return nil, err
+	}
+	// Decoded before taking the lease: a corrupt index must not leave a lease behind.
+	idx := state.Index{}
+	if err := decodeBlob(d.IndexEncoding, d.Index, &idx); err != nil {
+		return nil, fmt.Errorf("firestore: decode the index of %s: %w", ref.Path, err)
+	}
+	if snap.Exists() {
+		_, err = ref.Update(ctx, []gfs.Update{
+			{Path: fieldSource, Value: source},
+			{Path: fieldLeaseHolder, Value: holder},
+			{Path: fieldLeaseExpires, Value: expires},
+		}, gfs.LastUpdateTime(snap.UpdateTime))
+	} else {
+		_, err = ref.Create(ctx, map[string]any{fieldSource: source, fieldLeaseHolder: holder, fieldLeaseExpires: expires})
+	}
+	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.AlreadyExists {
+		return nil, s.lostRace(ctx, ref, holder, expires)
 	}
 	if err != nil {
 		return nil, fail(ctx, "acquire the lease of "+source, err)
 	}
 	s.usage.Wrote(1)
-	return out, nil
+	return &state.Source{Cursor: d.Cursor, Index: idx, LeaseHolder: holder, LeaseExpires: expires}, nil
+}
+
+// getSource reads the source document outside any transaction; a missing one is empty (its
+// snapshot does not exist).
+func (s *Store) getSource(ctx context.Context, ref *gfs.DocumentRef) (*gfs.DocumentSnapshot, *sourceDoc, error) {
+	snap, err := ref.Get(ctx)
+	s.usage.Read(1)
+	d := &sourceDoc{}
+	if status.Code(err) == codes.NotFound {
+		return snap, d, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := snap.DataTo(d); err != nil {
+		return nil, nil, fmt.Errorf("decode %s: %w", ref.Path, err)
+	}
+	return snap, d, nil
+}
+
+// lostRace is the *LeaseHeldError of a caller whose conditional write lost to another's: the
+// document is read again to say who holds the lease now.
+func (s *Store) lostRace(ctx context.Context, ref *gfs.DocumentRef, holder string, expires time.Time) error {
+	held := &state.LeaseHeldError{Holder: "a poll that has just finished", Expires: expires}
+	if _, d, err := s.getSource(ctx, ref); err == nil && d.LeaseHolder != "" && d.LeaseHolder != holder {
+		held.Holder, held.Expires = d.LeaseHolder, d.LeaseExpires
+	}
+	return held
 }
 
 // Peek reads the source document outside any transaction, without taking the lease.
 func (s *Store) Peek(ctx context.Context, source string) (*state.Source, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckName("source", source); err != nil {
 		return nil, err
 	}
@@ -125,6 +162,8 @@ func (s *Store) Peek(ctx context.Context, source string) (*state.Source, error) 
 
 // Release clears the lease if holder holds it.
 func (s *Store) Release(ctx context.Context, source, holder string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckLease(source, holder); err != nil {
 		return err
 	}
@@ -163,6 +202,8 @@ func clearLease() []gfs.Update {
 // A holder whose lease expired but was not taken by anyone still holds it: Commit has no clock,
 // and nobody else can have polled in the meantime.
 func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state.Run, cursor time.Time, index state.Index) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := state.CheckLease(source, holder); err != nil {
 		return err
 	}
@@ -221,7 +262,7 @@ func (s *Store) commitSource(ctx context.Context, source, holder string, cursor 
 			fieldLeaseExpires:  gfs.Delete,
 			fieldCommittedAt:   gfs.ServerTimestamp,
 		}
-		if !cursor.IsZero() {
+		if cursor.After(d.Cursor) { // never backwards (clocks of two instances may disagree)
 			fields[fieldCursor] = cursor
 		}
 		return tx.Set(ref, fields, gfs.MergeAll)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	gfs "cloud.google.com/go/firestore"
 	"google.golang.org/api/option"
@@ -28,6 +29,7 @@ const getAllBatch = 300
 type Store struct {
 	client      *gfs.Client
 	clock       clock.Clock
+	timeout     time.Duration
 	maxAttempts int
 	usage       state.Usage
 	// afterRuns, when set by tests, runs between the run writes and the commit transaction of
@@ -45,6 +47,19 @@ type Option func(*Store)
 
 // WithClock sets the clock the Ledger uses to ignore expired entries (default: the wall clock).
 func WithClock(c clock.Clock) Option { return func(s *Store) { s.clock = c } }
+
+// WithTimeout bounds every call of the store (its retries and transaction attempts included):
+// an unreachable or stuck Firestore fails the call with context.DeadlineExceeded instead of
+// holding the function until the platform kills it. Zero: no bound but the caller's context.
+func WithTimeout(d time.Duration) Option { return func(s *Store) { s.timeout = d } }
+
+// bound returns ctx limited by the store's timeout.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
 
 // WithMaxAttempts sets how many times a contended transaction is tried (default 5).
 func WithMaxAttempts(n int) Option {

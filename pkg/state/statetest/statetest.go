@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"BigRun", testBigRun},
 		{"ManyRuns", testManyRuns},
 		{"ConcurrentAcquire", testConcurrentAcquire},
+		{"CursorNeverBackwards", testCursorNeverBackwards},
 		{"Ledger", testLedger},
 		{"LedgerExpiry", testLedgerExpiry},
 		{"LedgerManyIDs", testLedgerManyIDs},
@@ -646,5 +647,26 @@ func testUsage(t *testing.T, s state.Store, l state.Ledger) {
 		if r1-r0 != st.reads || w1-w0 != st.writes {
 			t.Errorf("%s cost %d reads and %d writes, want %d and %d", st.name, r1-r0, w1-w0, st.reads, st.writes)
 		}
+	}
+}
+
+// A commit with a cursor before the stored one (a poll whose instance's clock is behind) keeps the
+// stored cursor: it never moves backwards.
+func testCursorNeverBackwards(t *testing.T, s state.Store, _ state.Ledger) {
+	ctx := t.Context()
+	acquire(t, s, src, "a", t0)
+	if err := s.Commit(ctx, src, "a", nil, t0.Add(time.Minute), nil); err != nil {
+		t.Fatal(err)
+	}
+	acquire(t, s, src, "b", t0.Add(time.Minute))
+	if err := s.Commit(ctx, src, "b", nil, t0.Add(time.Minute-21*time.Millisecond), nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Peek(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Cursor.Equal(t0.Add(time.Minute)) {
+		t.Errorf("cursor = %s after committing an earlier one, want %s", got.Cursor.Format(time.RFC3339Nano), t0.Add(time.Minute).Format(time.RFC3339Nano))
 	}
 }
