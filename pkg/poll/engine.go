@@ -209,6 +209,9 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 
 	w := e.window(req, src.Cursor, start)
 	res.WindowSince, res.WindowUntil = w.Since, w.Until
+	if !req.Replay {
+		w.Known = src.Index
+	}
 
 	snaps, gone, err := e.collect(ctx, w, src.Index, res)
 	if err != nil {
