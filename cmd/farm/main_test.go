@@ -106,6 +106,9 @@ func TestPollArgoOnEmbeddedDefaults(t *testing.T) {
 	if i := strings.LastIndex(errb.String(), "{\n"); i < 0 || json.Unmarshal([]byte(errb.String()[i:]), &summary) != nil || summary.RunsSeen == 0 || summary.Cursor.IsZero() {
 		t.Errorf("no poll summary on stderr:\n%s", errb.String())
 	}
+	if !strings.Contains(errb.String(), `"message":"poll finished"`) || !strings.Contains(errb.String(), `"severity":"INFO"`) {
+		t.Errorf("no \"poll finished\" log line, which the README promises, on stderr:\n%s", errb.String())
+	}
 	if _, err := os.Stat(filepath.Join(dir, ".farm", "state.json")); err != nil {
 		t.Errorf("the embedded store kept nothing: %v", err)
 	}
