@@ -159,6 +159,7 @@ type options struct {
 	fetchParallelism int
 	podNameFormat    string
 	listing          Listing
+	fullBudget       int64
 }
 
 // Option configures a Source.
@@ -192,6 +193,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // together (default 8, FARM_ARGO_FETCH_PARALLELISM).
 func WithFetchParallelism(n int) Option { return func(o *options) { o.fetchParallelism = n } }
 
+// WithFullListingBudget sets the raw node bytes a full listing keeps (default FullListingBudget);
+// the benchmark lifts it to measure the listing of earlier versions, which kept every row's nodes.
+func WithFullListingBudget(n int64) Option { return func(o *options) { o.fullBudget = n } }
+
 // WithListing sets how polls list (default ListingAuto, FARM_ARGO_LISTING).
 func WithListing(l Listing) Option { return func(o *options) { o.listing = l } }
 
@@ -210,7 +215,7 @@ func New(cfg config.Argo, common config.Common, opts ...Option) (*Source, error)
 	if cfg.PageSize < 1 {
 		return nil, fmt.Errorf("argo: page size must be positive, got %d", cfg.PageSize)
 	}
-	o := options{log: slog.Default(), fetchParallelism: cfg.FetchParallelism, listing: Listing(cfg.Listing)}
+	o := options{log: slog.Default(), fetchParallelism: cfg.FetchParallelism, listing: Listing(cfg.Listing), fullBudget: FullListingBudget}
 	if o.fetchParallelism == 0 {
 		o.fetchParallelism = 8
 	}
@@ -246,7 +251,7 @@ func New(cfg config.Argo, common config.Common, opts ...Option) (*Source, error)
 		log:              o.log,
 		fetchParallelism: o.fetchParallelism,
 		listing:          listing,
-		fullBudget:       FullListingBudget,
+		fullBudget:       o.fullBudget,
 		gets:             make(chan struct{}, o.fetchParallelism),
 		pending:          pendingNodes{m: make(map[weak.Pointer[poll.Snapshot]]*Workflow)},
 	}, nil
