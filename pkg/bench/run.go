@@ -192,33 +192,35 @@ func (m *meter) poll(ctx context.Context) (PollFigures, error) {
 	}
 	var res *poll.Result
 	var err error
-	f.Poll, err = Measure(func() error {
-		res, err = m.engine.Poll(ctx, poll.Request{})
-		return err
+	m.last, err = m.bus.During(SampleCap, func() error {
+		var perr error
+		f.Poll, perr = Measure(func() error {
+			res, err = m.engine.Poll(ctx, poll.Request{})
+			return err
+		})
+		return perr
 	})
 	if err != nil {
 		return f, err
 	}
 	f.Result = *res
-	if m.last, err = m.bus.Drain(); err != nil {
-		return f, err
-	}
 	if m.full != nil {
 		if err := ResetPeakRSS(); err != nil {
 			return f, err
 		}
 		var fres *poll.Result
-		f.Full, err = Measure(func() error {
-			fres, err = m.full.Poll(ctx, poll.Request{})
-			return err
+		_, err = m.bus.During(0, func() error {
+			var perr error
+			f.Full, perr = Measure(func() error {
+				fres, err = m.full.Poll(ctx, poll.Request{})
+				return err
+			})
+			return perr
 		})
 		if err != nil {
 			return f, fmt.Errorf("full-listing poll: %w", err)
 		}
 		f.FullResult = *fres
-		if _, err := m.bus.Drain(); err != nil {
-			return f, err
-		}
 	}
 	if err := ResetPeakRSS(); err != nil {
 		return f, err

@@ -250,6 +250,15 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		for _, s := range batch {
 			s.Tasks = nil // diffed and published: the stored state is what the commit needs
 		}
+		if w, ok := e.store.(RunWriter); ok && !req.DryRun {
+			// Published: the states can be stored now instead of waiting in memory for the
+			// commit. A poll that fails later leaves them ahead of the index, which the next
+			// poll reads and finds nothing new in.
+			if err := w.WriteRuns(ctx, e.src.Name(), bruns); err != nil {
+				return res, fmt.Errorf("%w: write run states: %w", ErrStore, err)
+			}
+			continue
+		}
 		runs = append(runs, bruns...)
 	}
 	if req.DryRun {
@@ -269,6 +278,13 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		res.Cursor = cursor
 	}
 	return res, nil
+}
+
+// RunWriter is implemented by stores that write run states ahead of their commit anyway
+// (Firestore writes them outside its commit transaction): the engine hands them over a batch at
+// a time, so a poll never holds every changed run's state.
+type RunWriter interface {
+	WriteRuns(ctx context.Context, source string, runs []*state.Run) error
 }
 
 // CommitChecker is implemented by stores that can tell, before anything is published, whether a

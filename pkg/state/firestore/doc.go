@@ -35,6 +35,7 @@
 //	             them on an instance's first poll, none while one instance polls)
 //	Release      1 read + 1 write (0 writes when not the holder)
 //	LoadRuns     1 read per distinct key, present or not, in GetAll batches of 300
+//	WriteRuns    1 write per run (BulkWriter): the engine stores each published batch at once
 //	Commit       1 write per run (BulkWriter) + 1 write per index part that changed + 1 read
 //	             + 1 write (transaction); +1 read when the parts exceed 4 MiB (lease check)
 //	Seen         1 read per distinct id

@@ -222,6 +222,22 @@ func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state
 	return nil
 }
 
+// WriteRuns writes run states ahead of the commit, as Commit itself does first (see Commit): the
+// poll engine stores each published batch at once instead of holding them all.
+func (s *Store) WriteRuns(ctx context.Context, source string, runs []*state.Run) error {
+	if err := state.CheckName("source", source); err != nil {
+		return err
+	}
+	if err := state.CheckRuns(runs); err != nil {
+		return err
+	}
+	docs, err := encodeRuns(runs)
+	if err != nil {
+		return err
+	}
+	return s.writeRuns(ctx, source, docs)
+}
+
 // CheckCommit tells, before anything is published, whether Commit could store runs: a run whose
 // tasks do not fit a document is refused now rather than after its deltas went out. The index
 // always fits: it takes as many parts as it needs.
