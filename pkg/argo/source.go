@@ -31,9 +31,9 @@
 //   - otherwise it lists slim, counts the n rows and the c whose fingerprint changed, and
 //     reads the c runs by GET when c × (full row + GetOverhead) ≤ n × full row, else lists again
 //     in full (while no full row was measured yet: when c ≤ n/2);
-//   - a full listing keeps the nodes of changed rows only, and only up to FullListingBudget bytes
-//     of them: past that, its remaining pages are asked for slim and their changed runs are read
-//     by GET, so memory stays bounded whatever the estate's size.
+//   - a full listing keeps the nodes of changed rows only, gzipped until Load, and only up to
+//     FullListingBudget bytes of them: past that, its remaining pages are asked for slim and their
+//     changed runs are read by GET, so memory stays bounded whatever the estate's size.
 package argo
 
 import (
@@ -93,10 +93,10 @@ func ParseListing(v string) (Listing, error) {
 // headers and a round trip. It tips the choice towards one full listing when most runs changed.
 const GetOverhead = 1 << 10
 
-// FullListingBudget bounds the raw nodes a full listing keeps for Load (bytes of JSON). The rest
-// of the listing goes slim and its changed runs are read one by one: a cold poll of 100,000 runs
-// must not hold every run's nodes at once.
-const FullListingBudget = 64 << 20
+// FullListingBudget bounds the nodes a full listing keeps for Load, gzipped (about a tenth of
+// their JSON: some 60,000 runs of 50 tasks). The rest of the listing goes slim and its changed
+// runs are read one by one: a cold poll of any size holds at most this much of them at once.
+const FullListingBudget = 96 << 20
 
 // defaultSlimRow and the zero full-row size stand in until a listing measured them.
 const defaultSlimRow = 300
@@ -378,7 +378,8 @@ func (p *pass) page(items []*Workflow, fields string, size int64, completed bool
 		}
 		p.changed++
 		if fields == listFields {
-			p.budget -= int64(len(wf.Status.Nodes) + len(wf.Status.CompressedNodes))
+			wf.Status.pack()
+			p.budget -= int64(len(wf.Status.packed) + len(wf.Status.CompressedNodes))
 			if p.budget <= 0 && p.full {
 				p.full = false
 				p.src.log.Info("full listing reached its node budget: the rest of the listing is slim, its changed runs are read one by one",
