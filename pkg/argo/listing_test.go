@@ -152,6 +152,14 @@ func TestChangedListingReadsOnlyChangedRuns(t *testing.T) {
 	}
 
 	e.put(t, "wf-3", 12, false) // a new resourceVersion, two more nodes
+	listed, err := e.src.List(t.Context(), poll.Window{Since: mins(0), Until: e.clk.Now(), Known: idx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := argo.PendingLen(e.src); n != 0 || len(listed) != 7 {
+		t.Errorf("a slim listing of %d runs keeps %d rows for Load, want none (the changed ones are read by reference)", len(listed), n)
+	}
+	e.rec.take()
 	e.sim.ResetStats()
 	snaps, _ := e.poll(t, idx)
 	lists, gets = e.rec.take()

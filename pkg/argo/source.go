@@ -296,7 +296,11 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 	for _, uid := range set.order {
 		wf := set.byUID[uid]
 		snap := s.snapshot(wf, 0)
-		s.pending.put(snap, wf)
+		if wf.Status.hasNodeData() {
+			// Only rows that carry nodes wait for Load; the others (slim rows, unchanged ones)
+			// are read by reference if they must be, and cost nothing more per run meanwhile.
+			s.pending.put(snap, wf)
+		}
 		out = append(out, snap)
 	}
 	return out, nil
@@ -636,7 +640,11 @@ func wrapGet(err error, ns, name string) error {
 // server did not rebuild) is fetched by name, then from the archive.
 func (s *Source) Load(ctx context.Context, snap *poll.Snapshot) error {
 	wf := s.pending.take(snap)
-	mustGet := wf == nil // not from this source's List: find it by reference
+	mustGet := wf == nil // listed without nodes, or not by this source: find it by reference
+	if mustGet && !snapMayHaveNodes(snap) {
+		snap.Tasks, snap.Loaded = nil, true // not started yet: no node to read
+		return nil
+	}
 	if mustGet {
 		ns, name, uid, err := parseRef(snap.Ref)
 		if err != nil {
@@ -666,6 +674,12 @@ func (s *Source) Load(ctx context.Context, snap *poll.Snapshot) error {
 	}
 	snap.Tasks, snap.Loaded = s.mapper.Tasks(wf, nodes), true
 	return nil
+}
+
+// snapMayHaveNodes is mayHaveNodes of a listed row kept only as its snapshot.
+func snapMayHaveNodes(snap *poll.Snapshot) bool {
+	p := snap.Run.Phase
+	return (p != "" && p != "Pending") || snap.Run.StartedAt != nil
 }
 
 // mayHaveNodes: a workflow not yet started has no nodes to fetch; any other one does.
