@@ -113,7 +113,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		if m.physical.src, err = newSource(po); err != nil {
 			return nil, err
 		}
-		m.physical.slim = true
 	}
 	if cfg.CompareFull && cfg.isArgo() {
 		oo := so
@@ -258,12 +257,13 @@ func (m *meter) poll(ctx context.Context) (PollFigures, error) {
 type floor struct {
 	src       source
 	fps       map[string]string
-	slim      bool
 	loadBytes int64 // slim: bytes of the last run's GETs
 }
 
 func (f *floor) run(ctx context.Context, w poll.Window) (int, error) {
-	if f.slim && f.fps != nil {
+	if f.fps != nil {
+		// Both floors know what changed, as the poll does: the full listing keeps (and gzips)
+		// the nodes of changed rows only.
 		w.Known = make(state.Index, len(f.fps))
 		for k, fp := range f.fps {
 			w.Known[k] = state.IndexEntry{Fingerprint: fp}
