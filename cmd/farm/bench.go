@@ -27,7 +27,10 @@ type benchPlan struct {
 	argoRuns    []int
 	churns      []float64
 	tasks       int
-	largeTasks  int // one more Argo configuration at the largest run count, of this many tasks
+	largeTasks  int  // one more Argo configuration at the largest run count, of this many tasks
+	scaleRuns   int  // one more Argo configuration of this many runs at 1% churn (issue 13); 0: none
+	estate      bool // the Airflow estate of issue 13: 10,000 DAGs, 5,000 active runs of 20 tasks
+	compare     bool
 	polls       int
 	airflowRuns int
 	dags        []int
@@ -76,6 +79,9 @@ func parseBench(args []string, stderr io.Writer) (benchPlan, error) {
 	p := benchPlan{}
 	fs.IntVar(&p.tasks, "tasks", 50, "tasks per run")
 	fs.IntVar(&p.largeTasks, "large-tasks", 100, "one more Argo configuration at the largest -runs, with runs of this many tasks further along (about 50 nodes shown per run: 500,000 for 10,000 runs); 0: none")
+	fs.IntVar(&p.scaleRuns, "scale-runs", 100_000, "one more Argo configuration of this many active runs at 1% churn (0: none)")
+	fs.BoolVar(&p.estate, "airflow-estate", true, "one more Airflow configuration: 5,000 active runs of 20 tasks over 10,000 DAGs at 1% churn")
+	fs.BoolVar(&p.compare, "compare", true, "poll Argo configurations of up to 10,000 runs also with an engine that lists in full, at the same instants")
 	fs.IntVar(&p.polls, "polls", 3, "measured polls per configuration (after a cold and a warm-up poll)")
 	fs.IntVar(&p.airflowRuns, "airflow-runs", 1000, "active Airflow runs")
 	dags := fs.String("dags", "100,1000", "Airflow DAGs the runs are spread over (comma-separated; two values compare API calls)")
@@ -89,7 +95,7 @@ func parseBench(args []string, stderr io.Writer) (benchPlan, error) {
 		return p, err
 	}
 	if *quick {
-		*runs, p.airflowRuns, *dags, p.polls, p.largeTasks = "200", 100, "10,100", 2, 0
+		*runs, p.airflowRuns, *dags, p.polls, p.largeTasks, p.scaleRuns, p.estate = "200", 100, "10,100", 2, 0, 0, false
 	}
 	var err error
 	if p.argoRuns, err = intList("-runs", *runs); err != nil {
@@ -112,13 +118,21 @@ func (p benchPlan) configs() []bench.Config {
 	for _, runs := range p.argoRuns {
 		for _, ch := range p.churns {
 			e := bench.Estate{Kind: event.SourceArgo, Runs: runs, Tasks: p.tasks, Churn: ch, Seed: p.seed, Interval: p.interval}
-			out = append(out, bench.Config{Name: fmt.Sprintf("argo-%d-%g%%", runs, ch*100), Estate: e, Polls: p.polls})
+			out = append(out, bench.Config{Name: fmt.Sprintf("argo-%d-%g%%", runs, ch*100), Estate: e, Polls: p.polls, CompareFull: p.compare && runs <= 10_000})
 		}
 	}
 	if p.largeTasks > 0 {
 		runs, ch := slices.Max(p.argoRuns), p.churns[0]
 		e := bench.Estate{Kind: event.SourceArgo, Runs: runs, Tasks: p.largeTasks, Churn: ch, Seed: p.seed, Interval: p.interval, InitialRounds: largeRounds}
 		out = append(out, bench.Config{Name: fmt.Sprintf("argo-%dx%d-%g%%", runs, p.largeTasks, ch*100), Estate: e, Polls: p.polls})
+	}
+	if p.scaleRuns > 0 {
+		e := bench.Estate{Kind: event.SourceArgo, Runs: p.scaleRuns, Tasks: p.tasks, Churn: 0.01, Seed: p.seed, Interval: p.interval}
+		out = append(out, bench.Config{Name: fmt.Sprintf("argo-%d-1%%", p.scaleRuns), Estate: e, Polls: p.polls})
+	}
+	if p.estate {
+		e := bench.Estate{Kind: event.SourceAirflow, Runs: 5000, Tasks: 20, Churn: 0.01, DAGs: 10_000, Seed: p.seed, Interval: p.interval}
+		out = append(out, bench.Config{Name: "airflow-5000-10000dags-1%", Estate: e, Polls: p.polls})
 	}
 	if p.airflowRuns > 0 {
 		for _, dags := range p.dags {
@@ -149,6 +163,7 @@ func writeVerdicts(ctx context.Context, w io.Writer, p benchPlan, reps []*bench.
 		if r.Config.Estate.Kind == event.SourceArgo && r.Config.Estate.Runs == slices.Max(p.argoRuns) {
 			checks = append(checks, bench.FloorCheck(r)...)
 		}
+		checks = append(checks, bench.ScaleChecks(r)...)
 		sample = append(sample, r.Sample[:min(len(r.Sample), bench.SampleCap/len(reps))]...)
 	}
 	for _, ch := range p.churns {

@@ -118,6 +118,10 @@ func TestPollArgoOnEmbeddedDefaults(t *testing.T) {
 	if i := strings.LastIndex(errb.String(), "{\n"); i < 0 || json.Unmarshal([]byte(errb.String()[i:]), &summary) != nil || summary.RunsSeen == 0 || summary.Cursor.IsZero() {
 		t.Errorf("no poll summary on stderr:\n%s", errb.String())
 	}
+	// The one summary line per poll that the README promises, readable in the quiet default.
+	if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d .*poll argo.*: \d+ runs seen, \d+ changed`).MatchString(errb.String()) {
+		t.Errorf("no readable \"poll finished\" line on stderr:\n%s", errb.String())
+	}
 	// The simulated estate's state was its own: gone with it, and nothing in the shared file.
 	left, _ := filepath.Glob(filepath.Join(dir, ".farm", "simulated", "*"))
 	if _, err := os.Stat(filepath.Join(dir, ".farm", "state.json")); err == nil || len(left) > 0 {

@@ -90,6 +90,7 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	enc := json.NewEncoder(stdout)
 	engine.OnPublish(func(d *event.RunDelta) { _ = enc.Encode(d) })
 	res, err := engine.Poll(ctx, req)
+	poll.LogResult(ctx, log, res, err)
 	summary := json.NewEncoder(stderr)
 	summary.SetIndent("", "  ")
 	if res != nil {

@@ -467,7 +467,7 @@ func (c *Client) RunTaskInstances(ctx context.Context, runs []RunRef) (map[RunRe
 	for _, r := range runs {
 		out[r] = nil
 	}
-	for chunk := range slices.Chunk(runs, c.opts.BatchRuns) {
+	for _, chunk := range batchChunks(runs, c.opts.BatchRuns) {
 		tis, err := c.batch(ctx, info, chunk)
 		if err != nil {
 			return nil, err
@@ -480,6 +480,49 @@ func (c *Client) RunTaskInstances(ctx context.Context, runs []RunRef) (map[RunRe
 		}
 	}
 	return out, nil
+}
+
+// batchChunks splits runs into batch requests whose dag_ids x dag_run_ids names no other run.
+// The batch query filters each list on its own, so a request for (a, X) and (b, Y) also returns
+// the task instances of (a, Y) and (b, X) when they exist — with run ids made of a date
+// (scheduled__2026-01-05T00:00:00+00:00), every DAG on the same schedule has them, and with
+// thousands of DAGs the rows of other runs would dwarf the ones asked for. Runs of such an id are
+// asked together, one id per request (every DAG asked with it is wanted); runs of ids unique to a
+// DAG (manual__ with a timestamp, or named by hand) share requests. Calls stay bounded by the
+// dates of the runs that changed, not by DAGs or runs.
+func batchChunks(runs []RunRef, size int) [][]RunRef {
+	var out [][]RunRef
+	byDate := map[string][]RunRef{}
+	var dates []string
+	var unique []RunRef
+	for _, r := range runs {
+		if !dateRunID(r.RunID) {
+			unique = append(unique, r)
+			continue
+		}
+		if _, ok := byDate[r.RunID]; !ok {
+			dates = append(dates, r.RunID)
+		}
+		byDate[r.RunID] = append(byDate[r.RunID], r)
+	}
+	for _, id := range dates {
+		out = append(out, slices.Collect(slices.Chunk(byDate[id], size))...)
+	}
+	return append(out, slices.Collect(slices.Chunk(unique, size))...)
+}
+
+// dateRunID reports whether a run id is one the scheduler makes from a date, which other DAGs'
+// runs share: scheduled__, backfill__, dataset_triggered__ (Airflow 2), asset_triggered__ (3).
+func dateRunID(id string) bool {
+	kind, _, ok := strings.Cut(id, "__")
+	if !ok {
+		return false
+	}
+	switch kind {
+	case "scheduled", "backfill", "dataset_triggered", "asset_triggered":
+		return true
+	}
+	return false
 }
 
 func (c *Client) batch(ctx context.Context, info ServerInfo, runs []RunRef) ([]TaskInstance, error) {

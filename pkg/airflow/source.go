@@ -27,7 +27,15 @@ type Options struct {
 	Exclude *regexp.Regexp
 	UIURL   *url.URL     // base of links to runs (default: Client.URL)
 	Log     *slog.Logger // used by the client unless Client.Log is set
+	// MaxTriesReads bounds the tries calls of one List (default DefaultMaxTriesReads). A cold
+	// process would otherwise read the tries of every retried task instance of the estate, one
+	// call each; past the bound, the earlier tries not read are recorded as a gap (MissedTries),
+	// never invented, and read by a later poll when their run changes again.
+	MaxTriesReads int
 }
+
+// DefaultMaxTriesReads is MaxTriesReads' default: a few seconds of calls per poll.
+const DefaultMaxTriesReads = 200
 
 // Source is an Airflow (2, 3 or Cloud Composer) as the poll engine sees it: poll.Source,
 // poll.APICounter and poll.HistoryFiller.
@@ -36,7 +44,7 @@ type Options struct {
 // pages of finished runs updated since the window start (ended in it, on servers before 2.6),
 // the pages of task instances updated since then (the change feed, 2.6+), batch calls for the
 // task instances of the runs that need them, and one tries call per task instance that moved to
-// a new try (2.10+). A run needs its task instances when the feed shows a change in it, when its
+// a new try (2.10+; at most MaxTriesReads per poll). A run needs its task instances when the feed shows a change in it, when its
 // run-level fields changed, or when this process has not read it yet; the others keep the
 // fingerprint this process computed last (no task instance updated since the window start means
 // none since then), so an unchanged run costs neither task-instance bytes nor state-store
@@ -56,6 +64,11 @@ type Source struct {
 
 	mu   sync.Mutex
 	memo map[string]*memo // by run key: what this process last read
+
+	log       *slog.Logger
+	maxTries  int
+	triesLeft int // tries calls this poll may still make (under mu; List starts a poll)
+	triesSkip int // tries calls this poll left out
 }
 
 // memo is what this process remembers of a run: its fingerprint (with the run-level part apart)
@@ -86,7 +99,14 @@ func New(o Options) (*Source, error) {
 	if o.UIURL == nil {
 		o.UIURL = o.Client.URL
 	}
-	return &Source{c: c, instance: o.Instance, include: o.Include, exclude: o.Exclude, ui: o.UIURL, memo: map[string]*memo{}}, nil
+	if o.MaxTriesReads <= 0 {
+		o.MaxTriesReads = DefaultMaxTriesReads
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Source{c: c, instance: o.Instance, include: o.Include, exclude: o.Exclude, ui: o.UIURL, memo: map[string]*memo{},
+		log: o.Log, maxTries: o.MaxTriesReads, triesLeft: o.MaxTriesReads}, nil
 }
 
 // Client returns the API client (the benchmarks read the same pages through it).
@@ -112,6 +132,18 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	s.triesLeft, s.triesSkip = s.maxTries, 0
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		skipped := s.triesSkip
+		s.mu.Unlock()
+		if skipped > 0 {
+			s.log.WarnContext(ctx, "tries reads of this poll reached their bound: the earlier tries of the other retried task instances are recorded as missed",
+				"source", s.Name(), "tries_reads", s.maxTries, "left_out", skipped)
+		}
+	}()
 	runs, err := s.listRuns(ctx, info, w)
 	if err != nil {
 		return nil, err
@@ -284,7 +316,7 @@ func (s *Source) earlierTries(ctx context.Context, info ServerInfo, key string, 
 		}
 		node := NodeID(t.TaskID, t.MapIndex)
 		known := s.knownTries(key, node, t.TryNumber)
-		if len(known) < t.TryNumber-1 {
+		if len(known) < t.TryNumber-1 && s.takeTriesRead() {
 			rows, err := s.c.Tries(ctx, run.RunRef, t.TaskID, t.MapIndex)
 			if err != nil {
 				return nil, err
@@ -294,6 +326,18 @@ func (s *Source) earlierTries(ctx context.Context, info ServerInfo, key string, 
 		out = append(out, known...)
 	}
 	return out, nil
+}
+
+// takeTriesRead reports whether this poll may make one more tries call, and counts it.
+func (s *Source) takeTriesRead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.triesLeft <= 0 {
+		s.triesSkip++
+		return false
+	}
+	s.triesLeft--
+	return true
 }
 
 // knownTries returns the remembered finished tries of node below current.

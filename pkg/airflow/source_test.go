@@ -1,6 +1,7 @@
 package airflow_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -663,6 +664,97 @@ func TestRunFieldsBothAPIs(t *testing.T) {
 			if r.ExternalTrigger != nil {
 				t.Errorf("external_trigger %v on Airflow 3, which has none", *r.ExternalTrigger)
 			}
+		}
+	})
+}
+
+// A cold process reads the tries of retried task instances one call each: a poll makes at most
+// MaxTriesReads of them, and records the tries it did not read as a gap, never inventing them.
+func TestTriesReadsBoundedPerPoll(t *testing.T) {
+	e := newEnv(t, envOpts{source: func(o *airflow.Options) { o.MaxTriesReads = 2 }})
+	for i := range 5 {
+		run := fmt.Sprintf("r%d", i)
+		e.trigger("etl", run, task("load", 3))
+		e.must(e.sim.SetRunState("etl", run, airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", run, "load").Advance(S, Q, R, airflowsim.UpForRetry, S, Q, R, airflowsim.UpForRetry, S, Q, R))
+	}
+	e.advance(time.Minute)
+	_, deltas := e.poll()
+	if n := len(e.requests("/tries")); n != 2 {
+		t.Fatalf("%d tries calls in one poll, want the bound of 2", n)
+	}
+	withTries, gaps := 0, 0
+	for _, d := range deltas {
+		var attempts []int
+		var missed string
+		for _, ev := range d.Events {
+			if ev.NodeID == "load" {
+				attempts = append(attempts, ev.Attempt)
+				if ev.Attempt == 3 && ev.Airflow != nil {
+					missed = fmt.Sprint(ev.Airflow.MissedTries)
+				}
+			}
+		}
+		switch {
+		case len(attempts) == 3 && missed == "[]":
+			withTries++
+		case len(attempts) == 1 && missed == "[1 2]":
+			gaps++
+		default:
+			t.Errorf("run %s: attempts %v, try 3 missed %s; want all three tries, or try 3 with [1 2] missed", d.Run.Name, attempts, missed)
+		}
+	}
+	if withTries != 2 || gaps != 3 {
+		t.Errorf("%d runs with their earlier tries and %d with a recorded gap, want 2 and 3", withTries, gaps)
+	}
+}
+
+// The batch query crosses its dag_ids with its dag_run_ids: asking for (a, day 1) and (b, day 2)
+// together would also bring the task instances of (a, day 2) and (b, day 1). Requests never name
+// a date-made run id beside a DAG that was not asked for it.
+func TestBatchNeverCrossesDAGsWithOtherDates(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		days := []string{"scheduled__2026-11-22T00:00:00+00:00", "scheduled__2026-11-23T00:00:00+00:00"}
+		var want []airflow.RunRef
+		for i, dag := range []string{"a", "b", "c"} {
+			for _, day := range days {
+				e.trigger(dag, day, task("t1", 0), task("t2", 0))
+			}
+			want = append(want, airflow.RunRef{DagID: dag, RunID: days[i%2]})
+			e.trigger(dag, "manual__"+dag, task("t1", 0))
+			want = append(want, airflow.RunRef{DagID: dag, RunID: "manual__" + dag})
+		}
+		e.sim.ResetRequests()
+		got, err := e.src.Client().RunTaskInstances(t.Context(), want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		asked := map[airflow.RunRef]bool{}
+		for _, r := range want {
+			asked[r] = true
+			if n := len(got[r]); n == 0 {
+				t.Errorf("run %s: no task instance", r)
+			}
+		}
+		for _, req := range e.requests("taskInstances/list") {
+			var body struct {
+				Dags []string `json:"dag_ids"`
+				IDs  []string `json:"dag_run_ids"`
+			}
+			if err := json.Unmarshal(req.Body, &body); err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range body.Dags {
+				for _, id := range body.IDs {
+					if r := (airflow.RunRef{DagID: d, RunID: id}); strings.HasPrefix(id, "scheduled__") && !asked[r] {
+						t.Errorf("a batch request names %s, a run not asked for (dag_ids %v x dag_run_ids %v)", r, body.Dags, body.IDs)
+					}
+				}
+			}
+		}
+		if n := len(e.requests("taskInstances/list")); n > 3 {
+			t.Errorf("%d batch requests for 2 dates and 3 manual runs, want at most 3", n)
 		}
 	})
 }

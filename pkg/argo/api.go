@@ -41,6 +41,16 @@ var listFieldsNoNodes = "metadata," + prefixed("items.", slices.DeleteFunc(slice
 	return f == "status.nodes" || f == "status.compressedNodes"
 }))
 
+// slimFields are what tells whether a run changed, and nothing more: identity, resourceVersion
+// (the fingerprint), phase and the times the window and the archive fingerprint need. No labels:
+// which listing a row came from says whether it is labelled completed (see markCompleted). A row
+// costs about 250 bytes against kilobytes with its nodes; the runs whose fingerprint changed are
+// then read one by one (Load).
+var slimFields = "metadata," + prefixed("items.", []string{
+	"metadata.uid", "metadata.name", "metadata.namespace", "metadata.resourceVersion",
+	"status.phase", "status.startedAt", "status.finishedAt",
+})
+
 // getFields trims single-workflow answers.
 var getFields = prefixed("", workflowFields)
 
@@ -56,20 +66,35 @@ func prefixed(prefix string, fields []string) string {
 }
 
 // listPage reads one page of a workflow list, decoding items one at a time from the stream so a
-// page of large workflows is never held twice. It returns the items and the next continue value
-// ("" on the last page).
-func (s *Source) listPage(ctx context.Context, path string, q url.Values) ([]*Workflow, string, error) {
+// page of large workflows is never held twice. It returns the items, the next continue value
+// ("" on the last page) and the bytes of the answer.
+func (s *Source) listPage(ctx context.Context, path string, q url.Values) ([]*Workflow, string, int64, error) {
 	var items []*Workflow
 	var next string
+	var size int64
 	err := s.api.Do(ctx, httpx.Request{Path: path, Query: q}, func(r io.Reader) error {
+		cr := &byteCounter{r: r}
 		var err error
-		items, next, err = decodeList(r) // a retried read starts over
+		items, next, err = decodeList(cr) // a retried read starts over
+		size = cr.n
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("the response ended inside the JSON: %w", io.ErrUnexpectedEOF)
 		}
 		return err
 	})
-	return items, next, explain(err)
+	return items, next, size, explain(err)
+}
+
+// byteCounter counts what is read through it: the measured sizes the listing choice is made from.
+type byteCounter struct {
+	r io.Reader
+	n int64
+}
+
+func (c *byteCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // decodeList walks {"metadata":{"continue":…},"items":[…]} token by token.
@@ -153,7 +178,21 @@ func (s *Source) getWorkflow(ctx context.Context, ns, name, uid string) (*Workfl
 	if uid != "" {
 		q.Set("uid", uid)
 	}
-	wf, err := httpx.GetJSON[*Workflow](ctx, s.api, pathWorkflows+url.PathEscape(ns)+"/"+url.PathEscape(name), q)
+	if err := s.acquireGet(ctx); err != nil {
+		return nil, err
+	}
+	defer s.releaseGet()
+	var wf *Workflow
+	err := s.api.Do(ctx, httpx.Request{Path: pathWorkflows + url.PathEscape(ns) + "/" + url.PathEscape(name), Query: q},
+		func(r io.Reader) error {
+			wf = nil
+			cr := &byteCounter{r: r}
+			if err := json.NewDecoder(cr).Decode(&wf); err != nil {
+				return err
+			}
+			s.sizes.observeFull(cr.n, 1)
+			return nil
+		})
 	switch {
 	case httpx.IsNotFound(err):
 		return nil, nil
@@ -171,6 +210,10 @@ func (s *Source) getArchived(ctx context.Context, uid string) (*Workflow, error)
 	if s.archiveDisabled.Load() {
 		return nil, nil
 	}
+	if err := s.acquireGet(ctx); err != nil {
+		return nil, err
+	}
+	defer s.releaseGet()
 	var wf *Workflow
 	err := s.api.Do(ctx, httpx.Request{Path: pathArchived + "/" + url.PathEscape(uid), Permanent: archiveDisabled},
 		func(r io.Reader) error {

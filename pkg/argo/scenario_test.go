@@ -41,7 +41,7 @@ type scenario struct {
 	engine *poll.Engine
 }
 
-func newScenario(t *testing.T, opts argosim.Options) *scenario {
+func newScenario(t *testing.T, listing argo.Listing, opts argosim.Options) *scenario {
 	t.Helper()
 	store := firestore.New(testenv.Firestore(t))
 	h := polltest.New(t, store, t0)
@@ -53,12 +53,21 @@ func newScenario(t *testing.T, opts argosim.Options) *scenario {
 		config.Argo{URL: u, Instance: "test", Namespaces: []string{ns}, PageSize: 3},
 		config.Common{HTTPTimeout: 2 * time.Second, HTTPRetries: 2},
 		argo.WithClock(h.Clock), argo.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }),
+		argo.WithListing(listing),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &scenario{t: t, h: h, sim: sim, src: src,
 		engine: h.Engine(src, poll.Options{SourceKind: event.SourceArgo, Overlap: 5 * time.Minute, InitialLookback: time.Hour})}
+}
+
+// forListings runs a scenario on each way of listing: every guarantee must hold on both paths,
+// and on the automatic choice between them.
+func forListings(t *testing.T, fn func(*testing.T, argo.Listing)) {
+	for _, l := range []argo.Listing{argo.ListingFull, argo.ListingChanged, argo.ListingAuto} {
+		t.Run(string(l), func(t *testing.T) { fn(t, l) })
+	}
 }
 
 // min returns t0 plus m minutes.
@@ -150,7 +159,11 @@ func expect(t *testing.T, when string, got []string, want ...string) {
 }
 
 func TestScenarioShortTaskAndTaskInsideWindow(t *testing.T) {
-	s := newScenario(t, argosim.Options{Seed: 1})
+	forListings(t, testScenarioShortTaskAndTaskInsideWindow)
+}
+
+func testScenarioShortTaskAndTaskInsideWindow(t *testing.T, listing argo.Listing) {
+	s := newScenario(t, listing, argosim.Options{Seed: 1})
 	s.put("wf-a", "Running", 0, -1, node("wf-a", "long", argosim.NodeTypePod, "Running", 0, -1, ""))
 	expect(t, "first poll", s.pollAt(1), "wf-a/wf-a >Running", "wf-a/long >Running")
 
@@ -184,7 +197,11 @@ func TestScenarioShortTaskAndTaskInsideWindow(t *testing.T) {
 }
 
 func TestScenarioLongTaskStartedBeforeTheWindow(t *testing.T) {
-	s := newScenario(t, argosim.Options{Seed: 2})
+	forListings(t, testScenarioLongTaskStartedBeforeTheWindow)
+}
+
+func testScenarioLongTaskStartedBeforeTheWindow(t *testing.T, listing argo.Listing) {
+	s := newScenario(t, listing, argosim.Options{Seed: 2})
 	// FARM starts while a task that began long before its first window is running: its
 	// running state is recorded, not lost.
 	s.put("wf-b", "Running", -300, -1, node("wf-b", "train", argosim.NodeTypePod, "Running", -290, -1, ""))
@@ -198,7 +215,11 @@ func TestScenarioLongTaskStartedBeforeTheWindow(t *testing.T) {
 }
 
 func TestScenarioDownLongerThanTheOverlap(t *testing.T) {
-	s := newScenario(t, argosim.Options{Seed: 3})
+	forListings(t, testScenarioDownLongerThanTheOverlap)
+}
+
+func testScenarioDownLongerThanTheOverlap(t *testing.T, listing argo.Listing) {
+	s := newScenario(t, listing, argosim.Options{Seed: 3})
 	s.put("wf-c", "Running", 0, -1, node("wf-c", "a", argosim.NodeTypePod, "Running", 0, -1, ""))
 	expect(t, "before", s.pollAt(1), "wf-c/wf-c >Running", "wf-c/a >Running")
 
@@ -211,8 +232,10 @@ func TestScenarioDownLongerThanTheOverlap(t *testing.T) {
 	expect(t, "next", s.pollAt(182))
 }
 
-func TestScenarioRetriesAndArgoRetry(t *testing.T) {
-	s := newScenario(t, argosim.Options{Seed: 4})
+func TestScenarioRetriesAndArgoRetry(t *testing.T) { forListings(t, testScenarioRetriesAndArgoRetry) }
+
+func testScenarioRetriesAndArgoRetry(t *testing.T, listing argo.Listing) {
+	s := newScenario(t, listing, argosim.Options{Seed: 4})
 	retry := func(phase argosim.NodePhase, end int, attempts ...argosim.NodeStatus) []argosim.NodeStatus {
 		var kids []string
 		for _, a := range attempts {
@@ -243,6 +266,10 @@ func TestScenarioRetriesAndArgoRetry(t *testing.T) {
 }
 
 func TestScenarioCompletedWorkflowListedWithoutNodes(t *testing.T) {
+	forListings(t, testScenarioCompletedWorkflowListedWithoutNodes)
+}
+
+func testScenarioCompletedWorkflowListedWithoutNodes(t *testing.T, listing argo.Listing) {
 	for _, tc := range []struct {
 		name string
 		opts argosim.Options
@@ -251,7 +278,7 @@ func TestScenarioCompletedWorkflowListedWithoutNodes(t *testing.T) {
 		{"GET 404, then the archive by uid", argosim.Options{Seed: 5, NoArchiveFallback: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScenario(t, tc.opts)
+			s := newScenario(t, listing, tc.opts)
 			s.put("wf-e", "Running", 0, -1, node("wf-e", "a", argosim.NodeTypePod, "Running", 0, -1, ""))
 			expect(t, "running", s.pollAt(1), "wf-e/wf-e >Running", "wf-e/a >Running")
 			s.put("wf-e", "Succeeded", 0, 2, node("wf-e", "a", argosim.NodeTypePod, "Succeeded", 0, 2, ""))
@@ -266,8 +293,10 @@ func TestScenarioCompletedWorkflowListedWithoutNodes(t *testing.T) {
 	}
 }
 
-func TestScenarioCompressedNodes(t *testing.T) {
-	s := newScenario(t, argosim.Options{Seed: 6})
+func TestScenarioCompressedNodes(t *testing.T) { forListings(t, testScenarioCompressedNodes) }
+
+func testScenarioCompressedNodes(t *testing.T, listing argo.Listing) {
+	s := newScenario(t, listing, argosim.Options{Seed: 6})
 	s.put("wf-z", "Running", 0, -1, node("wf-z", "a", argosim.NodeTypePod, "Succeeded", 0, 1, ""), node("wf-z", "b", argosim.NodeTypePod, "Running", 1, -1, ""))
 	if err := s.sim.SetNodeStorage(ns, "wf-z", argosim.StorageCompressed); err != nil {
 		t.Fatal(err)
@@ -276,7 +305,11 @@ func TestScenarioCompressedNodes(t *testing.T) {
 }
 
 func TestScenarioWorkflowArrivesMidListing(t *testing.T) {
-	s := newScenario(t, argosim.Options{Seed: 7})
+	forListings(t, testScenarioWorkflowArrivesMidListing)
+}
+
+func testScenarioWorkflowArrivesMidListing(t *testing.T, listing argo.Listing) {
+	s := newScenario(t, listing, argosim.Options{Seed: 7})
 	for i := range 7 {
 		s.put(fmt.Sprintf("wf-%d", i), "Running", i, -1)
 	}
@@ -317,9 +350,13 @@ func (s *scenario) allRuns() map[string]int {
 }
 
 func TestScenarioAPIFailuresKeepTheCursor(t *testing.T) {
+	forListings(t, testScenarioAPIFailuresKeepTheCursor)
+}
+
+func testScenarioAPIFailuresKeepTheCursor(t *testing.T, listing argo.Listing) {
 	for _, kind := range []argosim.FaultKind{argosim.FaultInternal, argosim.FaultHang, argosim.FaultMalformed} {
 		t.Run(fmt.Sprint(kind), func(t *testing.T) {
-			s := newScenario(t, argosim.Options{Seed: 8})
+			s := newScenario(t, listing, argosim.Options{Seed: 8})
 			s.put("wf-f", "Running", 0, -1, node("wf-f", "a", argosim.NodeTypePod, "Running", 0, -1, ""))
 			s.pollAt(1)
 			s.put("wf-f", "Succeeded", 0, 2, node("wf-f", "a", argosim.NodeTypePod, "Succeeded", 0, 2, ""))
@@ -346,7 +383,11 @@ func TestScenarioAPIFailuresKeepTheCursor(t *testing.T) {
 }
 
 func TestScenarioCrashBetweenPublishAndCommit(t *testing.T) {
-	s := newScenario(t, argosim.Options{Seed: 10})
+	forListings(t, testScenarioCrashBetweenPublishAndCommit)
+}
+
+func testScenarioCrashBetweenPublishAndCommit(t *testing.T, listing argo.Listing) {
+	s := newScenario(t, listing, argosim.Options{Seed: 10})
 	s.h.Store = polltest.NewCrashOnce(firestore.New(testenv.Firestore(t)))
 	s.engine = s.h.Engine(s.src, poll.Options{SourceKind: event.SourceArgo})
 	s.put("wf-k", "Running", 0, -1, node("wf-k", "a", argosim.NodeTypePod, "Succeeded", 0, 1, ""))
@@ -379,8 +420,10 @@ func ids(events []event.TaskEvent) []string {
 	return out
 }
 
-func TestScenarioOverlappingPolls(t *testing.T) {
-	s := newScenario(t, argosim.Options{Seed: 9})
+func TestScenarioOverlappingPolls(t *testing.T) { forListings(t, testScenarioOverlappingPolls) }
+
+func testScenarioOverlappingPolls(t *testing.T, listing argo.Listing) {
+	s := newScenario(t, listing, argosim.Options{Seed: 9})
 	s.put("wf-o", "Running", 0, -1)
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once

@@ -14,6 +14,26 @@
 //   - runs active at the last poll that are in neither list are fetched one by one (Fetch).
 //
 // Rows are de-duplicated by uid: offset paging repeats rows when runs start mid-listing.
+//
+// # Two listings: full, or changed runs only
+//
+// A full listing carries every row's nodes: its cost is the estate's size, whatever changed. The
+// changed-runs listing asks for slim rows (slimFields: identity, resourceVersion, phase, times;
+// ~250 bytes) and then GETs, with `fields`, at most FARM_ARGO_FETCH_PARALLELISM at a time and
+// retried like every call, only the runs whose fingerprint differs from the index (Load). Both
+// give the same fingerprints, so a poll may take either whatever the previous one took.
+//
+// With FARM_ARGO_LISTING=auto (the default) each poll chooses, from sizes it measured (mean bytes
+// of a full row, from full listings and GETs; GetOverhead per GET for the request and its round
+// trip):
+//
+//   - a poll that knows no fingerprint (the first poll, a replay) lists in full;
+//   - otherwise it lists slim, counts the n rows and the c whose fingerprint changed, and
+//     reads the c runs by GET when c × (full row + GetOverhead) ≤ n × full row, else lists again
+//     in full (while no full row was measured yet: when c ≤ n/2);
+//   - a full listing keeps the nodes of changed rows only, gzipped until Load, and only up to
+//     FullListingBudget bytes of them: past that, its remaining pages are asked for slim and their
+//     changed runs are read by GET, so memory stays bounded whatever the estate's size.
 package argo
 
 import (
@@ -24,6 +44,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,12 +56,50 @@ import (
 
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
+	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/state"
 )
 
 // maxPages stops a listing that never ends (a server that keeps returning a continue offset).
 const maxPages = 100_000
+
+// Listing is how a poll lists workflows (FARM_ARGO_LISTING).
+type Listing string
+
+// Listings.
+const (
+	// ListingAuto chooses per poll between the two from measured sizes (see the package doc).
+	ListingAuto Listing = "auto"
+	// ListingFull lists every row with its nodes.
+	ListingFull Listing = "full"
+	// ListingChanged lists slim rows and GETs the runs whose fingerprint changed.
+	ListingChanged Listing = "changed"
+)
+
+// ParseListing checks a FARM_ARGO_LISTING value ("" is auto).
+func ParseListing(v string) (Listing, error) {
+	switch l := Listing(v); l {
+	case "":
+		return ListingAuto, nil
+	case ListingAuto, ListingFull, ListingChanged:
+		return l, nil
+	}
+	return "", fmt.Errorf("argo: listing %q is not auto, full or changed", v)
+}
+
+// GetOverhead is what one GET costs beyond its body, in bytes of a listing: the request, the
+// headers and a round trip. It tips the choice towards one full listing when most runs changed.
+const GetOverhead = 1 << 10
+
+// FullListingBudget bounds the nodes a full listing keeps for Load, gzipped (about a tenth of
+// their JSON: some 60,000 runs of 50 tasks). The rest of the listing goes slim and its changed
+// runs are read one by one: a cold poll of any size holds at most this much of them at once.
+const FullListingBudget = 96 << 20
+
+// defaultSlimRow and the zero full-row size stand in until a listing measured them.
+const defaultSlimRow = 300
 
 // Source is one Argo Server. It is safe for concurrent use.
 type Source struct {
@@ -50,9 +109,43 @@ type Source struct {
 	log              *slog.Logger
 	fetchParallelism int
 
+	listing    Listing
+	fullBudget int64         // FullListingBudget (tests lower it)
+	gets       chan struct{} // bounds concurrent GETs (Load and Fetch together)
+	sizes      sizes
+
 	pending         pendingNodes // listed workflows awaiting Load, by snapshot
 	archiveDisabled atomic.Bool  // the server said it has no archive
 	legacyWindow    atomic.Bool  // the server cannot filter live workflows by start time
+}
+
+// sizes are the measured mean bytes of a listed row, slim and full (the full one also from GETs).
+type sizes struct {
+	mu         sync.Mutex
+	slim, full float64 // 0: not measured yet
+}
+
+// observe folds a page or a GET of rows rows and n bytes into a mean that follows the estate.
+func observe(mean *float64, n int64, rows int) {
+	if rows <= 0 {
+		return
+	}
+	v := float64(n) / float64(rows)
+	if *mean == 0 {
+		*mean = v
+		return
+	}
+	w := min(float64(rows)/200, 1) * 0.5 // a page of 200 rows moves the mean by half
+	*mean += w * (v - *mean)
+}
+
+func (z *sizes) observeFull(n int64, rows int) { z.mu.Lock(); observe(&z.full, n, rows); z.mu.Unlock() }
+func (z *sizes) observeSlim(n int64, rows int) { z.mu.Lock(); observe(&z.slim, n, rows); z.mu.Unlock() }
+
+func (z *sizes) get() (slim, full float64) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.slim, z.full
 }
 
 var (
@@ -65,6 +158,8 @@ type options struct {
 	log              *slog.Logger
 	fetchParallelism int
 	podNameFormat    string
+	listing          Listing
+	fullBudget       int64
 }
 
 // Option configures a Source.
@@ -94,8 +189,16 @@ func WithHTTPOptions(opts ...httpx.Option) Option {
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithFetchParallelism bounds concurrent GETs in Fetch (default 4).
+// WithFetchParallelism bounds concurrent GETs: the changed runs' follow-up reads and Fetch
+// together (default 8, FARM_ARGO_FETCH_PARALLELISM).
 func WithFetchParallelism(n int) Option { return func(o *options) { o.fetchParallelism = n } }
+
+// WithFullListingBudget sets the raw node bytes a full listing keeps (default FullListingBudget);
+// the benchmark lifts it to measure the listing of earlier versions, which kept every row's nodes.
+func WithFullListingBudget(n int64) Option { return func(o *options) { o.fullBudget = n } }
+
+// WithListing sets how polls list (default ListingAuto, FARM_ARGO_LISTING).
+func WithListing(l Listing) Option { return func(o *options) { o.listing = l } }
 
 // WithDefaultPodNameFormat is the controller's POD_NAMES ("v1" or "v2", Argo's default), used for
 // workflows that lack the pod-name-format annotation.
@@ -112,9 +215,16 @@ func New(cfg config.Argo, common config.Common, opts ...Option) (*Source, error)
 	if cfg.PageSize < 1 {
 		return nil, fmt.Errorf("argo: page size must be positive, got %d", cfg.PageSize)
 	}
-	o := options{log: slog.Default(), fetchParallelism: 4}
+	o := options{log: slog.Default(), fetchParallelism: cfg.FetchParallelism, listing: Listing(cfg.Listing), fullBudget: FullListingBudget}
+	if o.fetchParallelism == 0 {
+		o.fetchParallelism = 8
+	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	listing, err := ParseListing(string(o.listing))
+	if err != nil {
+		return nil, err
 	}
 	if o.fetchParallelism < 1 {
 		return nil, fmt.Errorf("argo: fetch parallelism must be positive, got %d", o.fetchParallelism)
@@ -140,6 +250,9 @@ func New(cfg config.Argo, common config.Common, opts ...Option) (*Source, error)
 		mapper:           Mapper{Instance: cfg.Instance, UIURL: cfg.UIURL, DefaultPodNameFormat: o.podNameFormat},
 		log:              o.log,
 		fetchParallelism: o.fetchParallelism,
+		listing:          listing,
+		fullBudget:       o.fullBudget,
+		gets:             make(chan struct{}, o.fetchParallelism),
 		pending:          pendingNodes{m: make(map[weak.Pointer[poll.Snapshot]]*Workflow)},
 	}, nil
 }
@@ -156,17 +269,62 @@ func (s *Source) APIStats() (calls, bytes int64) {
 // Stats returns the HTTP client's counters, retries included.
 func (s *Source) Stats() httpx.Stats { return s.api.Stats() }
 
-// List returns every active workflow and every workflow that started within w.
+// List returns every active workflow and every workflow that started within w, listed in full
+// or slim as the package doc says.
 func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, error) {
 	if !w.Until.IsZero() && w.Until.Before(w.Since) {
 		return nil, fmt.Errorf("argo: window until %s is before since %s", w.Until.Format(time.RFC3339), w.Since.Format(time.RFC3339))
 	}
+	full := s.listing == ListingFull || (s.listing == ListingAuto && len(w.Known) == 0)
+	p := &pass{src: s, known: w.Known, full: full, budget: s.fullBudget}
+	set, err := s.listAll(ctx, w, p)
+	if err != nil {
+		return nil, err
+	}
+	if !full && s.listing == ListingAuto {
+		n, c := len(set.order), p.changed
+		if slim, row := s.sizes.get(); s.fullCheaper(n, c, row) {
+			s.log.DebugContext(ctx, "most listed runs changed: listing again in full", "source", s.Name(),
+				"runs", n, "changed", c, "slim_row_bytes", int(slim), "full_row_bytes", int(row))
+			p = &pass{src: s, known: w.Known, full: true, budget: s.fullBudget}
+			if set, err = s.listAll(ctx, w, p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := make([]*poll.Snapshot, 0, len(set.order))
+	for _, uid := range set.order {
+		wf := set.byUID[uid]
+		snap := s.snapshot(wf, 0)
+		if wf.Status.hasNodeData() {
+			// Only rows that carry nodes wait for Load; the others (slim rows, unchanged ones)
+			// are read by reference if they must be, and cost nothing more per run meanwhile.
+			s.pending.put(snap, wf)
+		}
+		out = append(out, snap)
+	}
+	return out, nil
+}
+
+// fullCheaper reports whether listing n rows in full costs less than GETting the c that changed,
+// given the measured bytes of a full row (0: not measured yet).
+func (s *Source) fullCheaper(n, c int, fullRow float64) bool {
+	if c == 0 {
+		return false
+	}
+	if fullRow <= 0 {
+		return 2*c > n
+	}
+	return float64(c)*(fullRow+GetOverhead) > float64(n)*fullRow
+}
+
+func (s *Source) listAll(ctx context.Context, w poll.Window, p *pass) (*runSet, error) {
 	set := newRunSet()
 	for _, ns := range s.namespaces() {
-		if err := s.listLive(ctx, ns, s.selector(LabelCompleted+"!=true"), "", listFields, nil, set); err != nil {
+		if err := s.listLive(ctx, ns, s.selector(LabelCompleted+"!=true"), "", listFields, false, nil, p, set); err != nil {
 			return nil, fmt.Errorf("argo: list active workflows%s: %w", inNamespace(ns), err)
 		}
-		if err := s.listWindow(ctx, ns, w, set); err != nil {
+		if err := s.listWindow(ctx, ns, w, p, set); err != nil {
 			return nil, fmt.Errorf("argo: list workflows started since %s%s: %w", w.Since.UTC().Format(time.RFC3339), inNamespace(ns), err)
 		}
 		if w.Backfill {
@@ -175,14 +333,69 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 			}
 		}
 	}
-	out := make([]*poll.Snapshot, 0, len(set.order))
-	for _, uid := range set.order {
-		wf := set.byUID[uid]
-		snap := s.snapshot(wf, 0)
-		s.pending.put(snap, wf)
-		out = append(out, snap)
+	return set, nil
+}
+
+// pass is one listing of a poll. A full pass keeps the nodes of changed rows until budget is
+// spent, then asks for slim pages; the nodes of unchanged rows are dropped at once (they will
+// not be loaded).
+type pass struct {
+	src     *Source
+	known   state.Index
+	full    bool
+	budget  int64
+	changed int // rows whose fingerprint the index does not know
+}
+
+// fields is what to ask a page for: fullFields, or slim rows once the pass is slim.
+func (p *pass) fields(fullFields string) string {
+	if p.full {
+		return fullFields
 	}
-	return out, nil
+	return slimFields
+}
+
+// isChanged applies the engine's rule: a run is loaded unless the index holds its fingerprint.
+func (p *pass) isChanged(wf *Workflow) bool {
+	if len(p.known) == 0 {
+		return true
+	}
+	e, ok := p.known[p.src.key(wf)]
+	return !ok || e.Fingerprint != Fingerprint(wf, 0)
+}
+
+// page accounts for one decoded page, asked with fields, of size bytes.
+func (p *pass) page(items []*Workflow, fields string, size int64, completed bool) {
+	if fields == slimFields {
+		p.src.sizes.observeSlim(size, len(items))
+	} else if fields == listFields {
+		p.src.sizes.observeFull(size, len(items))
+	}
+	for _, wf := range items {
+		if fields == slimFields && completed && wf.Metadata.Labels == nil {
+			// The listing's selector says what the slim row leaves out.
+			wf.Metadata.Labels = map[string]string{LabelCompleted: "true"}
+		}
+		if !p.isChanged(wf) {
+			wf.Status.Nodes, wf.Status.CompressedNodes = nil, ""
+			continue
+		}
+		p.changed++
+		if fields == listFields {
+			wf.Status.pack()
+			p.budget -= int64(len(wf.Status.packed) + len(wf.Status.CompressedNodes))
+			if p.budget <= 0 && p.full {
+				p.full = false
+				p.src.log.Info("full listing reached its node budget: the rest of the listing is slim, its changed runs are read one by one",
+					"source", p.src.Name(), "budget_bytes", p.src.fullBudget)
+			}
+		}
+	}
+}
+
+// key is the engine's key of a workflow's run (event.Run.Key).
+func (s *Source) key(wf *Workflow) string {
+	return event.SourceArgo + "/" + s.cfg.Instance + "/" + wf.Metadata.Namespace + "/" + wf.Metadata.UID
 }
 
 // namespaces returns the configured namespaces; "" lists all of them.
@@ -210,10 +423,10 @@ func (s *Source) selector(req string) string {
 
 // listWindow lists completed workflows that started within w. Active ones are not asked for
 // again: the active listing has them all.
-func (s *Source) listWindow(ctx context.Context, ns string, w poll.Window, set *runSet) error {
+func (s *Source) listWindow(ctx context.Context, ns string, w poll.Window, p *pass, set *runSet) error {
 	label := s.selector(LabelCompleted + "=true")
 	if !s.legacyWindow.Load() {
-		err := s.listLive(ctx, ns, label, windowSelector(w), listFields, nil, set)
+		err := s.listLive(ctx, ns, label, windowSelector(w), listFields, true, nil, p, set)
 		if !fieldSelectorUnsupported(err) {
 			return err
 		}
@@ -221,7 +434,7 @@ func (s *Source) listWindow(ctx context.Context, ns string, w poll.Window, set *
 		s.log.WarnContext(ctx, "the Argo Server cannot filter workflows by start time (older than 3.5.7): listing completed workflows unfiltered and filtering here", "source", s.Name(), "error", err)
 	}
 	// Most rows fall outside the window: leave their nodes on the server, Load GETs the few kept.
-	return s.listLive(ctx, ns, label, "", listFieldsNoNodes, inWindow(w), set)
+	return s.listLive(ctx, ns, label, "", listFieldsNoNodes, true, inWindow(w), p, set)
 }
 
 // windowSelector is the field selector of w: inclusive on the server, so since is rounded down and
@@ -253,15 +466,20 @@ func inWindow(w poll.Window) func(*Workflow) bool {
 }
 
 // listLive pages through GET /api/v1/workflows/{ns}, adding rows that keep accepts (nil: all).
-func (s *Source) listLive(ctx context.Context, ns, labels, fieldSel, fields string, keep func(*Workflow) bool, set *runSet) error {
-	q := url.Values{"fields": {fields}}
+// fullFields is what a full page asks for; completed says the selector asks for completed rows.
+func (s *Source) listLive(ctx context.Context, ns, labels, fieldSel, fullFields string, completed bool, keep func(*Workflow) bool, p *pass, set *runSet) error {
+	q := url.Values{}
 	if labels != "" {
 		q["listOptions.labelSelector"] = []string{labels}
 	}
 	if fieldSel != "" {
 		q["listOptions.fieldSelector"] = []string{fieldSel}
 	}
-	return s.paginate(ctx, pathWorkflows+url.PathEscape(ns), q, keep, set)
+	return s.paginate(ctx, pathWorkflows+url.PathEscape(ns), q, keep, set, func(q url.Values) func([]*Workflow, int64) {
+		fields := p.fields(fullFields)
+		q.Set("fields", fields)
+		return func(items []*Workflow, size int64) { p.page(items, fields, size, completed) }
+	})
 }
 
 // listArchived pages through GET /api/v1/archived-workflows for w. The namespace goes in the field
@@ -281,24 +499,34 @@ func (s *Source) listArchived(ctx context.Context, ns string, w poll.Window, set
 	if len(fields) > 0 {
 		q["listOptions.fieldSelector"] = []string{strings.Join(fields, ",")}
 	}
-	return s.paginate(ctx, pathArchived, q, nil, set)
+	return s.paginate(ctx, pathArchived, q, nil, set, nil)
 }
 
-func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep func(*Workflow) bool, set *runSet) error {
+// paginate reads every page of path. perPage, when set, adjusts each page's query before it is
+// sent and returns what to do with the rows the page keeps.
+func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep func(*Workflow) bool, set *runSet,
+	perPage func(url.Values) func([]*Workflow, int64)) error {
 	q["listOptions.limit"] = []string{strconv.Itoa(s.cfg.PageSize)}
 	cont := ""
 	for range maxPages {
 		if cont != "" {
 			q["listOptions.continue"] = []string{cont}
 		}
-		items, next, err := s.listPage(ctx, path, q)
+		var onPage func([]*Workflow, int64)
+		if perPage != nil {
+			onPage = perPage(q)
+		}
+		items, next, size, err := s.listPage(ctx, path, q)
 		if err != nil {
 			return err
 		}
+		if keep != nil {
+			items = slices.DeleteFunc(items, func(wf *Workflow) bool { return !keep(wf) })
+		}
+		if onPage != nil {
+			onPage(items, size)
+		}
 		for _, wf := range items {
-			if keep != nil && !keep(wf) {
-				continue
-			}
 			if err := set.add(wf); err != nil {
 				return err
 			}
@@ -388,6 +616,18 @@ func (s *Source) getFull(ctx context.Context, ns, name, uid string) (*Workflow, 
 	return wf, nil
 }
 
+// acquireGet waits for a free slot among the FARM_ARGO_FETCH_PARALLELISM GETs.
+func (s *Source) acquireGet(ctx context.Context) error {
+	select {
+	case s.gets <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Source) releaseGet() { <-s.gets }
+
 func wrapGet(err error, ns, name string) error {
 	if err == nil {
 		return nil
@@ -400,7 +640,11 @@ func wrapGet(err error, ns, name string) error {
 // server did not rebuild) is fetched by name, then from the archive.
 func (s *Source) Load(ctx context.Context, snap *poll.Snapshot) error {
 	wf := s.pending.take(snap)
-	mustGet := wf == nil // not from this source's List: find it by reference
+	mustGet := wf == nil // listed without nodes, or not by this source: find it by reference
+	if mustGet && !snapMayHaveNodes(snap) {
+		snap.Tasks, snap.Loaded = nil, true // not started yet: no node to read
+		return nil
+	}
 	if mustGet {
 		ns, name, uid, err := parseRef(snap.Ref)
 		if err != nil {
@@ -430,6 +674,12 @@ func (s *Source) Load(ctx context.Context, snap *poll.Snapshot) error {
 	}
 	snap.Tasks, snap.Loaded = s.mapper.Tasks(wf, nodes), true
 	return nil
+}
+
+// snapMayHaveNodes is mayHaveNodes of a listed row kept only as its snapshot.
+func snapMayHaveNodes(snap *poll.Snapshot) bool {
+	p := snap.Run.Phase
+	return (p != "" && p != "Pending") || snap.Run.StartedAt != nil
 }
 
 // mayHaveNodes: a workflow not yet started has no nodes to fetch; any other one does.

@@ -280,13 +280,19 @@ func TestNextContinue(t *testing.T) {
 }
 
 func TestListLegacyServerFiltersHere(t *testing.T) {
+	for _, l := range []Listing{ListingFull, ListingChanged} {
+		t.Run(string(l), func(t *testing.T) { testListLegacyServerFiltersHere(t, l) })
+	}
+}
+
+func testListLegacyServerFiltersHere(t *testing.T, listing Listing) {
 	f := newFakeArgo(t)
 	f.legacy = true
 	for i := range 12 {
 		f.addLive(synth("argo", fmt.Sprintf("c-%05d", i), t0.Add(time.Duration(i-6)*time.Hour), 1, "Succeeded"))
 	}
 	f.addLive(synth("argo", "live-jjjj1", t0.Add(-time.Hour), 1, ""))
-	s, _ := newSource(t, f, func(c *config.Argo) { c.PageSize = 5 })
+	s, _ := newSource(t, f, func(c *config.Argo) { c.PageSize = 5 }, WithListing(listing))
 	var snaps []*poll.Snapshot
 	for range 2 {
 		var err error
@@ -305,7 +311,11 @@ func TestListLegacyServerFiltersHere(t *testing.T) {
 		if strings.Contains(q.Get("listOptions.fieldSelector"), "spec.startedAt") {
 			rejected++
 		}
-		if q.Get("listOptions.labelSelector") == LabelCompleted+"=true" && q.Get("listOptions.fieldSelector") == "" && q.Get("fields") != listFieldsNoNodes {
+		noNodes := listFieldsNoNodes
+		if listing == ListingChanged {
+			noNodes = slimFields
+		}
+		if q.Get("listOptions.labelSelector") == LabelCompleted+"=true" && q.Get("listOptions.fieldSelector") == "" && q.Get("fields") != noNodes {
 			t.Errorf("unfiltered listing asks for nodes: fields=%s", q.Get("fields"))
 		}
 	}
@@ -322,6 +332,12 @@ func TestListLegacyServerFiltersHere(t *testing.T) {
 }
 
 func TestLoadListedWithoutNodes(t *testing.T) {
+	for _, l := range []Listing{ListingFull, ListingChanged} {
+		t.Run(string(l), func(t *testing.T) { testLoadListedWithoutNodes(t, l) })
+	}
+}
+
+func testLoadListedWithoutNodes(t *testing.T, listing Listing) {
 	for _, tc := range []struct {
 		name          string
 		deleted       bool // the live workflow is gone (TTL)
@@ -343,7 +359,7 @@ func TestLoadListedWithoutNodes(t *testing.T) {
 			if tc.deleted {
 				f.deleteLive(uid)
 			}
-			s, _ := newSource(t, f, nil)
+			s, _ := newSource(t, f, nil, WithListing(listing))
 			snaps, err := s.List(t.Context(), window(t0, t0.Add(time.Hour), false))
 			if err != nil {
 				t.Fatal(err)
@@ -449,6 +465,12 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 func TestLoadOffloadedNodes(t *testing.T) {
+	for _, l := range []Listing{ListingFull, ListingChanged} {
+		t.Run(string(l), func(t *testing.T) { testLoadOffloadedNodes(t, l) })
+	}
+}
+
+func testLoadOffloadedNodes(t *testing.T, listing Listing) {
 	f := newFakeArgo(t)
 	wf := fixture(t, "dag-nested.json")
 	st := wf["status"].(map[string]any)
@@ -456,7 +478,7 @@ func TestLoadOffloadedNodes(t *testing.T) {
 	delete(st, "nodes")
 	st["offloadNodeStatusVersion"] = "fnv:1234567"
 	f.addLive(wf)
-	s, _ := newSource(t, f, nil)
+	s, _ := newSource(t, f, nil, WithListing(listing))
 	snaps, err := s.List(t.Context(), window(t0, t0.Add(2*time.Hour), false))
 	if err != nil || len(snaps) != 1 {
 		t.Fatalf("%v %v", names(snaps), err)

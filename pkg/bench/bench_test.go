@@ -70,7 +70,7 @@ func TestRunTinyEstates(t *testing.T) {
 		{Kind: event.SourceAirflow, Runs: 20, Tasks: 8, Churn: 0.3, DAGs: 5, Seed: 3, Interval: time.Minute},
 	} {
 		t.Run(e.Kind, func(t *testing.T) {
-			cfg := Config{Name: "tiny-" + e.Kind, Estate: e, Polls: 2, SimURL: serveSim(t, e)}
+			cfg := Config{Name: "tiny-" + e.Kind, Estate: e, Polls: 2, SimURL: serveSim(t, e), CompareFull: true}
 			rep, err := Run(t.Context(), cfg, quiet)
 			if err != nil {
 				t.Fatal(err)
@@ -88,8 +88,13 @@ func TestRunTinyEstates(t *testing.T) {
 				if res.StoreReads < res.RunsChanged || res.StoreWrites < res.RunsChanged {
 					t.Errorf("poll %d: %d reads and %d writes for %d changed runs: the store's counts are not reaching the engine", i, res.StoreReads, res.StoreWrites, res.RunsChanged)
 				}
-				if p.FloorCalls == 0 || p.FloorBytes == 0 || p.FloorBytes > res.APIBytes {
+				switch {
+				case e.Kind == event.SourceAirflow && (p.FloorCalls == 0 || p.FloorBytes == 0 || p.FloorBytes > res.APIBytes):
 					t.Errorf("poll %d: floor read %d bytes in %d calls, poll %d bytes: the floor must read the same pages, no more", i, p.FloorBytes, p.FloorCalls, res.APIBytes)
+				case e.Kind == event.SourceArgo && (p.PhysicalCalls == 0 || p.PhysicalBytes > res.APIBytes || p.PhysicalLoaded == 0):
+					t.Errorf("poll %d: physical floor read %d bytes in %d calls (%d of changed runs), poll %d bytes: it must read the slim pages and the changed runs, no more than the poll", i, p.PhysicalBytes, p.PhysicalCalls, p.PhysicalLoaded, res.APIBytes)
+				case e.Kind == event.SourceArgo && (p.FullResult.APIBytes <= res.APIBytes || p.FloorBytes <= res.APIBytes || p.Full.Wall <= 0):
+					t.Errorf("poll %d: %d bytes, the full-listing poll %d and today's floor %d: listing only the changed runs must read less", i, res.APIBytes, p.FullResult.APIBytes, p.FloorBytes)
 				}
 				if p.Poll.Wall <= 0 || p.Poll.PeakHeap == 0 || p.Poll.PeakRSS == 0 {
 					t.Errorf("poll %d: usage %+v not measured", i, p.Poll)
@@ -104,7 +109,7 @@ func TestRunTinyEstates(t *testing.T) {
 			if !strings.Contains(out.String(), "mean") || s.Polls != 2 {
 				t.Errorf("report:\n%s", out.String())
 			}
-			for _, c := range StoreChecks([]*Report{rep}) {
+			for _, c := range append(StoreChecks([]*Report{rep}), ScaleChecks(rep)...) {
 				t.Log(c)
 			}
 		})

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/pstest"
@@ -68,10 +70,58 @@ type Delivery struct {
 	Delta   *event.RunDelta
 }
 
+// During runs fn while taking what is published off the server every few milliseconds, keeping
+// the first keep messages: the in-process server would otherwise hold every message of a cold
+// poll in the measured process, which a poll publishing to Google's Pub/Sub does not. It returns
+// the messages kept, decoded.
+func (b *Bus) During(keep int, fn func() error) ([]Delivery, error) {
+	var (
+		mu   sync.Mutex
+		kept []*pstest.Message
+	)
+	take := func() {
+		msgs := b.Server.Messages()
+		if len(msgs) == 0 {
+			return
+		}
+		b.Server.ClearMessages()
+		mu.Lock()
+		kept = append(kept, msgs[:min(len(msgs), max(keep-len(kept), 0))]...)
+		mu.Unlock()
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				take()
+			}
+		}
+	})
+	err := fn()
+	close(done)
+	wg.Wait()
+	take()
+	if err != nil {
+		return nil, err
+	}
+	return decodeAll(kept)
+}
+
 // Drain returns what was published since the previous call, in publication order, and drops it
 // from the server so that a long run does not keep every message.
 func (b *Bus) Drain() ([]Delivery, error) {
 	msgs := b.Server.Messages()
+	b.Server.ClearMessages()
+	return decodeAll(msgs)
+}
+
+func decodeAll(msgs []*pstest.Message) ([]Delivery, error) {
 	out := make([]Delivery, 0, len(msgs))
 	for _, m := range msgs {
 		d, err := event.Decode(m.Data)
@@ -81,6 +131,5 @@ func (b *Bus) Drain() ([]Delivery, error) {
 		out = append(out, Delivery{Delta: d, Message: event.Message{ID: m.ID, PublishTime: m.PublishTime,
 			Attributes: m.Attributes, Data: m.Data, OrderingKey: m.OrderingKey}})
 	}
-	b.Server.ClearMessages()
 	return out, nil
 }

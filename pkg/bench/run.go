@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/state"
 )
 
 // Config is one benchmark configuration.
@@ -21,16 +23,27 @@ type Config struct {
 	Estate Estate
 	Polls  int    // measured polls, after a cold poll and one warm-up poll
 	SimURL string // base URL of a Sim serving Estate (in this process or another)
+	// CompareFull also polls the estate, at the same instants, with a second engine that lists
+	// in full (FARM_ARGO_LISTING=full, no node budget: the listing of earlier versions).
+	CompareFull bool
 }
 
-// PollFigures are one measured poll and its floor.
+// PollFigures are one measured poll and its floors.
 type PollFigures struct {
 	Poll        Usage
 	Result      poll.Result
-	Floor       Usage
+	Floor       Usage // today's floor: the full listing downloaded and decoded
 	FloorCalls  int64
 	FloorBytes  int64
 	FloorLoaded int // runs the floor decoded the nodes of (fingerprint changed)
+	// Physical is the physical floor (Argo): a slim row per run, and the changed runs in full.
+	Physical       Usage
+	PhysicalCalls  int64
+	PhysicalBytes  int64
+	PhysicalLoaded int64 // bytes of the changed runs' own GETs
+	// Full is the same poll by the engine that lists in full (CompareFull).
+	Full       Usage
+	FullResult poll.Result
 }
 
 // Report is one configuration's figures.
@@ -39,7 +52,9 @@ type Report struct {
 	Store  string // state store kind
 	Sim    Info   // the simulator after the warm-up
 	Cold   poll.Result
-	Polls  []PollFigures
+	// ColdUsage is what the cold poll cost (every run new).
+	ColdUsage Usage
+	Polls     []PollFigures
 	// Sample is what the measured polls published (up to SampleCap), for EncodeThroughput.
 	Sample []Delivery
 }
@@ -80,8 +95,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	so.instance += "-floor"
-	floorSrc, err := newSource(so)
+	fo := so
+	fo.instance += "-floor"
+	fo.listing, fo.fullBudget = argo.ListingFull, unlimited
+	floorSrc, err := newSource(fo)
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +106,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	engine := poll.New(src, store.Store, bus.Publisher, clk, log, poll.Options{SourceKind: cfg.Estate.Kind, Tenant: "bench", Overlap: Overlap})
 	m := &meter{remote: remote, clk: clk, engine: engine, src: src, bus: bus,
 		floor: &floor{src: floorSrc}, interval: cfg.Estate.Interval}
+	if cfg.isArgo() {
+		po := so
+		po.instance += "-physical"
+		po.listing = argo.ListingChanged
+		if m.physical.src, err = newSource(po); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.CompareFull && cfg.isArgo() {
+		oo := so
+		oo.instance += "-full"
+		oo.listing, oo.fullBudget = argo.ListingFull, unlimited
+		oldSrc, err := newSource(oo)
+		if err != nil {
+			return nil, err
+		}
+		m.full = poll.New(oldSrc, store.Store, bus.Publisher, clk, log, poll.Options{SourceKind: cfg.Estate.Kind, Tenant: "bench", Overlap: Overlap})
+	}
 	rep := &Report{Config: cfg, Store: store.Kind}
 	// The estate has been running for a while when FARM starts: otherwise every poll whose window
 	// reaches back to the estate's creation would see every run as changed.
@@ -102,7 +137,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cold poll: %w", err)
 	}
-	rep.Cold = cold.Result
+	rep.Cold, rep.ColdUsage = cold.Result, cold.Poll
 	for i := range warmUpPolls {
 		if _, err := m.poll(ctx); err != nil {
 			return nil, fmt.Errorf("warm-up poll %d: %w", i+1, err)
@@ -135,6 +170,8 @@ type meter struct {
 	src      source
 	bus      *Bus
 	floor    *floor
+	physical floor        // Argo: the physical floor
+	full     *poll.Engine // CompareFull: the engine that lists in full
 	interval time.Duration
 	polled   bool
 	last     []Delivery // what the last poll published
@@ -154,16 +191,35 @@ func (m *meter) poll(ctx context.Context) (PollFigures, error) {
 	}
 	var res *poll.Result
 	var err error
-	f.Poll, err = Measure(func() error {
-		res, err = m.engine.Poll(ctx, poll.Request{})
-		return err
+	m.last, err = m.bus.During(SampleCap, func() error {
+		var perr error
+		f.Poll, perr = Measure(func() error {
+			res, err = m.engine.Poll(ctx, poll.Request{})
+			return err
+		})
+		return perr
 	})
 	if err != nil {
 		return f, err
 	}
 	f.Result = *res
-	if m.last, err = m.bus.Drain(); err != nil {
-		return f, err
+	if m.full != nil {
+		if err := ResetPeakRSS(); err != nil {
+			return f, err
+		}
+		var fres *poll.Result
+		_, err = m.bus.During(0, func() error {
+			var perr error
+			f.Full, perr = Measure(func() error {
+				fres, err = m.full.Poll(ctx, poll.Request{})
+				return err
+			})
+			return perr
+		})
+		if err != nil {
+			return f, fmt.Errorf("full-listing poll: %w", err)
+		}
+		f.FullResult = *fres
 	}
 	if err := ResetPeakRSS(); err != nil {
 		return f, err
@@ -177,22 +233,49 @@ func (m *meter) poll(ctx context.Context) (PollFigures, error) {
 	})
 	calls1, bytes1 := m.floor.src.APIStats()
 	f.FloorCalls, f.FloorBytes = calls1-calls0, bytes1-bytes0
+	if err != nil || m.physical.src == nil {
+		return f, err
+	}
+	if err := ResetPeakRSS(); err != nil {
+		return f, err
+	}
+	calls0, bytes0 = m.physical.src.APIStats()
+	f.Physical, err = Measure(func() error {
+		_, err = m.physical.run(ctx, w)
+		return err
+	})
+	calls1, bytes1 = m.physical.src.APIStats()
+	f.PhysicalCalls, f.PhysicalBytes, f.PhysicalLoaded = calls1-calls0, bytes1-bytes0, m.physical.loadBytes
 	return f, err
 }
 
-// floor does only what no poll can avoid: the same list requests with the same fields, decoded by
-// the same source code, plus decoding the nodes of the runs whose fingerprint changed (a poll
-// cannot know what changed inside them without it). No store, no diff, no publish.
+// floor does only what no poll can avoid: list requests, decoded by the same source code, plus
+// decoding the nodes of the runs whose fingerprint changed (a poll cannot know what changed inside
+// them without it). No store, no diff, no publish. Today's floor lists every row with its nodes
+// (the full listing); the physical floor (slim) lists a slim row per run and GETs the changed
+// runs: what any poller of the Argo Server must transfer.
 type floor struct {
-	src source
-	fps map[string]string
+	src       source
+	fps       map[string]string
+	loadBytes int64 // slim: bytes of the last run's GETs
 }
 
 func (f *floor) run(ctx context.Context, w poll.Window) (int, error) {
+	if f.fps != nil {
+		// Both floors know what changed, as the poll does: the full listing keeps (and gzips)
+		// the nodes of changed rows only.
+		w.Known = make(state.Index, len(f.fps))
+		for k, fp := range f.fps {
+			w.Known[k] = state.IndexEntry{Fingerprint: fp}
+		}
+	}
 	snaps, err := f.src.List(ctx, w)
 	if err != nil {
 		return 0, fmt.Errorf("floor list: %w", err)
 	}
+	w.Known = nil
+	_, b0 := f.src.APIStats()
+	defer func() { _, b1 := f.src.APIStats(); f.loadBytes = b1 - b0 }()
 	next := make(map[string]string, len(snaps))
 	loaded := 0
 	for _, s := range snaps {

@@ -29,7 +29,13 @@ type sourceOptions struct {
 	log                     *slog.Logger
 	// sleep replaces the retry back-off's wait (the fidelity run's clock is simulated).
 	sleep httpx.SleepFunc
+	// listing and fullBudget choose the Argo listing ("" and 0: FARM's defaults).
+	listing    argo.Listing
+	fullBudget int64
 }
+
+// unlimited lifts the full listing's node budget: the listing of earlier versions.
+const unlimited = 1 << 62
 
 const (
 	httpRetries = 3
@@ -48,9 +54,15 @@ func newSource(o sourceOptions) (source, error) {
 	}
 	switch o.kind {
 	case event.SourceArgo:
+		opts := []argo.Option{argo.WithLogger(o.log), argo.WithHTTPOptions(hopts...)}
+		if o.listing != "" {
+			opts = append(opts, argo.WithListing(o.listing))
+		}
+		if o.fullBudget > 0 {
+			opts = append(opts, argo.WithFullListingBudget(o.fullBudget))
+		}
 		return argo.New(config.Argo{URL: u, Instance: o.instance, PageSize: argoPage},
-			config.Common{HTTPTimeout: httpTimeout, HTTPRetries: httpRetries},
-			argo.WithLogger(o.log), argo.WithHTTPOptions(hopts...))
+			config.Common{HTTPTimeout: httpTimeout, HTTPRetries: httpRetries}, opts...)
 	case event.SourceAirflow:
 		return airflow.New(airflow.Options{Instance: o.instance, Log: o.log,
 			Client: airflow.ClientOptions{URL: u, API: "v2", Clock: o.clock, Log: o.log, HTTP: hopts}})

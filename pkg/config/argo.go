@@ -16,19 +16,25 @@ type Argo struct {
 	PageSize  int      // FARM_ARGO_PAGE_SIZE
 	// LabelSelector narrows every list (FARM_ARGO_LABEL_SELECTOR), e.g. team=data.
 	LabelSelector string
+	// Listing is FARM_ARGO_LISTING: auto (default), full or changed (see pkg/argo).
+	Listing string
+	// FetchParallelism bounds the concurrent GETs of changed runs (FARM_ARGO_FETCH_PARALLELISM).
+	FetchParallelism int
 }
 
 func loadArgo(r *Reader) Argo {
 	a := Argo{
-		URL:           r.URL("FARM_ARGO_URL"),
-		Instance:      r.String("FARM_ARGO_INSTANCE", ""),
-		Namespaces:    r.List("FARM_ARGO_NAMESPACE"),
-		Token:         r.Secret("FARM_ARGO_TOKEN"),
-		TokenFile:     r.String("FARM_ARGO_TOKEN_FILE", ""),
-		CAFile:        r.String("FARM_ARGO_CA_FILE", ""),
-		UIURL:         r.URL("FARM_ARGO_UI_URL"),
-		PageSize:      r.Int("FARM_ARGO_PAGE_SIZE", 200),
-		LabelSelector: r.String("FARM_ARGO_LABEL_SELECTOR", ""),
+		URL:              r.URL("FARM_ARGO_URL"),
+		Instance:         r.String("FARM_ARGO_INSTANCE", ""),
+		Namespaces:       r.List("FARM_ARGO_NAMESPACE"),
+		Token:            r.Secret("FARM_ARGO_TOKEN"),
+		TokenFile:        r.String("FARM_ARGO_TOKEN_FILE", ""),
+		CAFile:           r.String("FARM_ARGO_CA_FILE", ""),
+		UIURL:            r.URL("FARM_ARGO_UI_URL"),
+		PageSize:         r.Int("FARM_ARGO_PAGE_SIZE", 200),
+		LabelSelector:    r.String("FARM_ARGO_LABEL_SELECTOR", ""),
+		Listing:          r.String("FARM_ARGO_LISTING", "auto"),
+		FetchParallelism: r.Int("FARM_ARGO_FETCH_PARALLELISM", 8),
 	}
 	if a.URL != nil && a.Instance == "" {
 		a.Instance = a.URL.Hostname()
@@ -38,6 +44,14 @@ func loadArgo(r *Reader) Argo {
 	}
 	if a.PageSize < 1 || a.PageSize > 10000 {
 		r.Fail("FARM_ARGO_PAGE_SIZE", "must be between 1 and 10000, got %d", a.PageSize)
+	}
+	switch a.Listing {
+	case "auto", "full", "changed":
+	default:
+		r.Fail("FARM_ARGO_LISTING", "must be auto, full or changed, got %q", a.Listing)
+	}
+	if a.FetchParallelism < 1 || a.FetchParallelism > 64 {
+		r.Fail("FARM_ARGO_FETCH_PARALLELISM", "must be between 1 and 64, got %d", a.FetchParallelism)
 	}
 	return a
 }

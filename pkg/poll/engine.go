@@ -84,6 +84,8 @@ type Options struct {
 	MaxEventsPerMessage int
 	// LoadParallelism bounds concurrent Source.Load calls.
 	LoadParallelism int
+	// DiffBatch is how many changed runs are loaded, diffed and published at a time (memory).
+	DiffBatch int
 	// SourceKind is event.SourceArgo or event.SourceAirflow (selects the status mapping).
 	SourceKind string
 	// MaxBackfillWindow is the largest since..until a backfill may ask for (0: no limit).
@@ -108,6 +110,9 @@ func (o *Options) defaults() {
 	}
 	if o.LoadParallelism == 0 {
 		o.LoadParallelism = 8
+	}
+	if o.DiffBatch <= 0 {
+		o.DiffBatch = 256
 	}
 }
 
@@ -218,6 +223,9 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 
 	w := e.window(req, src.Cursor, start)
 	res.WindowSince, res.WindowUntil = w.Since, w.Until
+	if !req.Replay {
+		w.Known = src.Index
+	}
 
 	snaps, gone, err := e.collect(ctx, w, src.Index, res)
 	if err != nil {
@@ -227,32 +235,46 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	res.RunsSeen = len(snaps)
 	changed := e.changed(snaps, src.Index, req.Replay)
 	res.RunsChanged = len(changed)
+	// A source never committed has no stored run to read: its index would name it.
+	readStored := !req.Replay && !(src.Cursor.IsZero() && len(src.Index) == 0)
 
-	runs, deltas, err := e.diffAll(ctx, changed, req.Replay, start)
-	if err != nil {
-		return res, err
-	}
-	msgs, err := e.messages(deltas)
-	if err != nil {
-		return res, err
-	}
-	for _, d := range deltas {
-		res.Events += len(d.Events)
-	}
-	res.Messages = len(msgs)
-	for _, m := range msgs {
-		res.BytesPublished += int64(len(m.Data))
+	// Changed runs are loaded, diffed and published a batch at a time, so that a poll holds the
+	// tasks of at most one batch, whatever the number of changed runs (a cold poll changes them
+	// all). Only the small stored states wait for the commit.
+	var runs []*state.Run
+	for from := 0; from < len(changed); from += e.opts.DiffBatch {
+		batch := changed[from:min(from+e.opts.DiffBatch, len(changed))]
+		bruns, deltas, err := e.diffAll(ctx, batch, req.Replay, readStored, start)
+		if err != nil {
+			return res, err
+		}
+		if c, ok := e.store.(CommitChecker); ok && !req.DryRun {
+			// Before anything of this batch is published: a run the store cannot keep would
+			// otherwise be published again by every poll.
+			if err := c.CheckCommit(bruns); err != nil {
+				return res, fmt.Errorf("%w: the store cannot keep this poll's runs: %w", ErrStore, err)
+			}
+		}
+		if err := e.publish(ctx, deltas, req.DryRun, res); err != nil {
+			return res, err
+		}
+		for _, s := range batch {
+			s.Tasks = nil // diffed and published: the stored state is what the commit needs
+		}
+		if w, ok := e.store.(RunWriter); ok && !req.DryRun {
+			// Published: the states can be stored now instead of waiting in memory for the
+			// commit. A poll that fails later leaves them ahead of the index, which the next
+			// poll reads and finds nothing new in.
+			if err := w.WriteRuns(ctx, e.src.Name(), bruns); err != nil {
+				return res, fmt.Errorf("%w: write run states: %w", ErrStore, err)
+			}
+			continue
+		}
+		runs = append(runs, bruns...)
 	}
 	if req.DryRun {
-		e.notify(deltas)
 		return res, nil
 	}
-	if len(msgs) > 0 {
-		if err := e.pub.Publish(ctx, msgs); err != nil {
-			return res, fmt.Errorf("%w: %w", ErrPublish, err)
-		}
-	}
-	e.notify(deltas)
 
 	cursor := time.Time{}
 	if !req.Backfill() {
@@ -267,6 +289,41 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		res.Cursor = cursor
 	}
 	return res, nil
+}
+
+// RunWriter is implemented by stores that write run states ahead of their commit anyway
+// (Firestore writes them outside its commit transaction): the engine hands them over a batch at
+// a time, so a poll never holds every changed run's state.
+type RunWriter interface {
+	WriteRuns(ctx context.Context, source string, runs []*state.Run) error
+}
+
+// CommitChecker is implemented by stores that can tell, before anything is published, whether a
+// commit of runs would be refused (a run too large for a document).
+type CommitChecker interface {
+	CheckCommit(runs []*state.Run) error
+}
+
+// publish sends deltas (split into messages) and counts them in res; a dry run only counts them.
+func (e *Engine) publish(ctx context.Context, deltas []*event.RunDelta, dryRun bool, res *Result) error {
+	msgs, err := e.messages(deltas)
+	if err != nil {
+		return err
+	}
+	for _, d := range deltas {
+		res.Events += len(d.Events)
+	}
+	res.Messages += len(msgs)
+	for _, m := range msgs {
+		res.BytesPublished += int64(len(m.Data))
+	}
+	if !dryRun && len(msgs) > 0 {
+		if err := e.pub.Publish(ctx, msgs); err != nil {
+			return fmt.Errorf("%w: %w", ErrPublish, err)
+		}
+	}
+	e.notify(deltas)
+	return nil
 }
 
 // begin takes the source's lease and returns the source document and how to give the lease back
@@ -396,7 +453,7 @@ func (e *Engine) changed(snaps map[string]*Snapshot, idx state.Index, replay boo
 }
 
 // diffAll loads the changed runs' tasks and stored states and diffs them.
-func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay bool, now time.Time) ([]*state.Run, []*event.RunDelta, error) {
+func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay, readStored bool, now time.Time) ([]*state.Run, []*event.RunDelta, error) {
 	if len(changed) == 0 {
 		return nil, nil, nil
 	}
@@ -408,7 +465,7 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay bool, 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.opts.LoadParallelism + 1) // the stored states' read runs beside the loads
 	var stored map[string]*state.Run
-	if !replay {
+	if readStored {
 		g.Go(func() error {
 			var err error
 			if stored, err = e.store.LoadRuns(gctx, e.src.Name(), keys); err != nil {

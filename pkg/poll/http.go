@@ -220,7 +220,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// logResult writes the one summary line per poll that FARM's log-based metrics read.
+// LogResult writes the one summary line per poll ("poll finished" or "poll failed") that FARM's
+// log-based metrics read; the poll function and `farm poll` both log it.
+func LogResult(ctx context.Context, log *slog.Logger, res *Result, err error) {
+	logResult(ctx, log, res, err)
+}
+
 func logResult(ctx context.Context, log *slog.Logger, res *Result, err error) {
 	if res == nil {
 		return

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/state"
 )
 
 // Source is an orchestrator as the engine sees it. pkg/argo and pkg/airflow implement it.
@@ -29,6 +30,10 @@ type Window struct {
 	Until time.Time
 	// Backfill is set for a window asked for by a person: sources include archived runs.
 	Backfill bool
+	// Known is the fingerprint index as the last commit left it (nil in a replay, which treats
+	// every run as changed). A source may use it to leave unchanged runs' tasks on the server:
+	// only the runs whose fingerprint differs will be loaded. Read only.
+	Known state.Index
 }
 
 // Snapshot is a run as the source shows it now.

@@ -14,7 +14,8 @@ import (
 )
 
 // formatVersion is written in the file; another version is refused rather than misread.
-const formatVersion = 1
+// Version 1 kept runs and the index inline; it is still read, and moved out by the next Commit.
+const formatVersion = 2
 
 // fileData is the whole file.
 type fileData struct {
@@ -25,11 +26,14 @@ type fileData struct {
 }
 
 type sourceData struct {
-	LeaseHolder  string              `json:"lease_holder,omitempty"`
-	LeaseExpires time.Time           `json:"lease_expires,omitzero"`
-	Cursor       time.Time           `json:"cursor,omitzero"`
-	Index        state.Index         `json:"index,omitempty"`
-	Runs         map[string]*runData `json:"runs,omitempty"`
+	LeaseHolder  string    `json:"lease_holder,omitempty"`
+	LeaseExpires time.Time `json:"lease_expires,omitzero"`
+	Cursor       time.Time `json:"cursor,omitzero"`
+	// IndexGens names the index parts (split.go); Index and Runs are the inline index and runs of
+	// a version 1 file, until its next Commit.
+	IndexGens []int64             `json:"index_gens,omitempty"`
+	Index     state.Index         `json:"index,omitempty"`
+	Runs      map[string]*runData `json:"runs,omitempty"`
 }
 
 type runData struct {
@@ -80,7 +84,7 @@ func readFile(path string) (*fileData, fs.FileInfo, error) {
 	if err := json.Unmarshal(b, d); err != nil {
 		return nil, nil, fmt.Errorf("state file %s is damaged (fix or remove it): %w", path, err)
 	}
-	if d.Version != formatVersion {
+	if d.Version != formatVersion && d.Version != 1 {
 		return nil, nil, fmt.Errorf("state file %s has format version %d, this FARM reads %d", path, d.Version, formatVersion)
 	}
 	if d.Sources == nil {

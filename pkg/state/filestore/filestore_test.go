@@ -56,13 +56,18 @@ func TestFileAndPermissions(t *testing.T) {
 	mustAcquire(t, s, "a", t0)
 	mustCommit(t, s, "a", []*state.Run{{Key: "argo/prod/ns/u1", Fingerprint: "1"}}, t0, state.Index{"argo/prod/ns/u1": {Fingerprint: "1"}})
 
-	for name, want := range map[string]fs.FileMode{path: 0o600, path + ".lock": 0o600} {
+	runFiles, _ := filepath.Glob(filepath.Join(path+".d", "*", "runs", "*.json"))
+	parts, _ := filepath.Glob(filepath.Join(path+".d", "*", "index-*.json"))
+	if len(runFiles) != 1 || len(parts) != 1 {
+		t.Fatalf("run files %v and index parts %v beside the state file, want one of each", runFiles, parts)
+	}
+	for name, want := range map[string]fs.FileMode{path: 0o600, path + ".lock": 0o600, path + ".d": 0o700 | fs.ModeDir, runFiles[0]: 0o600, parts[0]: 0o600} {
 		info, err := os.Stat(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Mode().Perm() != want {
-			t.Errorf("%s has mode %v, want %v", filepath.Base(name), info.Mode().Perm(), want)
+		if info.Mode() != want {
+			t.Errorf("%s has mode %v, want %v", filepath.Base(name), info.Mode(), want)
 		}
 	}
 	entries, err := os.ReadDir(filepath.Dir(path))
@@ -73,12 +78,12 @@ func TestFileAndPermissions(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if want := []string{"state.json", "state.json.lock"}; !slices.Equal(names, want) {
+	if want := []string{"state.json", "state.json.d", "state.json.lock"}; !slices.Equal(names, want) {
 		t.Errorf("directory holds %v, want %v (no temporary file left)", names, want)
 	}
 	var doc map[string]any
 	b, _ := os.ReadFile(path)
-	if err := json.Unmarshal(b, &doc); err != nil || doc["version"] != float64(1) {
+	if err := json.Unmarshal(b, &doc); err != nil || doc["version"] != float64(2) {
 		t.Errorf("file is not versioned JSON: %v %s", err, b)
 	}
 }
@@ -131,7 +136,7 @@ func TestDamagedFile(t *testing.T) {
 	t.Parallel()
 	for name, content := range map[string]string{
 		"truncated":     `{"version":1,"sources":{"argo/prod":{"cursor":"2030-01-`,
-		"other version": `{"version":2,"sources":{}}`,
+		"other version": `{"version":3,"sources":{}}`,
 	} {
 		path := statePath(t)
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -394,9 +399,11 @@ func TestCrashMidWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The index and cursor are one whole commit; the run file, written first, may be one ahead.
 	r := runs["argo/prod/ns/big"]
-	n, _ := strconv.Atoi(r.Fingerprint)
-	if n < last || len(r.Tasks) != 2000 || got.Index[r.Key].Fingerprint != r.Fingerprint || !got.Cursor.Equal(t0.Add(time.Duration(n)*time.Hour)) {
+	n, _ := strconv.Atoi(got.Index[r.Key].Fingerprint)
+	ran, _ := strconv.Atoi(r.Fingerprint)
+	if n < last || len(r.Tasks) != 2000 || (ran != n && ran != n+1) || !got.Cursor.Equal(t0.Add(time.Duration(n)*time.Hour)) {
 		t.Errorf("after commit %d was reported: run %s with %d tasks, index %v, cursor %s — not one whole commit",
 			last, r.Fingerprint, len(r.Tasks), got.Index, got.Cursor)
 	}
@@ -444,5 +451,38 @@ func TestFileNeverTorn(t *testing.T) {
 	}
 	if torn > 0 {
 		t.Errorf("%d of %d reads during commits saw a torn file", torn, reads)
+	}
+}
+
+// TestVersion1File: a state file written before runs and the index moved beside it is read as it
+// was, and its next Commit moves them out.
+func TestVersion1File(t *testing.T) {
+	t.Parallel()
+	path := statePath(t)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	v1 := `{"version":1,"sources":{"argo/prod":{"cursor":"2030-01-02T03:04:05Z",` +
+		`"index":{"argo/prod/ns/u1":{"f":"7","a":true,"r":"ns/w/u1"}},` +
+		`"runs":{"argo/prod/ns/u1":{"fingerprint":"7","phase":"Running","tasks":{"n#0":{"s":"Running"}}}}}},"ledger":{}}`
+	if err := os.WriteFile(path, []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := filestore.New(path)
+	got := mustAcquire(t, s, "a", t0.Add(time.Hour))
+	if !got.Cursor.Equal(t0) || got.Index["argo/prod/ns/u1"].Ref != "ns/w/u1" {
+		t.Fatalf("version 1 file read as cursor %s, index %v", got.Cursor, got.Index)
+	}
+	mustCommit(t, s, "a", nil, t0.Add(time.Hour), got.Index)
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), `"runs"`) || strings.Contains(string(b), `"index":`) {
+		t.Errorf("after a Commit the state file still holds runs or the index inline: %s", b)
+	}
+	runs, err := filestore.New(path).LoadRuns(t.Context(), src, []string{"argo/prod/ns/u1"})
+	if err != nil || runs["argo/prod/ns/u1"] == nil || runs["argo/prod/ns/u1"].Tasks["n#0"].State != "Running" {
+		t.Errorf("the version 1 run after its move: %v, %v", runs, err)
+	}
+	if idx := mustAcquire(t, filestore.New(path), "a", t0.Add(2*time.Hour)).Index; !maps.Equal(idx, got.Index) {
+		t.Errorf("index read back from its parts: %v, want %v", idx, got.Index)
 	}
 }

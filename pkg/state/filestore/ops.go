@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"time"
 
 	"github.com/farmobs/farm/pkg/state"
@@ -23,11 +24,15 @@ func (s *Store) Acquire(ctx context.Context, source, holder string, now time.Tim
 		if err := state.LeaseHeld(holder, now, sd.LeaseHolder, sd.LeaseExpires); err != nil {
 			return false, err
 		}
-		sd.LeaseHolder, sd.LeaseExpires = holder, now.Add(ttl)
-		out = &state.Source{Cursor: sd.Cursor, Index: maps.Clone(sd.Index), LeaseHolder: holder, LeaseExpires: sd.LeaseExpires}
-		if out.Index == nil {
-			out.Index = state.Index{}
+		idx, err := s.readIndex(source, sd)
+		if err != nil {
+			return false, err
 		}
+		if idx == nil {
+			idx = state.Index{}
+		}
+		sd.LeaseHolder, sd.LeaseExpires = holder, now.Add(ttl)
+		out = &state.Source{Cursor: sd.Cursor, Index: idx, LeaseHolder: holder, LeaseExpires: sd.LeaseExpires}
 		return true, nil
 	})
 	if held := (*state.LeaseHeldError)(nil); errors.As(err, &held) {
@@ -50,8 +55,12 @@ func (s *Store) Peek(ctx context.Context, source string) (*state.Source, error) 
 		s.usage.Read(1)
 		if sd := d.source(source, false); sd != nil {
 			out.Cursor, out.LeaseHolder, out.LeaseExpires = sd.Cursor, sd.LeaseHolder, sd.LeaseExpires
-			if sd.Index != nil {
-				out.Index = maps.Clone(sd.Index)
+			idx, err := s.readIndex(source, sd)
+			if err != nil {
+				return err
+			}
+			if idx != nil {
+				out.Index = idx
 			}
 		}
 		return nil
@@ -100,8 +109,17 @@ func (s *Store) LoadRuns(ctx context.Context, source string, keys []string) (map
 		if sd == nil {
 			return nil
 		}
+		now := s.clock.Now()
 		for _, k := range keys {
-			if r := sd.Runs[k]; r != nil {
+			if r := sd.Runs[k]; r != nil { // a version 1 file
+				out[k] = r.run(k)
+				continue
+			}
+			r, err := s.readRunFile(source, k, now)
+			if err != nil {
+				return err
+			}
+			if r != nil {
 				out[k] = r.run(k)
 			}
 		}
@@ -122,6 +140,7 @@ func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state
 	if err := state.CheckRuns(runs); err != nil {
 		return err
 	}
+	parts := 0
 	err := s.update(ctx, func(d *fileData) (bool, error) {
 		s.usage.Read(1)
 		sd := d.source(source, false)
@@ -131,23 +150,41 @@ func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state
 		if sd.LeaseHolder != holder {
 			return false, state.LeaseLost(source, holder, sd.LeaseHolder, sd.LeaseExpires)
 		}
-		if sd.Runs == nil {
-			sd.Runs = make(map[string]*runData, len(runs))
+		// Runs first, then the index parts, then (by update) the state file: the commit point.
+		if len(sd.Runs) > 0 { // a version 1 file: its inline runs move to their files
+			if err := s.writeRunFiles(source, sd.Runs); err != nil {
+				return false, err
+			}
 		}
+		byKey := make(map[string]*runData, len(runs))
 		for _, r := range runs {
-			sd.Runs[r.Key] = newRunData(r)
+			byKey[r.Key] = newRunData(r)
 		}
+		if err := s.writeRunFiles(source, byKey); err != nil {
+			return false, err
+		}
+		next := *sd
+		var err error
+		if parts, err = s.writeIndex(source, &next, index, nextGen(sd, s.clock.Now())); err != nil {
+			return false, err
+		}
+		*sd = next
+		sd.Runs = nil
 		if cursor.After(sd.Cursor) { // never backwards (clocks of two instances may disagree)
 			sd.Cursor = cursor
 		}
-		sd.Index = maps.Clone(index)
 		sd.LeaseHolder, sd.LeaseExpires = "", time.Time{}
+		s.afterWrite = func() {
+			for _, name := range s.orphanParts(source, sd) {
+				_ = os.Remove(name)
+			}
+		}
 		return true, nil
 	})
 	if err != nil {
 		return wrap("commit "+source, err)
 	}
-	s.usage.Wrote(len(runs) + 1)
+	s.usage.Wrote(len(runs) + 1 + parts)
 	return nil
 }
 

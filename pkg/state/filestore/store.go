@@ -23,6 +23,10 @@ type Store struct {
 	// data is the parsed file as of info, reused while the file is unchanged.
 	data *fileData
 	info fs.FileInfo
+	// parts are the index parts this store last read or wrote, by source (split.go).
+	parts map[string][]*filePart
+	// afterWrite, set by a call's change, runs once the state file is written, under the lock.
+	afterWrite func()
 }
 
 var (
@@ -88,17 +92,24 @@ func (s *Store) do(ctx context.Context, fn func(d *fileData) (bool, error)) erro
 	if err != nil {
 		return err
 	}
+	s.afterWrite = nil
 	changed, err := fn(d)
 	if err != nil || !changed {
+		s.afterWrite = nil
 		return err
 	}
 	d.prune(s.clock.Now())
+	d.Version = formatVersion
 	info, err := writeFile(s.path, d)
 	if err != nil {
-		s.data, s.info = nil, nil // d holds changes the file does not
+		s.data, s.info, s.afterWrite = nil, nil, nil // d holds changes the file does not
 		return err
 	}
 	s.data, s.info = d, info
+	if s.afterWrite != nil {
+		s.afterWrite()
+		s.afterWrite = nil
+	}
 	return nil
 }
 

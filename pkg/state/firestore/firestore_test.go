@@ -1,9 +1,13 @@
 package firestore_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -55,6 +59,24 @@ func runDocs(t *testing.T, c *gfs.Client) []*gfs.DocumentSnapshot {
 	return snaps
 }
 
+func indexPart(t *testing.T, c *gfs.Client, i int) *gfs.DocumentSnapshot {
+	t.Helper()
+	snap, err := c.Collection(firestore.SourcesCollection).Doc("argo%2Fprod").Collection(firestore.IndexCollection).Doc(fmt.Sprint(i)).Get(t.Context())
+	if err != nil {
+		t.Fatalf("read index part %d: %v", i, err)
+	}
+	return snap
+}
+
+func indexParts(t *testing.T, c *gfs.Client) []*gfs.DocumentSnapshot {
+	t.Helper()
+	snaps, err := c.Collection(firestore.SourcesCollection).Doc("argo%2Fprod").Collection(firestore.IndexCollection).Documents(t.Context()).GetAll()
+	if err != nil {
+		t.Fatalf("list index parts: %v", err)
+	}
+	return snaps
+}
+
 // TestLayout checks the documents where terraform (TTL policies) and operators expect them.
 func TestLayout(t *testing.T) {
 	t.Parallel()
@@ -70,11 +92,15 @@ func TestLayout(t *testing.T) {
 	}
 
 	data := sourceDoc(t, c).Data()
-	if data["source"] != src || data["index_runs"] != int64(1) || data["index_encoding"] != "gzip+json" {
+	if data["source"] != src || data["index_runs"] != int64(1) || data["index_parts"] != int64(1) {
 		t.Errorf("source document = %v", data)
 	}
-	if _, ok := data["index"].([]byte); !ok {
-		t.Errorf("index is %T, want bytes", data["index"])
+	if gens, ok := data["index_gens"].([]any); !ok || len(gens) != 1 {
+		t.Errorf("index_gens = %v, want one generation", data["index_gens"])
+	}
+	part := indexPart(t, c, 0).Data()
+	if _, ok := part["entries"].([]byte); !ok || part["entries_encoding"] != "gzip+json" || part["runs"] != int64(1) {
+		t.Errorf("index part 0 = %v, want entries (bytes), their encoding and count", part)
 	}
 	if got, ok := data["cursor"].(time.Time); !ok || !got.Equal(t0) {
 		t.Errorf("cursor = %v, want the Timestamp %s", data["cursor"], t0)
@@ -128,31 +154,103 @@ func activeIndex(n int) state.Index {
 	return idx
 }
 
-// TestSizes measures, on the emulator, the stored index of 10,000 active runs and a run of 5,000
-// tasks against Firestore's 1 MiB document limit.
+// TestSizes measures, on the emulator, the stored index of 200,000 active runs (split over parts
+// far below Firestore's 1 MiB document limit) and a run of 5,000 tasks; then what a commit that
+// changes a few runs writes, and what another instance reads.
 func TestSizes(t *testing.T) {
 	t.Parallel()
 	c := testenv.Firestore(t)
 	s := firestore.New(c)
-	idx := activeIndex(10_000)
+	idx := activeIndex(200_000)
 	run := bigRun(5000)
 	mustAcquire(t, s, "a", t0)
 	mustCommit(t, s, "a", []*state.Run{run}, t0, idx)
 
-	got := mustAcquire(t, s, "a", t0.Add(time.Hour))
+	other := firestore.New(c) // another instance: it holds no part yet
+	got := mustAcquire(t, other, "b", t0.Add(time.Hour))
 	if len(got.Index) != len(idx) {
 		t.Fatalf("index round trip: %d entries, want %d", len(got.Index), len(idx))
 	}
-	indexBytes := len(sourceDoc(t, c).Data()["index"].([]byte))
+	parts := indexParts(t, c)
+	largest := 0
+	for _, p := range parts {
+		largest = max(largest, len(p.Data()["entries"].([]byte)))
+	}
 	taskBytes := len(runDocs(t, c)[0].Data()["tasks"].([]byte))
-	t.Logf("index of %d active runs: %d bytes (%.0f%% of 1 MiB); run of %d tasks: %d bytes",
-		len(idx), indexBytes, 100*float64(indexBytes)/(1<<20), len(run.Tasks), taskBytes)
-	if indexBytes > 600_000 {
-		t.Errorf("index of 10,000 active runs takes %d bytes: too close to the 1 MiB document limit", indexBytes)
+	t.Logf("index of %d active runs: %d parts, the largest %d bytes (%.0f%% of 1 MiB); run of %d tasks: %d bytes",
+		len(idx), len(parts), largest, 100*float64(largest)/(1<<20), len(run.Tasks), taskBytes)
+	if largest > 300_000 {
+		t.Errorf("an index part takes %d bytes: too close to the 1 MiB document limit", largest)
 	}
 	if taskBytes > 200_000 {
 		t.Errorf("a 5,000-task run takes %d bytes", taskBytes)
 	}
+
+	// Three runs change: at most three parts are written, beside the runs and the source.
+	next := maps.Clone(got.Index)
+	var changed []*state.Run
+	for k := range next {
+		if len(changed) == 3 {
+			break
+		}
+		e := next[k]
+		e.Fingerprint += "9"
+		next[k] = e
+		changed = append(changed, &state.Run{Key: k, Fingerprint: e.Fingerprint})
+	}
+	_, w0 := other.Usage()
+	mustCommit(t, other, "b", changed, t0.Add(time.Hour), next)
+	if _, w1 := other.Usage(); w1-w0 > 3+3+1 {
+		t.Errorf("a commit of 3 changed runs wrote %d documents, want at most 3 runs + 3 parts + 1", w1-w0)
+	}
+	// The first instance reads only the parts the other one wrote.
+	r0, _ := s.Usage()
+	again := mustAcquire(t, s, "a", t0.Add(2*time.Hour))
+	if r1, _ := s.Usage(); r1-r0 > 1+3 {
+		t.Errorf("Acquire after another instance's commit read %d documents, want the source and at most 3 parts", r1-r0)
+	}
+	if !maps.Equal(again.Index, next) {
+		t.Errorf("the first instance's index differs from the one the other committed")
+	}
+}
+
+// TestIndexBeforeParts: a source committed while its index was one blob of the source document
+// is read as it was, and its next commit writes parts and drops the blob.
+func TestIndexBeforeParts(t *testing.T) {
+	t.Parallel()
+	c := testenv.Firestore(t)
+	idx := state.Index{"argo/prod/ns/u1": {Fingerprint: "1", Active: true, Ref: "ns/w1/u1"}, "argo/prod/ns/u2": {Fingerprint: "2"}}
+	blob := gzipJSON(t, idx)
+	ref := c.Collection(firestore.SourcesCollection).Doc("argo%2Fprod")
+	if _, err := ref.Set(t.Context(), map[string]any{"source": src, "cursor": t0, "index": blob, "index_encoding": "gzip+json", "index_runs": 2}); err != nil {
+		t.Fatal(err)
+	}
+	s := firestore.New(c)
+	got := mustAcquire(t, s, "a", t0.Add(time.Minute))
+	if !maps.Equal(got.Index, idx) || !got.Cursor.Equal(t0) {
+		t.Fatalf("Acquire of an index before parts: %v at %s, want %v at %s", got.Index, got.Cursor, idx, t0)
+	}
+	mustCommit(t, s, "a", nil, t0.Add(time.Minute), idx)
+	data := sourceDoc(t, c).Data()
+	if _, ok := data["index"]; ok || data["index_parts"] != int64(1) {
+		t.Errorf("after the first commit with parts: %v, want no blob and one part", data)
+	}
+	if got := mustAcquire(t, firestore.New(c), "b", t0.Add(time.Hour)); !maps.Equal(got.Index, idx) {
+		t.Errorf("index read back from its parts: %v, want %v", got.Index, idx)
+	}
+}
+
+func gzipJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func bigRun(n int) *state.Run {
@@ -233,8 +331,9 @@ func TestCorruptDocuments(t *testing.T) {
 	run := &state.Run{Key: "argo/prod/ns/u1", Fingerprint: "1"}
 	mustAcquire(t, s, "a", t0)
 	mustCommit(t, s, "a", []*state.Run{run}, t0, state.Index{run.Key: {Fingerprint: "1"}})
-	srcRef := sourceDoc(t, c).Ref
+	partRef := indexPart(t, c, 0).Ref
 	runRef := runDocs(t, c)[0].Ref
+	fresh := func() *firestore.Store { return firestore.New(c) } // holds no part: reads them
 
 	tests := []struct {
 		name    string
@@ -243,10 +342,10 @@ func TestCorruptDocuments(t *testing.T) {
 		call    func() error
 		want    string
 	}{
-		{"index not gzip", srcRef, []gfs.Update{{Path: "index", Value: []byte("{not gzip")}},
-			func() error { _, err := s.Acquire(ctx, src, "b", t0, time.Minute); return err }, "decode the index"},
-		{"index encoding unknown", srcRef, []gfs.Update{{Path: "index_encoding", Value: "zstd"}},
-			func() error { _, err := s.Acquire(ctx, src, "b", t0, time.Minute); return err }, `unknown encoding "zstd"`},
+		{"index not gzip", partRef, []gfs.Update{{Path: "entries", Value: []byte("{not gzip")}},
+			func() error { _, err := fresh().Acquire(ctx, src, "b", t0, time.Minute); return err }, "decode the entries"},
+		{"index encoding unknown", partRef, []gfs.Update{{Path: "entries_encoding", Value: "zstd"}},
+			func() error { _, err := fresh().Acquire(ctx, src, "b", t0, time.Minute); return err }, `unknown encoding "zstd"`},
 		{"tasks not gzip", runRef, []gfs.Update{{Path: "tasks", Value: []byte{0x1f, 0x8b, 0}}},
 			func() error { _, err := s.LoadRuns(ctx, src, []string{run.Key}); return err }, "decode the tasks of run"},
 		{"key mismatch", runRef, []gfs.Update{{Path: "key", Value: "argo/prod/ns/other"}},

@@ -34,6 +34,8 @@ type sourceDoc struct {
 	Index         []byte    `firestore:"index,omitempty"`
 	IndexEncoding string    `firestore:"index_encoding,omitempty"`
 	IndexRuns     int       `firestore:"index_runs"`
+	IndexParts    int       `firestore:"index_parts,omitempty"`
+	IndexGens     []int64   `firestore:"index_gens,omitempty"`
 	CommittedAt   time.Time `firestore:"committed_at,omitempty"`
 }
 
@@ -73,17 +75,12 @@ func (s *Store) Acquire(ctx context.Context, source, holder string, now time.Tim
 	}
 	ref := s.sourceRef(source)
 	expires := now.Add(ttl)
-	snap, d, err := s.getSource(ctx, ref)
+	snap, doc, err := s.getSource(ctx, ref)
 	if err != nil {
 		return nil, fail(ctx, "acquire the lease of "+source, err)
 	}
-	if err := state.LeaseHeld(holder, now, d.LeaseHolder, d.LeaseExpires); err != nil {
+	if err := state.LeaseHeld(holder, now, doc.LeaseHolder, doc.LeaseExpires); err != nil {
 		return nil, err
-	}
-	// Decoded before taking the lease: a corrupt index must not leave a lease behind.
-	idx := state.Index{}
-	if err := decodeBlob(d.IndexEncoding, d.Index, &idx); err != nil {
-		return nil, fmt.Errorf("firestore: decode the index of %s: %w", ref.Path, err)
 	}
 	if snap.Exists() {
 		_, err = ref.Update(ctx, []gfs.Update{
@@ -101,7 +98,16 @@ func (s *Store) Acquire(ctx context.Context, source, holder string, now time.Tim
 		return nil, fail(ctx, "acquire the lease of "+source, err)
 	}
 	s.usage.Wrote(1)
-	return &state.Source{Cursor: d.Cursor, Index: idx, LeaseHolder: holder, LeaseExpires: expires}, nil
+	// The parts are read once the lease is ours, outside the transaction (they would join its
+	// read set); an index that cannot be read gives the lease back.
+	idx, err := s.readIndex(ctx, source, doc)
+	if err != nil {
+		if rerr := s.Release(context.WithoutCancel(ctx), source, holder); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return nil, fmt.Errorf("firestore: acquire the lease of %s: %w", source, err)
+	}
+	return &state.Source{Cursor: doc.Cursor, Index: idx, LeaseHolder: holder, LeaseExpires: expires}, nil
 }
 
 // getSource reads the source document outside any transaction; a missing one is empty (its
@@ -153,8 +159,8 @@ func (s *Store) Peek(ctx context.Context, source string) (*state.Source, error) 
 	if err := snap.DataTo(&d); err != nil {
 		return nil, fmt.Errorf("firestore: decode %s: %w", ref.Path, err)
 	}
-	if err := decodeBlob(d.IndexEncoding, d.Index, &out.Index); err != nil {
-		return nil, fmt.Errorf("firestore: decode the index of %s: %w", ref.Path, err)
+	if out.Index, err = s.readIndex(ctx, source, &d); err != nil {
+		return nil, fmt.Errorf("firestore: %w", err)
 	}
 	out.Cursor, out.LeaseHolder, out.LeaseExpires = d.Cursor, d.LeaseHolder, d.LeaseExpires
 	return out, nil
@@ -191,13 +197,15 @@ func clearLease() []gfs.Update {
 	return []gfs.Update{{Path: fieldLeaseHolder, Value: gfs.Delete}, {Path: fieldLeaseExpires, Value: gfs.Delete}}
 }
 
-// Commit writes runs, then, in a transaction that checks holder still holds the lease, the
-// cursor (unless zero) and the index, and clears the lease.
+// Commit writes runs, then the index parts that changed, then, in a transaction that checks
+// holder still holds the lease, the cursor (unless zero) and the parts' generations, and clears
+// the lease.
 //
-// The run documents are written first and outside the transaction (a transaction would cap a
-// poll at 500 runs): if the lease turns out to be lost, or the process dies before the
+// The run documents and index parts are written first and outside the transaction (a transaction
+// would cap a poll at 500 runs): if the lease turns out to be lost, or the process dies before the
 // transaction, the runs are ahead of the index. That is safe: the next poll sees those runs as
-// changed, reads them and finds nothing new to publish.
+// changed, reads them and finds nothing new to publish. Parts are written only if unchanged since
+// this store read them (see index.go).
 //
 // A holder whose lease expired but was not taken by anyone still holds it: Commit has no clock,
 // and nobody else can have polled in the meantime.
@@ -214,9 +222,9 @@ func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state
 	if err != nil {
 		return err
 	}
-	idx, err := encodeIndex(source, index)
+	n, writes, keep, err := s.planIndex(source, index, len(runs))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", state.ErrInvalid, err)
 	}
 	if err := s.writeRuns(ctx, source, docs); err != nil {
 		return err
@@ -226,26 +234,75 @@ func (s *Store) Commit(ctx context.Context, source, holder string, runs []*state
 			return err
 		}
 	}
-	return s.commitSource(ctx, source, holder, cursor, idx, len(index))
-}
-
-func encodeIndex(source string, index state.Index) ([]byte, error) {
-	if index == nil {
-		index = state.Index{}
+	now := s.clock.Now()
+	gen := now.UnixNano()
+	inTx, before := splitWrites(writes)
+	if err := s.writePartsBefore(ctx, source, holder, before, gen, now); err != nil {
+		s.index.drop(source)
+		return err
 	}
-	b, err := encodeBlob(index)
+	parts := make([]*cachedPart, n)
+	gens := make([]int64, n)
+	for i := range parts {
+		parts[i] = keep[i]
+	}
+	for _, w := range writes {
+		parts[w.i] = &cachedPart{gen: gen, entries: w.entries}
+	}
+	for i, p := range parts {
+		gens[i] = p.gen
+	}
+	had, err := s.commitSource(ctx, source, holder, cursor, gens, len(index), inTx, gen, now)
 	if err != nil {
-		return nil, fmt.Errorf("encode the index of %s: %w", source, err)
+		s.index.drop(source)
+		return err
 	}
-	if len(b) > maxBlobBytes {
-		return nil, fmt.Errorf("%w: the index of %s (%d runs) encodes to %d bytes, above the %d that fit in a Firestore document",
-			state.ErrInvalid, source, len(index), len(b), maxBlobBytes)
-	}
-	return b, nil
+	s.usage.Wrote(len(inTx))
+	s.index.set(source, parts)
+	s.deleteParts(ctx, source, n, had)
+	return nil
 }
 
-func (s *Store) commitSource(ctx context.Context, source, holder string, cursor time.Time, idx []byte, runs int) error {
+// WriteRuns writes run states ahead of the commit, as Commit itself does first (see Commit): the
+// poll engine stores each published batch at once instead of holding them all.
+func (s *Store) WriteRuns(ctx context.Context, source string, runs []*state.Run) error {
+	if err := state.CheckName("source", source); err != nil {
+		return err
+	}
+	if err := state.CheckRuns(runs); err != nil {
+		return err
+	}
+	docs, err := encodeRuns(runs)
+	if err != nil {
+		return err
+	}
+	return s.writeRuns(ctx, source, docs)
+}
+
+// CheckCommit tells, before anything is published, whether Commit could store runs: a run whose
+// tasks do not fit a document is refused now rather than after its deltas went out. The index
+// always fits: it takes as many parts as it needs.
+func (s *Store) CheckCommit(runs []*state.Run) error {
+	if err := state.CheckRuns(runs); err != nil {
+		return err
+	}
+	for _, r := range runs {
+		// An encoded task takes well under 50 bytes: only very large runs can reach the limit.
+		if len(r.Tasks) < maxBlobBytes/50 {
+			continue
+		}
+		if _, err := encodeRuns([]*state.Run{r}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitSource is the commit transaction. It returns how many index parts the source had before.
+func (s *Store) commitSource(ctx context.Context, source, holder string, cursor time.Time, gens []int64, runs int,
+	parts []*partWrite, gen int64, now time.Time) (int, error) {
 	ref := s.sourceRef(source)
+	before := 0
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *gfs.Transaction) error {
 		d, err := s.readSource(tx, ref)
 		if err != nil {
@@ -254,25 +311,36 @@ func (s *Store) commitSource(ctx context.Context, source, holder string, cursor 
 		if d.LeaseHolder != holder {
 			return state.LeaseLost(source, holder, d.LeaseHolder, d.LeaseExpires)
 		}
+		before = d.IndexParts
 		fields := map[string]any{
-			fieldIndex:         idx,
-			fieldIndexEncoding: encodingGzipJSON,
+			fieldIndex:         gfs.Delete, // the index of one blob, before it was split
+			fieldIndexEncoding: gfs.Delete,
+			fieldIndexParts:    len(gens),
+			fieldIndexGens:     gens,
 			fieldIndexRuns:     runs,
 			fieldLeaseHolder:   gfs.Delete,
 			fieldLeaseExpires:  gfs.Delete,
 			fieldCommittedAt:   gfs.ServerTimestamp,
 		}
+		if len(gens) == 0 {
+			fields[fieldIndexGens] = gfs.Delete
+		}
 		if cursor.After(d.Cursor) { // never backwards (clocks of two instances may disagree)
 			fields[fieldCursor] = cursor
+		}
+		for _, w := range parts {
+			if err := tx.Set(s.partRef(source, w.i), w.doc(gen, now)); err != nil {
+				return err
+			}
 		}
 		return tx.Set(ref, fields, gfs.MergeAll)
 	}, gfs.MaxAttempts(s.maxAttempts))
 	if errors.Is(err, state.ErrLeaseLost) {
-		return err
+		return 0, err
 	}
 	if err != nil {
-		return fail(ctx, "commit "+source, err)
+		return 0, fail(ctx, "commit "+source, err)
 	}
 	s.usage.Wrote(1)
-	return nil
+	return before, nil
 }

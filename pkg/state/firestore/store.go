@@ -32,6 +32,7 @@ type Store struct {
 	timeout     time.Duration
 	maxAttempts int
 	usage       state.Usage
+	index       indexCache // the index parts this store last read or wrote, by source
 	// afterRuns, when set by tests, runs between the run writes and the commit transaction of
 	// Commit: a crash between the two steps.
 	afterRuns func(ctx context.Context) error

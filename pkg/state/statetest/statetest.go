@@ -13,7 +13,11 @@
 //   - Seen ignores entries whose ExpireAt is not after the store's clock, even if still stored;
 //     Record replaces an entry (and its expiry); a zero expiry is refused;
 //   - bad arguments are refused with state.ErrInvalid, a done context with its error;
-//   - times keep at least microsecond precision.
+//   - times keep at least microsecond precision;
+//   - the index has no size ceiling (200,000 active runs commit), and a commit that changes k
+//     entries writes at most runs + 1 + k documents, whatever the index's size; an inactive
+//     entry a commit dropped may still be returned until a later commit rewrites its part of the
+//     index (a poll never follows an inactive entry up, so it costs nothing).
 //
 // Subtests run in parallel, each on its own store.
 package statetest
@@ -50,6 +54,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"CommitLostLease", testCommitLostLease},
 		{"ZeroCursorKeepsCursor", testZeroCursor},
 		{"IndexRoundTrip", testIndexRoundTrip},
+		{"LargeIndexWritesWhatChanged", testLargeIndex},
 		{"LoadRuns", testLoadRuns},
 		{"BigRun", testBigRun},
 		{"ManyRuns", testManyRuns},
@@ -668,5 +673,77 @@ func testCursorNeverBackwards(t *testing.T, s state.Store, _ state.Ledger) {
 	}
 	if !got.Cursor.Equal(t0.Add(time.Minute)) {
 		t.Errorf("cursor = %s after committing an earlier one, want %s", got.Cursor.Format(time.RFC3339Nano), t0.Add(time.Minute).Format(time.RFC3339Nano))
+	}
+}
+
+// largeIndex is an index of n runs, active ones with refs, shaped like Argo's.
+func largeIndex(n int) state.Index {
+	idx := make(state.Index, n)
+	for i := range n {
+		uid := fmt.Sprintf("%08x-7c1d-4f2e-9a3b-%012x", i*2654435761%(1<<32), i)
+		idx["argo/prod/team-"+fmt.Sprint(i%17)+"/"+uid] = state.IndexEntry{Fingerprint: fmt.Sprint(380000000 + i), Active: i%3 != 0, Ref: "team/wf-" + uid}
+	}
+	return idx
+}
+
+func testLargeIndex(t *testing.T, s state.Store, _ state.Ledger) {
+	ctx := t.Context()
+	idx := largeIndex(200_000)
+	acquire(t, s, src, "a", t0)
+	commit(t, s, "a", nil, t0, idx)
+	got := acquire(t, s, src, "a", t0.Add(time.Minute))
+	if len(got.Index) != len(idx) {
+		t.Fatalf("index of %d runs read back with %d entries", len(idx), len(got.Index))
+	}
+
+	// Two runs change, one new run appears, an inactive run and an active one leave.
+	next := make(state.Index, len(idx))
+	for k, v := range idx {
+		next[k] = v
+	}
+	var changed []*state.Run
+	var droppedInactive, droppedActive string
+	for k, v := range next {
+		switch {
+		case len(changed) < 2:
+			v.Fingerprint += "1"
+			next[k] = v
+			changed = append(changed, &state.Run{Key: k, Fingerprint: v.Fingerprint})
+		case droppedInactive == "" && !v.Active:
+			droppedInactive = k
+		case droppedActive == "" && v.Active:
+			droppedActive = k
+		}
+	}
+	delete(next, droppedInactive)
+	delete(next, droppedActive)
+	next["argo/prod/team-new/new-uid"] = state.IndexEntry{Fingerprint: "1", Active: true, Ref: "team/new/new-uid"}
+	changed = append(changed, &state.Run{Key: "argo/prod/team-new/new-uid", Fingerprint: "1"})
+
+	u, counts := s.(usageCounter)
+	var w0 int64
+	if counts {
+		_, w0 = u.Usage()
+	}
+	if err := s.Commit(ctx, src, "a", changed, t0.Add(time.Minute), next); err != nil {
+		t.Fatal(err)
+	}
+	if counts {
+		// 3 runs, the source, and at most one part per changed entry (2 changed, 1 new, 1 active gone).
+		if _, w1 := u.Usage(); w1-w0 > 3+1+4 {
+			t.Errorf("a commit changing 4 entries of %d wrote %d documents, want at most 8", len(idx), w1-w0)
+		}
+	}
+	got = stored(t, s)
+	for k, v := range next {
+		if got.Index[k] != v {
+			t.Errorf("entry %s = %+v, want %+v", k, got.Index[k], v)
+		}
+	}
+	if _, ok := got.Index[droppedActive]; ok {
+		t.Errorf("the active entry %s the commit dropped is still in the index", droppedActive)
+	}
+	if len(got.Index) > len(next)+1 {
+		t.Errorf("index has %d entries, want %d (+1 inactive entry left for later)", len(got.Index), len(next))
 	}
 }
