@@ -49,7 +49,7 @@ run "sidecar_mode_plans" {
     error_message = "With datadog_site the trace function must be the Cloud Run service farm-trace (its image built by the function farm-trace-build)."
   }
   assert {
-    condition     = google_cloud_run_v2_service.trace[0].template[0].containers[1].image == var.datadog_serverless_init_image && google_cloud_run_v2_service.trace[0].template[0].containers[0].depends_on == ["datadog-agent"]
+    condition     = google_cloud_run_v2_service.trace[0].template[0].containers[1].image == var.datadog_serverless_init_image && contains(google_cloud_run_v2_service.trace[0].template[0].containers[0].depends_on, "datadog-agent")
     error_message = "The trace container must start after the serverless-init sidecar of the pinned image."
   }
   assert {
@@ -57,7 +57,7 @@ run "sidecar_mode_plans" {
     error_message = "The DataDog API key secret must be created and readable by the trace service account only."
   }
   assert {
-    condition     = google_cloudfunctions2_function.trace.service_config[0].vpc_connector == null && length(google_cloud_run_v2_service.trace[0].template[0].vpc_access) == 0
+    condition     = length(google_cloud_run_v2_service.trace[0].template[0].vpc_access) == 0
     error_message = "The sidecar needs no VPC access."
   }
   assert {
