@@ -222,7 +222,7 @@ variable "datadog_site" {
   default     = null
 
   validation {
-    condition     = var.datadog_site == null || can(regex("^([a-z0-9-]+\\.)?(datadoghq\\.com|datadoghq\\.eu|ddog-gov\\.com)$", coalesce(var.datadog_site, "-")))
+    condition     = var.datadog_site == null || can(regex("^([a-z]{2}[0-9]+\\.)?(datadoghq\\.com|datadoghq\\.eu|ddog-gov\\.com)$", coalesce(var.datadog_site, "-")))
     error_message = "The datadog_site must be a DataDog site such as \"datadoghq.com\", \"datadoghq.eu\", \"us3.datadoghq.com\", \"us5.datadoghq.com\", \"ap1.datadoghq.com\" or \"ddog-gov.com\" (the host of your DataDog URL, without \"app.\")."
   }
   validation {
