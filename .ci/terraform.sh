@@ -6,9 +6,10 @@
 # plan runs with placeholder credentials and -refresh=false, which never calls Google.
 #
 # Steps, each fatal: fmt -check, package, validate, `tofu test` (bad variables are refused),
-# plan on terraform.tfvars.example, the plan's checks in Go (internal/deploytest), tflint with
-# the google ruleset. The test and the plan reach for no host (see offline below), and where
-# strace works they are traced to prove it.
+# a plan per DataDog mode (terraform.tfvars.example: the sidecar; with external-agent.tfvars.example:
+# an agent the team runs), the plans' checks in Go (internal/deploytest), tflint with the google
+# ruleset. The tests and the plans reach for no host (see offline
+# below), and where strace works they are traced to prove it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -84,29 +85,41 @@ export GOOGLE_OAUTH_ACCESS_TOKEN=placeholder GOOGLE_PROJECT=my-data-platform GOO
 step "tofu test (terraform/tests: validation messages, plans only)"
 offline "$tofu" -chdir=terraform test -no-color
 
-# The plan runs on a copy of the configuration without backend.tf (the GCS backend needs `init`,
+# The plans run on a copy of the configuration without backend.tf (the GCS backend needs `init`,
 # which dev_overrides cannot do offline) and without any local state or .terraform of a developer.
-# The copy keeps the layout terraform reads the schemas from (../schemas).
-step "tofu plan -refresh=false (terraform.tfvars.example, placeholder credentials)"
+# The copy keeps the layout terraform reads the schemas from (../schemas). Two plans, one per
+# DataDog mode: terraform.tfvars.example (the serverless-init sidecar) and the same with
+# external-agent.tfvars.example on top (an agent the team runs); the Go checks run on each.
 mkdir -p "$work/tree/terraform"
-cp terraform/*.tf terraform/terraform.tfvars.example "$work/tree/terraform/"
+cp terraform/*.tf terraform/*.tfvars.example "$work/tree/terraform/"
 rm "$work/tree/terraform/backend.tf"
 ln -s "$root/schemas" "$work/tree/schemas"
-(
-  cd "$work/tree/terraform"
-  # The full plan is long: it is shown only when planning fails.
-  if ! offline "$tofu" plan -refresh=false -lock=false -no-color \
-    -var-file=terraform.tfvars.example -var="source_archive=$work/farm-source.zip" -out="$work/farm.tfplan" >"$work/plan.txt" 2>&1; then
-    cat "$work/plan.txt"
-    exit 1
-  fi
-  grep '^Plan:' "$work/plan.txt"
-  "$tofu" show -json "$work/farm.tfplan" >"$work/plan.json"
-)
 
-step "plan checks (go test ./internal/deploytest)"
-FARM_TF_PLAN_JSON="$work/plan.json" FARM_TF_SOURCE_ARCHIVE="$work/farm-source.zip" \
-  go test -count=1 -run 'TestPlan' ./internal/deploytest
+plan_mode() {
+  local mode="$1"
+  shift
+  step "tofu plan -refresh=false ($mode mode: $*, placeholder credentials)"
+  (
+    cd "$work/tree/terraform"
+    local args=()
+    for f in "$@"; do args+=("-var-file=$f"); done
+    # The full plan is long: it is shown only when planning fails.
+    if ! "$tofu" plan -refresh=false -lock=false -no-color \
+      "${args[@]}" -var="source_archive=$work/farm-source.zip" -out="$work/$mode.tfplan" >"$work/$mode-plan.txt" 2>&1; then
+      cat "$work/$mode-plan.txt"
+      exit 1
+    fi
+    grep '^Plan:' "$work/$mode-plan.txt"
+    "$tofu" show -json "$work/$mode.tfplan" >"$work/$mode-plan.json"
+  )
+
+  step "plan checks, $mode mode (go test ./internal/deploytest)"
+  FARM_TF_PLAN_JSON="$work/$mode-plan.json" FARM_TF_SOURCE_ARCHIVE="$work/farm-source.zip" \
+    go test -count=1 -run 'TestPlan' ./internal/deploytest
+}
+
+plan_mode sidecar terraform.tfvars.example
+plan_mode external-agent terraform.tfvars.example external-agent.tfvars.example
 
 step "tflint $("$tflint" --version | head -n1) with the google ruleset"
 TFLINT_PLUGIN_DIR="$tflint_plugins" "$tflint" --chdir=terraform --config="$root/terraform/.tflint.hcl" --no-color

@@ -67,10 +67,12 @@ locals {
     s.env,
   ) }
 
+  # The tracer's settings (trace.tf: the agent it sends to; DataDog's unified service tagging).
   trace_env = merge(local.common_env, {
-    DD_TRACE_AGENT_URL                   = var.datadog_agent_url
+    DD_TRACE_AGENT_URL                   = local.trace_agent_url
+    DD_SERVICE                           = local.trace_name
     DD_ENV                               = var.environment
-    DD_VERSION                           = substr(local.archive_sha256, 0, 12)
+    DD_VERSION                           = local.trace_version
     DD_INSTRUMENTATION_TELEMETRY_ENABLED = "false"
     DD_REMOTE_CONFIGURATION_ENABLED      = "false" # a tracer per message: no remote config to poll
     FARM_TRACE_SERVICE_ARGO              = var.trace_service_argo
@@ -168,11 +170,15 @@ resource "google_cloudfunctions2_function" "poll" {
 }
 
 # --- Trace: run deltas to DataDog spans -----------------------------------------------------------
+# With datadog_agent_url this function IS the trace function, pushed to by Pub/Sub. With
+# datadog_site it only builds the trace image from the source archive (trace.tf explains why) and
+# serves nothing: nobody may invoke it, and the Cloud Run service of trace.tf runs its image beside
+# the DataDog agent.
 
 resource "google_cloudfunctions2_function" "trace" {
-  name        = "${local.prefix}-trace"
+  name        = local.datadog_sidecar ? "${local.trace_name}-build" : local.trace_name
   location    = var.region
-  description = "FARM: turns run deltas into DataDog APM spans (push subscription ${local.prefix}-trace)."
+  description = local.datadog_sidecar ? "FARM: builds the trace image that Cloud Run service ${local.trace_name} runs beside the DataDog agent; receives no traffic." : "FARM: turns run deltas into DataDog APM spans (push subscription ${local.prefix}-trace)."
 
   build_config {
     runtime         = var.go_runtime
@@ -190,7 +196,7 @@ resource "google_cloudfunctions2_function" "trace" {
     service_account_email = google_service_account.trace.email
     available_memory      = var.function_memory.trace
     timeout_seconds       = var.consumer_timeout_seconds
-    max_instance_count    = var.consumer_max_instances
+    max_instance_count    = local.datadog_sidecar ? 1 : var.consumer_max_instances
     # One message per instance at a time: the handler flushes the tracer before it answers.
     max_instance_request_concurrency = 1
     # Only Pub/Sub push (from inside Google Cloud) calls it.
@@ -199,7 +205,7 @@ resource "google_cloudfunctions2_function" "trace" {
     environment_variables          = { for k, v in local.trace_env : k => v if v != null }
 
     dynamic "secret_environment_variables" {
-      for_each = var.datadog_api_key_secret == null ? [] : [var.datadog_api_key_secret]
+      for_each = local.datadog_sidecar || local.datadog_api_key_secret == null ? [] : [local.datadog_api_key_secret]
       content {
         key        = "DD_API_KEY"
         project_id = var.project_id
@@ -208,11 +214,12 @@ resource "google_cloudfunctions2_function" "trace" {
       }
     }
 
-    vpc_connector                 = local.vpc.connector
-    vpc_connector_egress_settings = local.vpc.connector_egress
-    direct_vpc_egress             = local.vpc.direct_egress
+    # The agent is on the VPC only in the external-agent mode.
+    vpc_connector                 = local.datadog_sidecar ? null : local.vpc.connector
+    vpc_connector_egress_settings = local.datadog_sidecar ? null : local.vpc.connector_egress
+    direct_vpc_egress             = local.datadog_sidecar ? null : local.vpc.direct_egress
     dynamic "direct_vpc_network_interface" {
-      for_each = local.vpc.direct_interfaces
+      for_each = local.datadog_sidecar ? [] : local.vpc.direct_interfaces
       content {
         network    = direct_vpc_network_interface.value.network
         subnetwork = direct_vpc_network_interface.value.subnetwork

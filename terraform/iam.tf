@@ -137,7 +137,7 @@ resource "google_pubsub_topic_iam_member" "publisher" {
 
 resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
   for_each = {
-    trace = google_cloudfunctions2_function.trace.service_config[0].service
+    trace = local.trace_endpoint.service
     sink  = google_cloudfunctions2_function.sink.service_config[0].service
   }
 

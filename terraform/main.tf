@@ -59,8 +59,8 @@ locals {
     flatten([for name, list in local.source_secrets : [for s in list : {
       secret = s.secret, what = s.what, reader = "poll-${name}"
     }]]),
-    var.datadog_api_key_secret == null ? [] : [{
-      secret = var.datadog_api_key_secret, what = "DataDog API key", reader = "trace"
+    local.datadog_api_key_secret == null ? [] : [{
+      secret = local.datadog_api_key_secret, what = "DataDog API key", reader = "trace"
     }],
   )
   secrets = { for r in local.secret_reads : r.secret => r.what... }

@@ -103,7 +103,7 @@ locals {
 
   farm_services = concat(
     [for f in google_cloudfunctions2_function.poll : f.name],
-    [google_cloudfunctions2_function.trace.name, google_cloudfunctions2_function.sink.name],
+    [local.trace_endpoint.name, google_cloudfunctions2_function.sink.name],
   )
 
   # Names in alert titles: "[farm prod] …".

@@ -2,7 +2,7 @@ output "function_urls" {
   description = "URL of every FARM function (each needs an identity token with roles/run.invoker)."
   value = merge(
     { for name, f in google_cloudfunctions2_function.poll : f.name => f.service_config[0].uri },
-    { (google_cloudfunctions2_function.trace.name) = google_cloudfunctions2_function.trace.service_config[0].uri },
+    { (local.trace_endpoint.name) = local.trace_endpoint.uri },
     { (google_cloudfunctions2_function.sink.name) = google_cloudfunctions2_function.sink.service_config[0].uri },
   )
 }

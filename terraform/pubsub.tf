@@ -30,9 +30,11 @@ resource "google_pubsub_subscription" "dead_letter" {
 }
 
 locals {
+  # Name and URL of each consumer; the trace consumer is a function or, with the DataDog sidecar,
+  # a Cloud Run service (trace.tf).
   consumers = {
-    trace = google_cloudfunctions2_function.trace
-    sink  = google_cloudfunctions2_function.sink
+    trace = { name = local.trace_endpoint.name, uri = local.trace_endpoint.uri }
+    sink  = { name = google_cloudfunctions2_function.sink.name, uri = google_cloudfunctions2_function.sink.service_config[0].uri }
   }
 }
 
@@ -47,11 +49,11 @@ resource "google_pubsub_subscription" "consumer" {
 
   push_config {
     # The path names the topic, for the request logs; the functions read the push body itself.
-    push_endpoint = "${each.value.service_config[0].uri}/${google_pubsub_topic.deltas.id}"
+    push_endpoint = "${each.value.uri}/${google_pubsub_topic.deltas.id}"
 
     oidc_token {
       service_account_email = google_service_account.push.email
-      audience              = each.value.service_config[0].uri
+      audience              = each.value.uri
     }
   }
 

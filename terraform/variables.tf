@@ -1,5 +1,5 @@
-# Inputs of the FARM deployment. Only project_id, source_archive, sources and datadog_agent_url
-# have no default; terraform.tfvars.example shows a complete set.
+# Inputs of the FARM deployment. Only project_id, source_archive and sources have no default, and
+# one of datadog_site and datadog_agent_url must be set; terraform.tfvars.example shows a complete set.
 
 # --- Where -------------------------------------------------------------------------------------
 
@@ -208,7 +208,7 @@ variable "manage_secrets" {
 }
 
 variable "datadog_api_key_secret" {
-  description = "Secret Manager secret id holding a DataDog API key, given to the trace function as DD_API_KEY. Only needed when the agent at datadog_agent_url requires it (agentless intake or a proxy); null: none."
+  description = "Secret Manager secret id holding the DataDog API key, readable by the trace function's service account only. With datadog_site (the sidecar) it is the agent's DD_API_KEY; default <name_prefix>-datadog-api-key, created by terraform when manage_secrets is true. With datadog_agent_url it is only needed when that agent requires one (agentless intake or a proxy); null: none."
   type        = string
   default     = null
 
@@ -220,17 +220,62 @@ variable "datadog_api_key_secret" {
 
 # --- DataDog -------------------------------------------------------------------------------------
 
-variable "datadog_agent_url" {
-  description = "DataDog agent the trace function sends spans to (DD_TRACE_AGENT_URL), e.g. http://10.0.0.5:8126 reached through vpc_access."
+# Exactly one of the two modes: datadog_site (the default path: DataDog's serverless-init agent runs
+# as a sidecar of the trace function, nothing else to operate) or datadog_agent_url (an agent the
+# team already runs, reached over the VPC).
+
+variable "datadog_site" {
+  description = "DataDog site the trace function's serverless-init sidecar sends to (DD_SITE), e.g. datadoghq.com, datadoghq.eu or us5.datadoghq.com. Set this or datadog_agent_url, not both."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^(https?|unix)://.+", var.datadog_agent_url))
+    condition     = var.datadog_site == null || can(regex("^([a-z]{2}[0-9]+\\.)?(datadoghq\\.com|datadoghq\\.eu|ddog-gov\\.com)$", coalesce(var.datadog_site, "-")))
+    error_message = "The datadog_site must be a DataDog site such as \"datadoghq.com\", \"datadoghq.eu\", \"us3.datadoghq.com\", \"us5.datadoghq.com\", \"ap1.datadoghq.com\" or \"ddog-gov.com\" (the host of your DataDog URL, without \"app.\")."
+  }
+  validation {
+    condition     = (var.datadog_site == null) != (var.datadog_agent_url == null)
+    error_message = "Configure exactly one DataDog mode: datadog_site (DataDog's serverless-init agent runs beside the trace function; put the API key in Secret Manager) or datadog_agent_url (a DataDog agent you already run, reached through vpc_access). Setting both, or neither, is refused."
+  }
+}
+
+variable "datadog_agent_url" {
+  description = "A DataDog agent you already run, which the trace function sends spans to (DD_TRACE_AGENT_URL), e.g. http://10.0.0.5:8126 reached through vpc_access. Set this or datadog_site, not both."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.datadog_agent_url == null || can(regex("^(https?|unix)://.+", coalesce(var.datadog_agent_url, "-")))
     error_message = "The datadog_agent_url must be an http://, https:// or unix:// URL of a DataDog agent, e.g. http://10.0.0.5:8126."
   }
   validation {
     condition     = !can(regex("^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", var.datadog_agent_url))
     error_message = "The datadog_agent_url must not carry credentials (user:password@): they would be logged; use datadog_api_key_secret."
+  }
+}
+
+variable "datadog_serverless_init_image" {
+  description = "Image of DataDog's serverless-init agent, the trace function's sidecar when datadog_site is set. Pinned: change it deliberately (README, \"The DataDog agent\")."
+  type        = string
+  default     = "gcr.io/datadoghq/serverless-init:1.10.2"
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$", var.datadog_serverless_init_image)) && !can(regex(":latest$", var.datadog_serverless_init_image))
+    error_message = "The datadog_serverless_init_image must be a registry image pinned by a version tag or a digest, e.g. \"gcr.io/datadoghq/serverless-init:1.10.2\"; \"latest\" is refused (each new revision could run another agent)."
+  }
+}
+
+variable "datadog_sidecar_resources" {
+  description = "CPU and memory of the serverless-init sidecar (DataDog's documented size: 1 vCPU, 512Mi)."
+  type = object({
+    cpu    = optional(string, "1")
+    memory = optional(string, "512Mi")
+  })
+  default = {}
+
+  validation {
+    condition     = can(regex("^([1-8]|[0-9]+m)$", var.datadog_sidecar_resources.cpu)) && can(regex("^[0-9]+(Mi|Gi)$", var.datadog_sidecar_resources.memory))
+    error_message = "The datadog_sidecar_resources cpu must be a whole number of vCPUs (\"1\") or millicores (\"500m\"), and memory a size such as \"512Mi\"."
   }
 }
 

@@ -1,7 +1,8 @@
 # Tool and provider versions. Only the google provider is used: every provider must be installable
 # offline in CI (see .ci/terraform.sh), so nothing here needs archive, random or time.
 terraform {
-  required_version = ">= 1.6.0"
+  # 1.9: a variable's validation may refer to another variable (the DataDog mode, variables.tf).
+  required_version = ">= 1.9.0"
 
   required_providers {
     google = {

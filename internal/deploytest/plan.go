@@ -31,6 +31,7 @@ type Plan struct {
 // PlannedResource is one resource instance of the plan; Values holds what is known before apply.
 type PlannedResource struct {
 	Address string          `json:"address"`
+	Mode    string          `json:"mode"` // "managed", or "data" for a data source
 	Type    string          `json:"type"`
 	Name    string          `json:"name"`
 	Index   any             `json:"index"`
@@ -56,11 +57,12 @@ func ReadPlan(file string) (*Plan, error) {
 	return &p, nil
 }
 
-// Resources decodes the values of every planned instance of resource type typ into a new T each.
+// Resources decodes the values of every planned instance of resource type typ into a new T each;
+// data sources of that type are not resources the plan creates.
 func Resources[T any](p *Plan, typ string) (map[string]*T, error) {
 	out := map[string]*T{}
 	for _, r := range p.PlannedValues.RootModule.Resources {
-		if r.Type != typ {
+		if r.Type != typ || r.Mode == "data" {
 			continue
 		}
 		v := new(T)

@@ -43,6 +43,9 @@ type serviceConfig struct {
 	EnvironmentVariables       map[string]string                       `json:"environment_variables"`
 	IngressSettings            string                                  `json:"ingress_settings"`
 	TimeoutSeconds             int                                     `json:"timeout_seconds"`
+	MaxInstanceCount           int                                     `json:"max_instance_count"`
+	VPCConnector               string                                  `json:"vpc_connector"`
+	DirectVPCEgress            string                                  `json:"direct_vpc_egress"`
 	SecretEnvironmentVariables []struct{ Key, Secret, Version string } `json:"secret_environment_variables"`
 	SecretVolumes              []struct {
 		MountPath string `json:"mount_path"`
@@ -96,7 +99,8 @@ type deployment struct {
 	plan      *Plan
 	root      string
 	project   string
-	functions map[string]*function // by function name
+	functions map[string]*function   // by function name
+	services  map[string]*runService // Cloud Run services declared as such (the trace function with its DataDog sidecar), by name
 	subs      map[string]*subscription
 	jobs      map[string]*schedulerJob
 	topics    map[string]string // resource address -> topic name
@@ -112,13 +116,16 @@ func loadDeployment(t *testing.T) *deployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &deployment{plan: p, root: repoRoot(t), functions: map[string]*function{}, subs: map[string]*subscription{}, jobs: map[string]*schedulerJob{}, topics: map[string]string{}}
+	d := &deployment{plan: p, root: repoRoot(t), functions: map[string]*function{}, services: map[string]*runService{}, subs: map[string]*subscription{}, jobs: map[string]*schedulerJob{}, topics: map[string]string{}}
 	if err := json.Unmarshal(p.Variables["project_id"].Value, &d.project); err != nil {
 		t.Fatalf("the plan has no project_id: %v", err)
 	}
 	fns := resources[function](t, p, "google_cloudfunctions2_function")
 	for _, f := range fns {
 		d.functions[f.Name] = f
+	}
+	for _, s := range resources[runService](t, p, "google_cloud_run_v2_service") {
+		d.services[s.Name] = s
 	}
 	for addr, s := range resources[subscription](t, p, "google_pubsub_subscription") {
 		d.subs[addr] = s
@@ -164,6 +171,8 @@ func TestPlan(t *testing.T) {
 	t.Run("bigquery tables and views as pkg/sink lays them out", d.checkBigQuery)
 	t.Run("push delivery retries then dead-letters", d.checkDelivery)
 	t.Run("one authenticated schedule per poll function", d.checkSchedules)
+	t.Run("the trace function and its DataDog agent", d.checkDataDog)
+	t.Run("alerting covers every function that serves", d.checkAlerting)
 }
 
 func (d *deployment) checkNothingPublic(t *testing.T) {
@@ -181,6 +190,11 @@ func (d *deployment) checkNothingPublic(t *testing.T) {
 	for name, f := range d.functions {
 		if ingress := f.ServiceConfig[0].IngressSettings; ingress == "" {
 			t.Errorf("function %s has no explicit ingress setting", name)
+		}
+	}
+	for name, s := range d.services {
+		if s.Ingress == "" {
+			t.Errorf("service %s has no explicit ingress setting", name)
 		}
 	}
 }
@@ -232,6 +246,16 @@ func (d *deployment) checkEntryPoints(t *testing.T) {
 			t.Errorf("function %s is called by Cloud Scheduler, but %s is registered with functions.%s, not HTTP", name, entry, reg.Kind)
 		}
 	}
+	for name, s := range d.services {
+		entry := s.entryPoint()
+		reg, ok := regs[entry]
+		switch {
+		case !ok:
+			t.Errorf("service %s serves entry point %q (FUNCTION_TARGET), which the root package does not register (it registers %v)", name, entry, slices.Sorted(maps.Keys(regs)))
+		case pushed[name] && reg.Kind != "CloudEvent":
+			t.Errorf("service %s receives Pub/Sub pushes, but %s is registered with functions.%s, not CloudEvent", name, entry, reg.Kind)
+		}
+	}
 }
 
 // checkSettings loads every function's environment through pkg/config, with the secret files it
@@ -249,29 +273,45 @@ func (d *deployment) checkSettings(t *testing.T) {
 	for name, f := range d.functions {
 		t.Run(name, func(t *testing.T) {
 			sc := f.ServiceConfig[0]
-			env, secretFiles := mountSecrets(t, &sc)
-			asked := map[string]bool{}
-			cfg, err := config.LoadFrom(func(k string) (string, bool) {
-				asked[k] = true
-				v, ok := env[k]
-				return v, ok
-			})
-			if err != nil {
-				t.Fatalf("pkg/config refuses the settings terraform gives %s: %v", name, err)
-			}
-			for k, v := range sc.EnvironmentVariables {
-				switch {
-				case !asked[k] && !direct[k] && !strings.HasPrefix(k, "DD_"): // DD_*: read by the tracer
-					t.Errorf("%s sets %s, which FARM's code never reads", name, k)
-				case asked[k+"_FILE"] || k == "DD_API_KEY":
-					t.Errorf("%s sets the secret %s as a plain variable: it must come from Secret Manager", name, k)
-				case strings.HasSuffix(k, "_FILE") && asked[k] && !secretFiles[k]:
-					t.Errorf("%s: %s=%s is not a file of a mounted secret", name, k, v)
-				}
-			}
-			d.checkTargets(t, name, f, cfg)
+			d.checkEnv(t, name, &sc, f.BuildConfig[0].EntryPoint, direct)
 		})
 	}
+	for name, s := range d.services {
+		t.Run(name, func(t *testing.T) {
+			sc := s.ingress().asServiceConfig()
+			d.checkEnv(t, name, &sc, s.entryPoint(), direct)
+		})
+	}
+}
+
+// runtimeEnv are variables a deployment may set that no FARM code reads: FUNCTION_TARGET tells
+// the Functions Framework of a function image which entry point to serve.
+var runtimeEnv = map[string]bool{"FUNCTION_TARGET": true}
+
+// checkEnv loads one function's environment through pkg/config (see checkSettings).
+func (d *deployment) checkEnv(t *testing.T, name string, sc *serviceConfig, entry string, direct map[string]bool) {
+	t.Helper()
+	env, secretFiles := mountSecrets(t, sc)
+	asked := map[string]bool{}
+	cfg, err := config.LoadFrom(func(k string) (string, bool) {
+		asked[k] = true
+		v, ok := env[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatalf("pkg/config refuses the settings terraform gives %s: %v", name, err)
+	}
+	for k, v := range sc.EnvironmentVariables {
+		switch {
+		case !asked[k] && !direct[k] && !strings.HasPrefix(k, "DD_") && !runtimeEnv[k]: // DD_*: read by the tracer
+			t.Errorf("%s sets %s, which FARM's code never reads", name, k)
+		case asked[k+"_FILE"] || k == "DD_API_KEY":
+			t.Errorf("%s sets the secret %s as a plain variable: it must come from Secret Manager", name, k)
+		case strings.HasSuffix(k, "_FILE") && asked[k] && !secretFiles[k]:
+			t.Errorf("%s: %s=%s is not a file of a mounted secret", name, k, v)
+		}
+	}
+	d.checkTargets(t, name, entry, cfg)
 }
 
 // mountSecrets returns the function's environment as the code sees it at run time: mounted
@@ -303,7 +343,7 @@ func mountSecrets(t *testing.T, sc *serviceConfig) (env map[string]string, secre
 
 // checkTargets requires that a function's settings name the topic, database and dataset this
 // plan creates, and for the sink the subscription that pushes to it.
-func (d *deployment) checkTargets(t *testing.T, name string, f *function, cfg config.Config) {
+func (d *deployment) checkTargets(t *testing.T, name, entry string, cfg config.Config) {
 	t.Helper()
 	deltas := d.topics[firstResource(d.plan.References("google_pubsub_subscription.consumer", "topic"))]
 	c := cfg.Common
@@ -314,7 +354,7 @@ func (d *deployment) checkTargets(t *testing.T, name string, f *function, cfg co
 	if !slices.ContainsFunc(slices.Collect(maps.Values(databases)), func(db *named) bool { return db.Name == c.FirestoreDatabase }) {
 		t.Errorf("%s uses Firestore database %q, which the plan does not create", name, c.FirestoreDatabase)
 	}
-	if f.BuildConfig[0].EntryPoint != "BigQuerySink" {
+	if entry != "BigQuerySink" {
 		return
 	}
 	datasets := resources[dataset](t, d.plan, "google_bigquery_dataset")
@@ -381,6 +421,20 @@ func (d *deployment) checkIdentities(t *testing.T) {
 			t.Errorf("function %s runs as %q, not a service account of its own", name, sa)
 		case owner[sa] != "":
 			t.Errorf("functions %s and %s share the service account %s", owner[sa], name, sa)
+		}
+		owner[sa] = name
+	}
+	// A service may run as the identity of the function that only builds its image (the trace
+	// image with the DataDog sidecar): that function serves nothing (checkDataDog).
+	pushed := d.pushed()
+	for name, s := range d.services {
+		sa := s.Template[0].ServiceAccount
+		if sa == "" || strings.HasSuffix(sa, "-compute@developer.gserviceaccount.com") {
+			t.Errorf("service %s runs as %q, not a service account of its own", name, sa)
+			continue
+		}
+		if other := owner[sa]; other != "" && (pushed[other] || d.jobs[other] != nil) {
+			t.Errorf("service %s shares the service account %s with function %s, which serves requests", name, sa, other)
 		}
 		owner[sa] = name
 	}
@@ -582,6 +636,9 @@ func (d *deployment) checkDelivery(t *testing.T) {
 	for _, f := range d.functions {
 		runtime[f.ServiceConfig[0].ServiceAccountEmail] = true
 	}
+	for _, s := range d.services {
+		runtime[s.Template[0].ServiceAccount] = true
+	}
 	deadLetter := d.topics[firstResource(d.plan.References("google_pubsub_subscription.consumer", "dead_letter_policy", "dead_letter_topic"))]
 	if deadLetter == "" {
 		t.Fatal("the push subscriptions have no dead-letter topic of this plan")
@@ -593,8 +650,8 @@ func (d *deployment) checkDelivery(t *testing.T) {
 		if len(s.PushConfig) == 0 {
 			continue
 		}
-		f := d.functions[s.Name]
-		if f == nil {
+		timeout, ok := d.timeoutOf(s.Name)
+		if !ok {
 			t.Errorf("%s pushes to %s, which is not a function of this plan", addr, s.Name)
 			continue
 		}
@@ -607,8 +664,8 @@ func (d *deployment) checkDelivery(t *testing.T) {
 		if len(s.ExpirationPolicy) != 1 || s.ExpirationPolicy[0].TTL != "" {
 			t.Errorf("%s may expire when idle", addr)
 		}
-		if s.AckDeadlineSeconds < f.ServiceConfig[0].TimeoutSeconds {
-			t.Errorf("%s: ack deadline %ds is shorter than %s's timeout %ds: slow deliveries would be redelivered while running", addr, s.AckDeadlineSeconds, s.Name, f.ServiceConfig[0].TimeoutSeconds)
+		if s.AckDeadlineSeconds < timeout {
+			t.Errorf("%s: ack deadline %ds is shorter than %s's timeout %ds: slow deliveries would be redelivered while running", addr, s.AckDeadlineSeconds, s.Name, timeout)
 		}
 		if len(s.PushConfig[0].OIDCToken) != 1 || runtime[s.PushConfig[0].OIDCToken[0].ServiceAccountEmail] {
 			t.Errorf("%s must push with an identity token of its own push service account", addr)

@@ -70,6 +70,39 @@
 // invocation sends it, and counting chunks counts spans. The tracer drops chunks beyond a queue
 // of 1,000, so a call sends at most sessionSpans spans per Start/Stop.
 //
+// # Delivery through the serverless-init sidecar
+//
+// The deployment's default (terraform/trace.tf) runs the trace function as a Cloud Run service
+// with DataDog's serverless-init agent as a sidecar: the tracer sends to localhost:8126. "The agent
+// accepted every span" then means the sidecar in the same instance has them in memory, not that
+// DataDog's intake has them. What the sidecar does with them, read in DataDog's datadog-agent
+// (cmd/serverless-init: main.go, mode/sidecarcontainer_mode.go, log/log.go):
+//
+//   - Started without arguments it runs in sidecar mode. A ticker flushes its trace agent to the
+//     intake every 3 seconds (setupTraceAgent); nothing else sends spans on.
+//   - On SIGTERM or SIGINT (RunSidecar) it makes a last flush of traces, metrics and logs, bounded
+//     by a 5-second timeout (lastFlush, defaultFlushTimeout). Cloud Run sends SIGTERM when it
+//     stops an instance and SIGKILLs it 10 seconds later.
+//
+// With Cloud Run's default request-based billing (CPU allocated only during requests, start-up
+// and shutdown) the sidecar is throttled as soon as the function answers: the ticker and any send
+// in flight stall until the next request (an idle instance lives up to 15 minutes) or until the
+// shutdown, where one 5-second flush is the last chance. Spans would reach DataDog minutes late,
+// or not at all when that flush fails, with the message already acknowledged. So the deployment
+// allocates CPU always (cpu_idle = false, instance-based billing): the sidecar forwards within
+// about 3 seconds of accepting, and a shutdown only has the last 3 seconds' spans to flush. Its
+// cost is in the README ("The DataDog agent").
+//
+// What the function's answer still does not cover, in either mode: spans the agent accepted and
+// then lost before DataDog's intake took them — the agent process crashing or running out of
+// memory, an intake outage longer than the agent retries before it is stopped, an instance lost
+// without SIGTERM. They are recorded in the ledger as sent and are not sent again. An external
+// agent (datadog_agent_url) has the same contract but outlives the function's instances.
+//
+// A cold start cannot deliver before the sidecar listens: the function's container depends on the
+// agent's, which is healthy only once its trace intake accepts connections. Were it not listening,
+// the call would fail with ErrDelivery and Pub/Sub would deliver the message again.
+//
 // # Redelivery and age
 //
 // Before sending, the span keys are looked up in a state.Ledger; after the agent accepted them
@@ -83,7 +116,9 @@
 //
 // The agent address comes from the tracer's own settings: DD_TRACE_AGENT_URL (http://, https://
 // or unix://), else DD_AGENT_HOST and DD_TRACE_AGENT_PORT, else the agent's socket if present,
-// else localhost:8126. DD_TRACE_SEND_RETRIES and the other DD_* settings apply as usual; New
+// else localhost:8126. The deployment sets DD_TRACE_AGENT_URL in both modes (the sidecar's
+// http://localhost:8126, or datadog_agent_url), and DataDog's unified service tagging: DD_SERVICE
+// (the function's name; the tracer's own service), DD_ENV and DD_VERSION (the source archive). DD_TRACE_SEND_RETRIES and the other DD_* settings apply as usual; New
 // refuses DD_TRACE_ENABLED=false, under which no message could ever be delivered. Deployments
 // should set DD_INSTRUMENTATION_TELEMETRY_ENABLED=false and DD_REMOTE_CONFIGURATION_ENABLED=false
 // in the function's environment: a tracer that lives for one call would otherwise report a start

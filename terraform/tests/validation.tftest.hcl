@@ -36,6 +36,71 @@ run "valid_configuration_plans" {
   }
 }
 
+# The default path: DataDog's agent as a sidecar of the trace function, nothing else to run.
+run "sidecar_mode_plans" {
+  command = plan
+  variables {
+    datadog_site      = "datadoghq.eu"
+    datadog_agent_url = null
+  }
+
+  assert {
+    condition     = length(google_cloud_run_v2_service.trace) == 1 && google_cloud_run_v2_service.trace[0].name == "farm-trace" && google_cloudfunctions2_function.trace.name == "farm-trace-build"
+    error_message = "With datadog_site the trace function must be the Cloud Run service farm-trace (its image built by the function farm-trace-build)."
+  }
+  assert {
+    condition     = google_cloud_run_v2_service.trace[0].template[0].containers[1].image == var.datadog_serverless_init_image && contains(google_cloud_run_v2_service.trace[0].template[0].containers[0].depends_on, "datadog-agent")
+    error_message = "The trace container must start after the serverless-init sidecar of the pinned image."
+  }
+  assert {
+    condition     = contains(keys(local.secrets), "farm-datadog-api-key") && contains(keys(local.secret_readers), "farm-datadog-api-key/trace") && length([for k in keys(local.secret_readers) : k if startswith(k, "farm-datadog-api-key/")]) == 1
+    error_message = "The DataDog API key secret must be created and readable by the trace service account only."
+  }
+  assert {
+    condition     = length(google_cloud_run_v2_service.trace[0].template[0].vpc_access) == 0
+    error_message = "The sidecar needs no VPC access."
+  }
+  assert {
+    condition     = google_pubsub_subscription.consumer["trace"].name == "farm-trace" && google_cloud_run_v2_service_iam_member.push_invoker["trace"].name == "farm-trace"
+    error_message = "Pub/Sub must push to, and be allowed to invoke, the trace service."
+  }
+}
+
+run "both_datadog_modes" {
+  command = plan
+  variables {
+    datadog_site = "datadoghq.com"
+  }
+  expect_failures = [var.datadog_site]
+}
+
+run "no_datadog_mode" {
+  command = plan
+  variables {
+    datadog_agent_url = null
+  }
+  expect_failures = [var.datadog_site]
+}
+
+run "bad_datadog_site" {
+  command = plan
+  variables {
+    datadog_site      = "app.datadoghq.com"
+    datadog_agent_url = null
+  }
+  expect_failures = [var.datadog_site]
+}
+
+run "unpinned_sidecar_image" {
+  command = plan
+  variables {
+    datadog_site                  = "datadoghq.com"
+    datadog_agent_url             = null
+    datadog_serverless_init_image = "gcr.io/datadoghq/serverless-init:latest"
+  }
+  expect_failures = [var.datadog_serverless_init_image]
+}
+
 run "missing_archive" {
   command = plan
   variables {
