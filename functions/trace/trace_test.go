@@ -15,9 +15,6 @@ import (
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	tracefn "github.com/farmobs/farm/functions/trace"
 	"github.com/farmobs/farm/internal/testenv"
@@ -223,16 +220,7 @@ func TestStuckLedgerAnswers5xx(t *testing.T) {
 	srv := httptest.NewServer(agent)
 	t.Cleanup(srv.Close)
 	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
-	conn, err := grpc.NewClient(testenv.StuckServer(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client, err := firestore.NewClient(t.Context(), "farm-stuck", "", option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client := testenv.StuckFirestoreClient(t)
 	tr, err := trace.New(trace.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
 		Ledger: firestore.New(client, firestore.WithTimeout(500*time.Millisecond)), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -1,9 +1,15 @@
 package testenv
 
 import (
+	"context"
 	"net"
 	"sync"
 	"testing"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // StuckServer listens on loopback, accepts every connection and never answers: a store, API or
@@ -38,4 +44,21 @@ func StuckServer(t testing.TB) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// StuckFirestoreClient is a Firestore client of a StuckServer: every call hangs until its
+// context ends. It is closed at the end of the test.
+func StuckFirestoreClient(t testing.TB) *firestore.Client {
+	t.Helper()
+	conn, err := grpc.NewClient(StuckServer(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client, err := firestore.NewClient(context.Background(), "farm-stuck", option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
 }

@@ -13,10 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
@@ -152,16 +148,7 @@ func TestSimultaneousTriggersGetConflict(t *testing.T) {
 
 // With Firestore up but hung, a poll is answered 503 once the store's deadline has passed.
 func TestStuckStoreAnswers503(t *testing.T) {
-	conn, err := grpc.NewClient(testenv.StuckServer(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client, err := firestore.NewClient(t.Context(), "farm-stuck", "", option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client := testenv.StuckFirestoreClient(t)
 	store := firestore.New(client, firestore.WithTimeout(500*time.Millisecond))
 	h := polltest.New(t, store, time.Now())
 	sim := argosim.NewServer(clock.Real{}, argosim.Options{Seed: 4})

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"maps"
 	"os"
@@ -22,7 +21,7 @@ import (
 // that a poll rewrites what it changed rather than the whole estate:
 //
 //	runs/<key hash>.json      one file per run, replaced (temp file and rename) when it changes
-//	index-<i>-<gen>.json      part i of the index (keys by FNV-1a modulo the part count), written
+//	index-<i>-<gen>.json      part i of the index (state.PartOf), written
 //	                          under a new generation when it changes
 //
 // The state file lists the generation of every part (index_gens) and stays the commit point: a
@@ -161,27 +160,16 @@ func (s *Store) writeIndex(source string, sd *sourceData, index state.Index, gen
 	if _, err := s.readIndex(source, sd); err != nil { // the parts as committed, to compare with
 		return 0, err
 	}
-	n := 0 // an empty index needs no part
-	if len(index) > 0 {
-		n = nextPow2((len(index) + filePartRuns - 1) / filePartRuns)
-	}
+	n := state.PartsFor(len(index), filePartRuns)
 	cached := s.parts[source]
 	if sd.IndexGens == nil || len(cached) != n {
 		cached = nil // a new layout: every part is written
 	}
-	byPart := make([]state.Index, n)
-	for i := range byPart {
-		byPart[i] = state.Index{}
-	}
-	for k, v := range index {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(k))
-		byPart[int(h.Sum32()%uint32(n))][k] = v
-	}
+	byPart := index.Split(n)
 	gens := make([]int64, 0, n)[:n]
 	parts := make([]*filePart, n)
 	for i, entries := range byPart {
-		if cached != nil && onlyDropsInactive(cached[i].entries, entries) {
+		if cached != nil && state.OnlyDropsInactive(cached[i].entries, entries) {
 			// Unchanged, or only finished runs leaving: as in the Firestore store, the part is
 			// not rewritten for entries a poll never follows up; its next write drops them.
 			gens[i], parts[i] = cached[i].gen, cached[i]
@@ -225,30 +213,4 @@ func (s *Store) orphanParts(source string, sd *sourceData) []string {
 		}
 	}
 	return out
-}
-
-func nextPow2(n int) int {
-	p := 1
-	for p < n {
-		p *= 2
-	}
-	return p
-}
-
-// onlyDropsInactive reports whether next is old without some inactive entries.
-func onlyDropsInactive(old, next state.Index) bool {
-	if len(next) > len(old) {
-		return false
-	}
-	for k, v := range next {
-		if o, ok := old[k]; !ok || o != v {
-			return false
-		}
-	}
-	for k, v := range old {
-		if _, ok := next[k]; !ok && v.Active {
-			return false
-		}
-	}
-	return true
 }

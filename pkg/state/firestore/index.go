@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"strconv"
 	"sync"
@@ -102,13 +101,6 @@ func (s *Store) partRef(source string, i int) *gfs.DocumentRef {
 	return s.sourceRef(source).Collection(IndexCollection).Doc(strconv.Itoa(i))
 }
 
-// partOf is the part of key among n.
-func partOf(key string, n int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % uint32(n))
-}
-
 // readIndex returns the index the source document d describes, reading only the parts whose
 // generation this store does not hold, and remembers them.
 func (s *Store) readIndex(ctx context.Context, source string, d *sourceDoc) (state.Index, error) {
@@ -190,7 +182,7 @@ func (s *Store) planIndex(source string, index state.Index, runsWritten int) (in
 	if len(index) == 0 && n == 0 {
 		return 0, nil, nil, nil // an empty index needs no part
 	}
-	want := max(1, nextPow2((len(index)+partRuns-1)/partRuns))
+	want := max(1, state.PartsFor(len(index), partRuns))
 	switch {
 	case n == 0:
 		n = want
@@ -213,13 +205,7 @@ type partTooBig struct{ size int }
 func (e *partTooBig) Error() string { return fmt.Sprintf("an index part encodes to %d bytes", e.size) }
 
 func (s *Store) splitIndex(source string, index state.Index, n int, reshard bool) ([]*partWrite, []*cachedPart, error) {
-	byPart := make([]state.Index, n)
-	for i := range byPart {
-		byPart[i] = state.Index{}
-	}
-	for k, v := range index {
-		byPart[partOf(k, n)][k] = v
-	}
+	byPart := index.Split(n)
 	cached := s.index.get(source)
 	keep := make([]*cachedPart, n)
 	var writes []*partWrite
@@ -228,7 +214,7 @@ func (s *Store) splitIndex(source string, index state.Index, n int, reshard bool
 		if !reshard && i < len(cached) {
 			old = cached[i]
 		}
-		if old != nil && onlyDropsInactive(old.entries, entries) {
+		if old != nil && state.OnlyDropsInactive(old.entries, entries) {
 			// Nothing new, at most finished runs leaving: rewriting the part would cost a write
 			// for no change a poll acts on (an inactive entry is never followed up). The next
 			// write of this part drops them.
@@ -245,35 +231,6 @@ func (s *Store) splitIndex(source string, index state.Index, n int, reshard bool
 		writes = append(writes, &partWrite{i: i, entries: entries, blob: blob})
 	}
 	return writes, keep, nil
-}
-
-// onlyDropsInactive reports whether next is old without some inactive entries.
-func onlyDropsInactive(old, next state.Index) bool {
-	if len(next) > len(old) {
-		return false
-	}
-	for k, v := range next {
-		if o, ok := old[k]; !ok || o != v {
-			return false
-		}
-	}
-	if len(next) == len(old) {
-		return true
-	}
-	for k, v := range old {
-		if _, ok := next[k]; !ok && v.Active {
-			return false
-		}
-	}
-	return true
-}
-
-func nextPow2(n int) int {
-	p := 1
-	for p < n {
-		p *= 2
-	}
-	return p
 }
 
 // splitWrites returns the writes that fit in the commit transaction and the overflow.

@@ -6,10 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/state"
 	"github.com/farmobs/farm/pkg/state/firestore"
@@ -18,16 +14,7 @@ import (
 // stuckStore is a Store on a Firestore that accepts connections and never answers.
 func stuckStore(t *testing.T, timeout time.Duration) *firestore.Store {
 	t.Helper()
-	conn, err := grpc.NewClient(testenv.StuckServer(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client, err := firestore.NewClient(t.Context(), "farm-stuck", "", option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client := testenv.StuckFirestoreClient(t)
 	return firestore.New(client, firestore.WithTimeout(timeout))
 }
 
