@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -183,8 +184,29 @@ func writeVerdicts(ctx context.Context, w io.Writer, p benchPlan, reps []*bench.
 	fmt.Fprintf(w, "\n== trace and sink, on %d deltas the polls above published\n", tp.Deltas)
 	fmt.Fprintf(w, "Trace:        %d spans in %s CPU = %.0f spans/s per core (tracer, msgpack, HTTP to a local receiver, ledger)\n", tp.Spans, tp.SpanCPU.Round(time.Millisecond), tp.SpansSec)
 	fmt.Fprintf(w, "BigQuerySink: %d rows in %s CPU = %.0f rows/s per core (rows built and encoded for the streaming insert)\n", tp.Rows, tp.RowCPU.Round(time.Millisecond), tp.RowsSec)
+	if err := writeBills(ctx, w, reps); err != nil {
+		return err
+	}
 	if missed > 0 {
 		return fmt.Errorf("%d bench targets missed (MISS above; known trade-offs do not count)", missed)
+	}
+	return nil
+}
+
+// writeBills prints each configuration's Google Cloud cost per 1,000,000 task executions (issue 14).
+func writeBills(ctx context.Context, w io.Writer, reps []*bench.Report) error {
+	bench.WriteBillHeader(w)
+	for _, r := range reps {
+		b, err := bench.BillOf(ctx, r, bench.Deployed)
+		if errors.Is(err, bench.ErrNoTaskExecutions) {
+			// A small estate at low churn may finish no task in a few polls: nothing to divide by.
+			fmt.Fprintf(w, "\n== bill: %s: no bill (%v)\n", r.Config.Name, err)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("bill: %w", err)
+		}
+		b.Write(w)
 	}
 	return nil
 }

@@ -24,8 +24,12 @@ type Throughput struct {
 	SpanCPU  time.Duration
 	Rows     int
 	RowCPU   time.Duration
-	SpansSec float64 // spans per CPU-second
-	RowsSec  float64 // rows per CPU-second
+	SpanWall time.Duration
+	RowWall  time.Duration
+	// LedgerReads and LedgerWrites are the trace ledger's operations (one per id, as Firestore's).
+	LedgerReads, LedgerWrites int64
+	SpansSec                  float64 // spans per CPU-second
+	RowsSec                   float64 // rows per CPU-second
 }
 
 // agentEnv is how dd-trace-go finds its agent.
@@ -57,7 +61,7 @@ func EncodeThroughput(ctx context.Context, ds []Delivery) (Throughput, error) {
 	if err != nil {
 		return tp, err
 	}
-	tp.RowCPU = rows.CPU
+	tp.RowCPU, tp.RowWall = rows.CPU, rows.Wall
 	if err := traceAll(ctx, ds, &tp); err != nil {
 		return tp, err
 	}
@@ -85,8 +89,9 @@ func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 	}
 	defer os.RemoveAll(dir)
 	clk := clock.NewManual(ds[len(ds)-1].Delta.ObservedAt)
+	ledger := filestore.New(filepath.Join(dir, "ledger.json"), filestore.WithClock(clk))
 	tr, err := trace.New(trace.Options{ServiceArgo: "argo-workflows", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
-		Clock: clk, Ledger: filestore.New(filepath.Join(dir, "ledger.json"), filestore.WithClock(clk)),
+		Clock: clk, Ledger: ledger,
 		Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return fmt.Errorf("tracer: %w", err)
@@ -102,7 +107,8 @@ func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 		}
 		return nil
 	})
-	tp.SpanCPU = u.CPU
+	tp.SpanCPU, tp.SpanWall = u.CPU, u.Wall
+	tp.LedgerReads, tp.LedgerWrites = ledger.Usage()
 	return err
 }
 
