@@ -77,13 +77,12 @@ type Line struct {
 
 // Bill is a configuration's Google Cloud cost per 1,000,000 task executions.
 type Bill struct {
-	Name       string
-	TaskExecs  float64 // per poll
-	Lines      []Line  // with the trace as a request-based function
-	Sidecar    Line    // the trace service with the DataDog sidecar instead of the trace function's CPU, memory and requests
-	Total      float64 // trace as a function
-	TotalSide  float64 // trace with the sidecar (the default deployment)
-	Assumption []string
+	Name      string
+	TaskExecs float64 // per poll
+	Lines     []Line  // with the trace as a request-based function
+	Sidecar   Line    // the trace service with the DataDog sidecar instead of the trace function's CPU, memory and requests
+	Total     float64 // trace as a function
+	TotalSide float64 // trace with the sidecar (the default deployment)
 }
 
 // billedSeconds rounds a request's wall up to Cloud Run's granularity.
@@ -164,7 +163,7 @@ var BillAssumptions = []string{
 	"list prices, no free tier (2 M Run requests, 10 GiB Pub/Sub, 3 Scheduler jobs a month), Firestore regional",
 }
 
-// WriteBill prints b as a table.
+// Write prints b as a table.
 func (b Bill) Write(w io.Writer) {
 	fmt.Fprintf(w, "\n== bill: %s, %.1f task executions per poll; USD per 1,000,000 task executions\n", b.Name, b.TaskExecs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
