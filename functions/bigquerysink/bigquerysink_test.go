@@ -13,11 +13,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/farmobs/farm/functions/bigquerysink"
 	"github.com/farmobs/farm/internal/testenv"
@@ -30,7 +27,8 @@ import (
 
 const (
 	project     = "farm-test"
-	topic       = "projects/farm-test/topics/farm-run-deltas"
+	topicID     = "farm-run-deltas"
+	topic       = "projects/farm-test/topics/" + topicID
 	callTimeout = 60 * time.Second
 )
 
@@ -41,15 +39,7 @@ func published(t *testing.T, deltas ...*event.RunDelta) []event.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 	defer cancel()
-	srv := pstest.NewServer()
-	t.Cleanup(func() { _ = srv.Close() })
-	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	srv.Publish(topic, []byte("create the topic"), nil)
-	srv.ClearMessages()
+	srv, conn := testenv.PubSub(t, project, topicID)
 	pub := publish.New(project, topic, option.WithGRPCConn(conn))
 	t.Cleanup(func() { _ = pub.Close() })
 	var msgs []event.Message

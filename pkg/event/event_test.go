@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"sort"
@@ -218,6 +219,26 @@ func compare(t *testing.T, path string, typ reflect.Type, obj map[string]any, de
 			if _, ok := fields[r.(string)]; !ok {
 				t.Errorf("%s: schema requires %q, which the Go type lacks", path, r)
 			}
+		}
+	}
+}
+
+// BenchmarkDecode is a consumer's cost per message before any work: schema check and decode.
+func BenchmarkDecode(b *testing.B) {
+	d := validDelta()
+	for i := range 40 { // a delta of a run with many task changes
+		e := d.Events[0]
+		e.ID, e.NodeID = fmt.Sprintf("e%d", i+2), fmt.Sprintf("n%d", i+2)
+		d.Events = append(d.Events, e)
+	}
+	data, err := Encode(d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -3,16 +3,12 @@
 package deadlettertest
 
 import (
-	"context"
 	"testing"
 
-	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/farmobs/farm/pkg/local"
+	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/publish"
 )
 
@@ -33,19 +29,7 @@ type Topic struct {
 // New starts the server with the topic; everything is closed at the end of the test.
 func New(t testing.TB) *Topic {
 	t.Helper()
-	srv := pstest.NewServer()
-	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	c, err := pubsub.NewClient(ctx, Project, option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := local.EnsureTopic(ctx, c, Project, TopicID); err != nil {
-		t.Fatal(err)
-	}
+	srv, conn := testenv.PubSub(t, Project, TopicID)
 	tp := &Topic{
 		Server:    srv,
 		Publisher: publish.New(Project, TopicID, option.WithGRPCConn(conn)),
@@ -54,9 +38,6 @@ func New(t testing.TB) *Topic {
 	t.Cleanup(func() {
 		_ = tp.Publisher.Close()
 		_ = tp.Missing.Close()
-		_ = c.Close()
-		_ = conn.Close()
-		_ = srv.Close()
 	})
 	return tp
 }

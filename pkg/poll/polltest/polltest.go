@@ -4,19 +4,15 @@
 package polltest
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/event"
-	"github.com/farmobs/farm/pkg/local"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/publish"
 	"github.com/farmobs/farm/pkg/state"
@@ -42,26 +38,9 @@ type Harness struct {
 // the test. The clock starts at start.
 func New(t testing.TB, store state.Store, start time.Time) *Harness {
 	t.Helper()
-	srv := pstest.NewServer()
-	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	c, err := pubsub.NewClient(ctx, Project, option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := local.EnsureTopic(ctx, c, Project, Topic); err != nil {
-		t.Fatal(err)
-	}
+	srv, conn := testenv.PubSub(t, Project, Topic)
 	pub := publish.New(Project, Topic, option.WithGRPCConn(conn))
-	t.Cleanup(func() {
-		_ = pub.Close()
-		_ = c.Close()
-		_ = conn.Close()
-		_ = srv.Close()
-	})
+	t.Cleanup(func() { _ = pub.Close() })
 	return &Harness{T: t, Clock: clock.NewManual(start), Store: store, Server: srv, Publisher: pub}
 }
 
