@@ -3,7 +3,6 @@ package bigquerysink_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -21,19 +20,6 @@ import (
 	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
-// post sends body to url as the push subscription terraform creates does in Google Cloud: the
-// plain push body POSTed to the function's URL.
-func post(t *testing.T, url string, body []byte) (int, []byte) {
-	t.Helper()
-	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, answer
-}
-
 // TestPushThroughFunctionsFramework delivers a message the way the push subscription does, through
 // the Functions Framework: FARM reads the push envelope itself, so the subscription it names
 // reaches the subscription_name column.
@@ -43,7 +29,7 @@ func TestPushThroughFunctionsFramework(t *testing.T) {
 	url := serveFunctions(t, bigquerysink.Handler(sink.New(w, nil, sink.WithSubscription("projects/farm-test/subscriptions/fallback"))))
 
 	m := sinktest.Message(t, sinktest.NestedArgoDelta(), "8001", sinktest.Day0)
-	if code, answer := post(t, url+topic, sinktest.Envelope(t, m)); code/100 != 2 {
+	if code, answer := testenv.Push(t, url+topic, sinktest.Envelope(t, m)); code/100 != 2 {
 		t.Fatalf("push answered %d: %s", code, answer)
 	}
 	data, err := os.ReadFile(w.Path(sink.TableArgo))
@@ -89,7 +75,7 @@ func TestMalformedPushesAreDeadLettered(t *testing.T) {
 		{sinktest.Envelope(t, bad), "part is 0"},
 	} {
 		before := len(dlq.Letters())
-		code, answer := post(t, url+topic, c.body)
+		code, answer := testenv.Push(t, url+topic, c.body)
 		if code/100 != 2 || len(answer) > 1024 {
 			t.Errorf("body %d answered %d with %d bytes; want 2xx without the body", i, code, len(answer))
 		}

@@ -77,19 +77,6 @@ func push(t *testing.T, url, id string, body []byte) int {
 	return resp.StatusCode
 }
 
-// pushRaw POSTs body as a Pub/Sub push subscription does (no CloudEvent headers) and returns the
-// status and the answer's body.
-func pushRaw(t *testing.T, url string, body []byte) (int, []byte) {
-	t.Helper()
-	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, answer
-}
-
 func envelope(t *testing.T, id string, data []byte) []byte {
 	t.Helper()
 	b, err := event.EnvelopeJSON(event.Message{ID: id, PublishTime: time.Now(), Data: data,
@@ -175,7 +162,7 @@ func TestTraceFunction(t *testing.T) {
 		huge := append([]byte(`{"message":{"data":"`), bytes.Repeat([]byte("A"), 3<<20)...) // 3 MB, never closed
 		for i, body := range [][]byte{[]byte("{"), []byte(`{"message":"x"}`), []byte(`[]`), huge} {
 			before := len(dlq.Letters())
-			code, answer := pushRaw(t, url, body)
+			code, answer := testenv.Push(t, url, body)
 			if !ok(code) {
 				t.Errorf("malformed body %d answered %d: Pub/Sub would redeliver it", i, code)
 			}

@@ -1,11 +1,15 @@
 package testenv
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
@@ -58,4 +62,17 @@ func startFramework() (string, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Push POSTs body to url the way a Pub/Sub push subscription delivers a message (the plain push
+// body, no CloudEvent headers) and returns the status and the answer's body.
+func Push(t testing.TB, url string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer
 }

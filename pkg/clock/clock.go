@@ -48,3 +48,18 @@ func (m *Manual) Advance(d time.Duration) time.Time {
 	m.now = m.now.Add(d)
 	return m.now
 }
+
+// Ticking is a clock that moves on by a step at every reading, as the wall clock does between two
+// readings: a test of it tells code that reads the time once from code that reads it twice.
+type Ticking struct {
+	m    Manual
+	step time.Duration
+}
+
+// NewTicking returns a Ticking clock whose first reading is t + step.
+func NewTicking(t time.Time, step time.Duration) *Ticking {
+	return &Ticking{m: Manual{now: t}, step: step}
+}
+
+// Now moves the clock on by its step and returns the new time.
+func (c *Ticking) Now() time.Time { return c.m.Advance(c.step) }

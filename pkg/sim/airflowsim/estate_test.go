@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
@@ -169,25 +169,11 @@ func TestDemoHasFinishedRunsFromTheStart(t *testing.T) {
 	}
 }
 
-// tickingClock moves on by step at every reading, as the wall clock does between two readings.
-type tickingClock struct {
-	mu   sync.Mutex
-	now  time.Time
-	step time.Duration
-}
-
-func (c *tickingClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(c.step)
-	return c.now
-}
-
 // An answer reflects one instant: a run listed as running carries a last scheduling decision at
 // which the truth has it running. (The run listing used to read the clock a second time and
 // stamp runs with a later instant than the states it showed.)
 func TestAnswerReflectsOneInstant(t *testing.T) {
-	clk := &tickingClock{now: t0, step: time.Minute}
+	clk := clock.NewTicking(t0, time.Minute)
 	sim, err := airflowsim.New(airflowsim.Options{API: "v2", Clock: clk})
 	if err != nil {
 		t.Fatal(err)

@@ -5,9 +5,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/farmobs/farm/pkg/clock"
 )
 
 func TestTruthRecordsScriptedTransitions(t *testing.T) {
@@ -107,25 +108,11 @@ func TestTruthMatchesWhatIsServed(t *testing.T) {
 	}
 }
 
-// tickingClock moves on by step at every reading, as the wall clock does between two readings.
-type tickingClock struct {
-	mu   sync.Mutex
-	now  time.Time
-	step time.Duration
-}
-
-func (c *tickingClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(c.step)
-	return c.now
-}
-
 // One answer is one instant: every state a list answer carried is marked served at the same
 // time, the instant its rows were read (they were marked at each row's encoding, one clock
 // reading each).
 func TestOneAnswerIsServedAtOneInstant(t *testing.T) {
-	clk := &tickingClock{now: t0, step: time.Second}
+	clk := clock.NewTicking(t0, time.Second)
 	demo, err := NewDemo(clk, 3)
 	if err != nil {
 		t.Fatal(err)
