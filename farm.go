@@ -9,7 +9,7 @@ import (
 	"github.com/farmobs/farm/functions/bigquerysink"
 	"github.com/farmobs/farm/functions/pollairflow"
 	"github.com/farmobs/farm/functions/pollargo"
-	tracefn "github.com/farmobs/farm/functions/trace"
+	"github.com/farmobs/farm/functions/trace"
 )
 
 func init() {
@@ -17,6 +17,6 @@ func init() {
 	functions.HTTP("PollAirflow", pollairflow.Handle)
 	// The consumers are HTTP functions that read the Pub/Sub push themselves (pkg/push), so that
 	// a malformed delivery is dead-lettered by FARM instead of refused by the framework.
-	functions.HTTP("Trace", tracefn.Handle)
+	functions.HTTP("Trace", trace.Handle)
 	functions.HTTP("BigQuerySink", bigquerysink.Handle)
 }

@@ -15,7 +15,7 @@
 #
 # CPU is always allocated (cpu_idle = false, instance-based billing): the sidecar holds the spans
 # it accepted and forwards them on a 3-second timer, which a CPU throttled between requests would
-# stall until the next request or the shutdown. pkg/trace/doc.go ("Delivery through the sidecar")
+# stall until the next request or the shutdown. pkg/apm/doc.go ("Delivery through the sidecar")
 # has the details; the README ("The DataDog agent") its cost.
 
 locals {

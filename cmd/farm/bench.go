@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/farmobs/farm/pkg/bench"
+	"github.com/farmobs/farm/internal/bench"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
 )

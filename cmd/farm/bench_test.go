@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmobs/farm/pkg/bench"
+	"github.com/farmobs/farm/internal/bench"
 	"github.com/farmobs/farm/pkg/event"
 )
 

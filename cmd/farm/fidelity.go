@@ -8,10 +8,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/farmobs/farm/pkg/bench"
+	"github.com/farmobs/farm/internal/bench"
+	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
 // cmdFidelity runs FARM's poll of each source through a simulated day (random gaps, crashes

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/farmobs/farm/pkg/packaging"
+	"github.com/farmobs/farm/internal/packaging"
 )
 
 // cmdPackage writes the reproducible source archive that terraform deploys (see pkg/packaging)

@@ -12,10 +12,10 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
+	"github.com/farmobs/farm/internal/local"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
-	"github.com/farmobs/farm/pkg/local"
 	"github.com/farmobs/farm/pkg/logging"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/setup"

@@ -19,8 +19,8 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 
 	_ "github.com/farmobs/farm" // registers every function, as on Google Cloud
+	"github.com/farmobs/farm/internal/local"
 	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/local"
 	"github.com/farmobs/farm/pkg/logging"
 	"github.com/farmobs/farm/pkg/setup"
 	"github.com/farmobs/farm/schemas"

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/farmobs/farm/pkg/bench"
+	"github.com/farmobs/farm/internal/bench"
 )
 
 // estateFlags are the flags describing an estate, shared by `farm bench sim` and the bench

@@ -11,12 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/farmobs/farm/internal/ddagent"
+	"github.com/farmobs/farm/internal/local"
+	"github.com/farmobs/farm/internal/sim/airflowsim"
+	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/ddagent"
-	"github.com/farmobs/farm/pkg/local"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
-	"github.com/farmobs/farm/pkg/sim/argosim"
 )
 
 // The functions registered in farm.go that this runner schedules and delivers to.

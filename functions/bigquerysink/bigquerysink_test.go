@@ -17,12 +17,12 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/farmobs/farm/functions/bigquerysink"
+	"github.com/farmobs/farm/internal/local"
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/event"
-	"github.com/farmobs/farm/pkg/local"
 	"github.com/farmobs/farm/pkg/publish"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 const (

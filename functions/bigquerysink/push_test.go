@@ -12,12 +12,12 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/farmobs/farm/functions/bigquerysink"
+	"github.com/farmobs/farm/internal/deadlettertest"
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/deadletter"
-	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 // TestPushThroughFunctionsFramework delivers a message the way the push subscription does, through

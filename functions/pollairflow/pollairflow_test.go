@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/functions/pollairflow"
-	"github.com/farmobs/farm/pkg/poll/polltest"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
+	"github.com/farmobs/farm/internal/polltest"
+	"github.com/farmobs/farm/internal/sim/airflowsim"
 )
 
 // The function end to end: configuration from the environment (a simulated Airflow 3 with JWT

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/functions/pollargo"
+	"github.com/farmobs/farm/internal/polltest"
+	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/clock"
-	"github.com/farmobs/farm/pkg/poll/polltest"
-	"github.com/farmobs/farm/pkg/sim/argosim"
 	"github.com/farmobs/farm/pkg/state/filestore"
 )
 

@@ -12,9 +12,9 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/farmobs/farm/pkg/apm"
 	"github.com/farmobs/farm/pkg/push"
 	"github.com/farmobs/farm/pkg/setup"
-	"github.com/farmobs/farm/pkg/trace"
 )
 
 // Handle is the function's entry point. Its dependencies (configuration, the ledger's Firestore
@@ -30,7 +30,7 @@ var handler = push.Handler(func(ctx context.Context) (push.Consumer, error) {
 }, slog.Default)
 
 // Handler serves deliveries with tr (tests and embedding).
-func Handler(tr *trace.Tracer) http.Handler {
+func Handler(tr *apm.Tracer) http.Handler {
 	return push.Handler(func(context.Context) (push.Consumer, error) { return tr.HandleEnvelope, nil }, slog.Default)
 }
 
@@ -39,10 +39,10 @@ var tracer lazyTracer
 
 type lazyTracer struct {
 	mu sync.Mutex
-	tr *trace.Tracer
+	tr *apm.Tracer
 }
 
-func (l *lazyTracer) get(ctx context.Context) (*trace.Tracer, error) {
+func (l *lazyTracer) get(ctx context.Context) (*apm.Tracer, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.tr != nil {
@@ -60,9 +60,9 @@ func (l *lazyTracer) get(ctx context.Context) (*trace.Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := trace.OptionsFrom(app.Config.Trace)
+	o := apm.OptionsFrom(app.Config.Trace)
 	o.Ledger, o.Clock, o.Log, o.DeadLetter = ledger, app.Clock, app.Log, dl
-	if l.tr, err = trace.New(o); err != nil {
+	if l.tr, err = apm.New(o); err != nil {
 		return nil, err
 	}
 	return l.tr, nil

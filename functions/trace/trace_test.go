@@ -17,14 +17,14 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	tracefn "github.com/farmobs/farm/functions/trace"
+	"github.com/farmobs/farm/internal/ddagent"
+	"github.com/farmobs/farm/internal/deadlettertest"
+	"github.com/farmobs/farm/internal/local"
 	"github.com/farmobs/farm/internal/testenv"
-	"github.com/farmobs/farm/pkg/ddagent"
-	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
+	"github.com/farmobs/farm/pkg/apm"
 	"github.com/farmobs/farm/pkg/event"
-	"github.com/farmobs/farm/pkg/local"
 	"github.com/farmobs/farm/pkg/state/filestore"
 	"github.com/farmobs/farm/pkg/state/firestore"
-	"github.com/farmobs/farm/pkg/trace"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -208,7 +208,7 @@ func TestStuckLedgerAnswers5xx(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
 	client := testenv.StuckFirestoreClient(t)
-	tr, err := trace.New(trace.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
+	tr, err := apm.New(apm.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
 		Ledger: firestore.New(client, firestore.WithTimeout(500*time.Millisecond)), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func TestStuckLedgerAnswers5xx(t *testing.T) {
 // (FARM_AGENT_TIMEOUT) has passed, and the spans are not recorded as sent.
 func TestStuckAgentAnswers5xx(t *testing.T) {
 	t.Setenv("DD_TRACE_AGENT_URL", "http://"+testenv.StuckServer(t))
-	tr, err := trace.New(trace.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
+	tr, err := apm.New(apm.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
 		Ledger: filestore.New(filepath.Join(t.TempDir(), "state.json")), Log: slog.New(slog.DiscardHandler), AgentTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/ddagent"
+	"github.com/farmobs/farm/pkg/apm"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/ddagent"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/state/filestore"
-	"github.com/farmobs/farm/pkg/trace"
 )
 
 // operation is what FARM's trace function really sent for one operation name.
@@ -59,11 +59,11 @@ func traceSample(t *testing.T) (map[string]*operation, string) {
 
 	cfg := defaultConfig(t)
 	clk := clock.NewManual(day0.Add(2 * time.Hour))
-	opts := trace.OptionsFrom(cfg.Trace)
+	opts := apm.OptionsFrom(cfg.Trace)
 	opts.Version = "1.0.0"
 	opts.Clock = clk
 	opts.Ledger = filestore.New(filepath.Join(t.TempDir(), "state.json"), filestore.WithClock(clk))
-	tr, err := trace.New(opts)
+	tr, err := apm.New(opts)
 	if err != nil {
 		return nil, "trace.New: " + err.Error()
 	}
@@ -186,14 +186,14 @@ func airflowRun() *event.RunDelta {
 
 func TestEmittedOperationsAreTheExportedConstants(t *testing.T) {
 	ops := emitted(t)
-	want := []string{trace.OpArgoWorkflow, trace.OpArgoNode, trace.OpAirflowDagRun, trace.OpAirflowTask}
+	want := []string{apm.OpArgoWorkflow, apm.OpArgoNode, apm.OpAirflowDagRun, apm.OpAirflowTask}
 	if got := slices.Sorted(maps.Keys(ops)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Fatalf("pkg/trace sent operations %v; its exported constants are %v", got, want)
 	}
 	cfg := defaultConfig(t)
 	for op, svc := range map[string]string{
-		trace.OpArgoWorkflow: cfg.Trace.ServiceArgo, trace.OpArgoNode: cfg.Trace.ServiceArgo,
-		trace.OpAirflowDagRun: cfg.Trace.ServiceAirflow, trace.OpAirflowTask: cfg.Trace.ServiceAirflow,
+		apm.OpArgoWorkflow: cfg.Trace.ServiceArgo, apm.OpArgoNode: cfg.Trace.ServiceArgo,
+		apm.OpAirflowDagRun: cfg.Trace.ServiceAirflow, apm.OpAirflowTask: cfg.Trace.ServiceAirflow,
 	} {
 		if !ops[op].services[svc] || len(ops[op].services) != 1 {
 			t.Errorf("%s spans have services %v, want %s", op, slices.Sorted(maps.Keys(ops[op].services)), svc)
@@ -207,7 +207,7 @@ func TestEmittedOperationsAreTheExportedConstants(t *testing.T) {
 		}
 	}
 	// The monitors group runs by resource_name: the root span's resource must be the pipeline.
-	for op, pipeline := range map[string]string{trace.OpArgoWorkflow: "etl-nightly", trace.OpAirflowDagRun: "daily_sales"} {
+	for op, pipeline := range map[string]string{apm.OpArgoWorkflow: "etl-nightly", apm.OpAirflowDagRun: "daily_sales"} {
 		if !ops[op].resources[pipeline] || len(ops[op].resources) != 1 {
 			t.Errorf("%s spans have resources %v, want the pipeline %s", op, slices.Sorted(maps.Keys(ops[op].resources)), pipeline)
 		}

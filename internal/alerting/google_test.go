@@ -21,13 +21,13 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/farmobs/farm/internal/alerting"
+	"github.com/farmobs/farm/internal/polltest"
+	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/poll/polltest"
-	"github.com/farmobs/farm/pkg/sim/argosim"
 	"github.com/farmobs/farm/pkg/state/filestore"
 )
 

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/packaging"
 	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/packaging"
 	"github.com/farmobs/farm/pkg/sink"
 	"github.com/farmobs/farm/pkg/state/firestore"
 )

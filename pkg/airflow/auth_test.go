@@ -13,11 +13,11 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/airflow"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
 func TestResolveAuth(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/airflow"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
 func TestVersionDetection(t *testing.T) {

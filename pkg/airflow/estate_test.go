@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/airflow"
 	"github.com/farmobs/farm/pkg/event"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
 // Polling a generated estate (task groups, mapped tasks, sensors rescheduling, retries,

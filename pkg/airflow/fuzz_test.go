@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/clock"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
 // Fuzz targets of the decoders of Airflow's answers (v1 and v2): DAG-run pages, task-instance pages
 // and tries. Their seeds are documents the simulator serves, shaped like Airflow 2.10's /api/v1 and
-// Airflow 3's /api/v2 (see pkg/sim/airflowsim); `go test` runs the seeds, `make fuzz` mutates them.
+// Airflow 3's /api/v2 (see internal/sim/airflowsim); `go test` runs the seeds, `make fuzz` mutates them.
 
 // simDocs returns the bodies of every read FARM makes, from a simulated Airflow of each API with a
 // retried task, a mapped task and a finished run.

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/polltest"
+	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/poll/polltest"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
 )
 
 // summary lists the task transitions of deltas as "run/node#attempt prev>state".

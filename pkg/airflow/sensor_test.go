@@ -17,16 +17,16 @@ import (
 
 	"google.golang.org/api/iterator"
 
+	"github.com/farmobs/farm/internal/ddagent"
+	"github.com/farmobs/farm/internal/polltest"
+	"github.com/farmobs/farm/internal/sim/airflowsim"
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/internal/testenv"
-	"github.com/farmobs/farm/pkg/ddagent"
+	"github.com/farmobs/farm/pkg/apm"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/poll/polltest"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 	"github.com/farmobs/farm/pkg/state/filestore"
-	"github.com/farmobs/farm/pkg/trace"
 	"github.com/farmobs/farm/schemas"
 )
 
@@ -131,13 +131,13 @@ func runSensor(t *testing.T, simOpts airflowsim.Options, dag, taskID, polls stri
 }
 
 // tracerFor starts a local DataDog receiver and a tracer sending to it, on the test's clock.
-func tracerFor(t *testing.T, clk *laterClock) (*trace.Tracer, *ddagent.Receiver) {
+func tracerFor(t *testing.T, clk *laterClock) (*apm.Tracer, *ddagent.Receiver) {
 	t.Helper()
 	agent := ddagent.New()
 	srv := httptest.NewServer(agent)
 	t.Cleanup(srv.Close)
 	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
-	tr, err := trace.New(trace.Options{
+	tr, err := apm.New(apm.Options{
 		ServiceArgo: "argo-workflows", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour, Clock: clk, Log: quiet,
 		Ledger: filestore.New(filepath.Join(t.TempDir(), "ledger.json"), filestore.WithClock(clk)),
 	})
@@ -166,9 +166,9 @@ func sensorSpans(t *testing.T, agent *ddagent.Receiver) (try gotSpan, pokes []go
 			root = g
 		case s.Meta["task.id"] != "wait" || s.Resource != "wait":
 			t.Errorf("unexpected span %s of %s (resource %s)", g, s.Meta["task.id"], s.Resource)
-		case s.Name == trace.OpAirflowTask:
+		case s.Name == apm.OpAirflowTask:
 			tries = append(tries, g)
-		case s.Name == trace.OpAirflowPoke:
+		case s.Name == apm.OpAirflowPoke:
 			pokes = append(pokes, g)
 		default:
 			t.Errorf("span %s: operation %s", g, s.Name)

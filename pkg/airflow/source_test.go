@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/polltest"
+	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/airflow"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/poll/polltest"
-	"github.com/farmobs/farm/pkg/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/state"
 )
 

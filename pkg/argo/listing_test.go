@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/sim/argosim"
 	"github.com/farmobs/farm/pkg/state"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/farmobs/farm/internal/deadlettertest"
 	"github.com/farmobs/farm/pkg/deadletter"
-	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 )
 

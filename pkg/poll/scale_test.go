@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/internal/polltest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/poll/polltest"
 	"github.com/farmobs/farm/pkg/state"
 )
 

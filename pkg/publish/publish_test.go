@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/farmobs/farm/internal/local"
 	"github.com/farmobs/farm/pkg/event"
-	"github.com/farmobs/farm/pkg/local"
 	"github.com/farmobs/farm/pkg/publish"
 )
 

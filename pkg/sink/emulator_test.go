@@ -14,12 +14,12 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
 
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 const (

@@ -15,9 +15,9 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 // bqTimestamp is the timestamp form the file writer promises: RFC 3339 in UTC with at most

@@ -13,9 +13,9 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 // schemasDir is the repository's schemas directory, seen from this package.

@@ -22,11 +22,11 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
 
+	"github.com/farmobs/farm/internal/deadlettertest"
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/pkg/deadletter"
-	"github.com/farmobs/farm/pkg/deadletter/deadlettertest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 // TestPoisonMessagesAreAcknowledged feeds messages that can never be processed: each is logged

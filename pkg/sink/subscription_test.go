@@ -4,9 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 // recorder is a Writer that keeps what it is given.

@@ -13,9 +13,9 @@ import (
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/civil"
 
+	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
-	"github.com/farmobs/farm/pkg/sink/sinktest"
 )
 
 func TestViewFilesMatchViewList(t *testing.T) {

@@ -9,7 +9,7 @@
 
 locals {
   # The sources FARM traces, keyed by pkg/event's source names. The operation names are
-  # pkg/trace's constants (OpArgoWorkflow, OpArgoNode, OpAirflowDagRun, OpAirflowTask).
+  # pkg/apm's constants (OpArgoWorkflow, OpArgoNode, OpAirflowDagRun, OpAirflowTask).
   sources = {
     argo = {
       source_label   = "Argo Workflows"

@@ -4,9 +4,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/farmobs/farm/internal/statetest"
 	"github.com/farmobs/farm/pkg/state"
 	"github.com/farmobs/farm/pkg/state/filestore"
-	"github.com/farmobs/farm/pkg/state/statetest"
 )
 
 func TestContract(t *testing.T) {

@@ -3,10 +3,10 @@ package firestore_test
 import (
 	"testing"
 
+	"github.com/farmobs/farm/internal/statetest"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/state"
 	"github.com/farmobs/farm/pkg/state/firestore"
-	"github.com/farmobs/farm/pkg/state/statetest"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
