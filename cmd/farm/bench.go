@@ -37,6 +37,9 @@ type benchPlan struct {
 	dags        []int
 	interval    time.Duration
 	seed        uint64
+	// freshness is how long the local runner is watched for the freshness figures (0: not
+	// measured), polling every freshInterval.
+	freshness, freshInterval time.Duration
 }
 
 // cmdBench measures polls against simulated estates (each served by a child process, so the
@@ -88,7 +91,9 @@ func parseBench(args []string, stderr io.Writer) (benchPlan, error) {
 	dags := fs.String("dags", "100,1000", "Airflow DAGs the runs are spread over (comma-separated; two values compare API calls)")
 	fs.DurationVar(&p.interval, "interval", time.Minute, "simulated time between polls")
 	fs.Uint64Var(&p.seed, "seed", 1, "estate seed")
-	quick := fs.Bool("quick", false, "a small run for a smoke test: 200 Argo runs, 100 Airflow runs over 10 and 100 DAGs, 2 polls")
+	fs.DurationVar(&p.freshness, "freshness", 2*time.Minute, "watch the local runner (farm serve on simulated orchestrators) this long for the freshness figures; 0: skip")
+	fs.DurationVar(&p.freshInterval, "freshness-interval", 10*time.Second, "the local runner's poll interval while freshness is measured")
+	quick := fs.Bool("quick", false, "a small run for a smoke test: 200 Argo runs, 100 Airflow runs over 10 and 100 DAGs, 2 polls, 45s of freshness")
 	if err := fs.Parse(args); err != nil {
 		return p, err
 	}
@@ -97,6 +102,7 @@ func parseBench(args []string, stderr io.Writer) (benchPlan, error) {
 	}
 	if *quick {
 		*runs, p.airflowRuns, *dags, p.polls, p.largeTasks, p.scaleRuns, p.estate = "200", 100, "10,100", 2, 0, 0, false
+		p.freshness, p.freshInterval = 45*time.Second, 5*time.Second
 	}
 	var err error
 	if p.argoRuns, err = intList("-runs", *runs); err != nil {
@@ -107,6 +113,9 @@ func parseBench(args []string, stderr io.Writer) (benchPlan, error) {
 	}
 	if p.churns, err = floatList("-churn", *churn); err != nil {
 		return p, err
+	}
+	if p.freshness < 0 || p.freshInterval <= 0 {
+		return p, fmt.Errorf("-freshness must not be negative and -freshness-interval must be positive")
 	}
 	if p.polls < 1 || p.tasks < 1 {
 		return p, fmt.Errorf("-polls and -tasks must be positive")
@@ -172,6 +181,14 @@ func writeVerdicts(ctx context.Context, w io.Writer, p benchPlan, reps []*bench.
 			checks = append(checks, bench.DAGCheck(few, many))
 		}
 	}
+	if p.freshness > 0 {
+		f, err := measureFreshness(ctx, p)
+		if err != nil {
+			return err
+		}
+		f.Write(w)
+		checks = append(checks, f.Checks()...)
+	}
 	fmt.Fprintln(w, "\n== targets")
 	for _, c := range checks {
 		fmt.Fprintln(w, c)
@@ -191,6 +208,20 @@ func writeVerdicts(ctx context.Context, w io.Writer, p benchPlan, reps []*bench.
 		return fmt.Errorf("%d bench targets missed (MISS above; known trade-offs do not count)", missed)
 	}
 	return nil
+}
+
+// measureFreshness runs this binary's `serve` (the local runner, on its embedded defaults) and
+// measures how long a simulated state change takes to become a span and a row.
+func measureFreshness(ctx context.Context, p benchPlan) (bench.Freshness, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return bench.Freshness{}, fmt.Errorf("freshness: %w", err)
+	}
+	f, err := bench.MeasureFreshness(ctx, bench.FreshnessConfig{Command: []string{self, "serve"}, Interval: p.freshInterval, Duration: p.freshness})
+	if err != nil {
+		return f, fmt.Errorf("freshness: %w", err)
+	}
+	return f, nil
 }
 
 // writeBills prints each configuration's Google Cloud cost per 1,000,000 task executions (issue 14).

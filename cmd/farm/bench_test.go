@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,39 @@ func TestBenchVerdict(t *testing.T) {
 	}
 	if n := verdict(io.Discard, checks[:2]); n != 0 {
 		t.Errorf("a known trade-off fails the run (%d)", n)
+	}
+}
+
+// TestFreshness runs the freshness measurement on the real local runner (this test binary as
+// `farm serve`): spans and rows of the simulated orchestrators arrive, each dated by the change it
+// shows. The figures themselves are the benchmark's, not asserted here.
+func TestFreshness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the local runner for 25 s")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := bench.MeasureFreshness(t.Context(), bench.FreshnessConfig{
+		Command: []string{self, "serve"}, Env: []string{asFarm + "=1"},
+		Interval: 2 * time.Second, Duration: 25 * time.Second, Margin: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]bench.Lags{"spans": f.Spans, "rows": f.Rows} {
+		if l.N == 0 {
+			t.Errorf("%s: no change observed: %s", name, l)
+			continue
+		}
+		// A lag is arrival minus the change: never negative (the runner cannot show a change
+		// before it happened), and the percentiles are ordered.
+		if l.P50 <= 0 || l.P95 < l.P50 || l.Max < l.P95 {
+			t.Errorf("%s: lags out of order: %s", name, l)
+		}
+	}
+	if len(f.Checks()) != 2 {
+		t.Errorf("checks = %v, want one per output", f.Checks())
 	}
 }

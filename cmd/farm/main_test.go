@@ -22,7 +22,16 @@ import (
 	"github.com/farmobs/farm/pkg/event"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+// asFarm makes the test binary run as the farm binary, for tests that start it as a child (the
+// local runner that the freshness benchmark watches).
+const asFarm = "FARM_TEST_RUN_AS_FARM"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asFarm) == "1" {
+		main()
+	}
+	testenv.Main(m)
+}
 
 // cleanEnv gives the test the environment of a fresh machine, in a fresh directory: nothing
 // configured. Every variable the runner may set is registered with t.Setenv, so it is restored.

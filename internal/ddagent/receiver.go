@@ -81,6 +81,7 @@ type Receiver struct {
 	log      *slog.Logger
 	out      io.Writer
 	maxSpans int
+	notify   func(chunks [][]Span)
 
 	mu     sync.Mutex
 	traces map[uint64]*Trace
@@ -104,6 +105,10 @@ func PrintTo(w io.Writer) Option { return func(r *Receiver) { r.out = w } }
 // MaxSpans bounds the spans kept (0, the default, keeps everything): beyond it the oldest traces
 // are forgotten whole. The local runner sets it so a long session does not grow without end.
 func MaxSpans(n int) Option { return func(r *Receiver) { r.maxSpans = n } }
+
+// Notify calls fn with the spans of every accepted payload, as it is accepted (before the answer
+// is written): the freshness benchmark dates arrivals with it. fn must not keep the slices.
+func Notify(fn func(chunks [][]Span)) Option { return func(r *Receiver) { r.notify = fn } }
 
 // New returns a Receiver.
 func New(opts ...Option) *Receiver {
@@ -161,6 +166,9 @@ func (r *Receiver) traces04(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	finished := r.store(chunks)
+	if r.notify != nil {
+		r.notify(chunks)
+	}
 	r.print(finished)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"rate_by_service":{"service:,env:":1}}`)

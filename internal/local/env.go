@@ -228,6 +228,8 @@ func (e *Env) agent(ctx context.Context, opts Options, log *slog.Logger) error {
 		err := ProbeAgent(ctx, "http://"+addr)
 		if err == nil {
 			e.AgentURL = "http://" + addr
+			// The tracer's own default is 127.0.0.1:8126: any other address must be given to it.
+			e.setenv("DD_TRACE_AGENT_URL", e.AgentURL)
 			log.Log(ctx, logging.LevelNotice, "traces go to the DataDog agent listening on "+addr)
 			return nil
 		}
