@@ -25,7 +25,6 @@ import (
 	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state/filestore"
@@ -105,7 +104,7 @@ func runPolls(t *testing.T) ([]logLine, error) {
 	if err != nil {
 		return nil, err
 	}
-	engine := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, Tenant: "acme", Environment: "prod"})
+	engine := h.Engine(src, poll.Options{Tenant: "acme", Environment: "prod"})
 	var logs bytes.Buffer
 	handler := poll.Handler(func(context.Context) (poll.Poller, error) { return engine, nil },
 		poll.HTTPOptions{Clock: h.Clock, Log: logging.New(&logs, slog.LevelInfo)})

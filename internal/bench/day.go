@@ -136,7 +136,7 @@ func RunDay(ctx context.Context, o DayOptions, log *slog.Logger) (*Fidelity, err
 	}
 	defer bus.Close()
 	d := &day{opts: o, sim: sim, bus: bus, rng: rng,
-		engine: poll.New(src, cs, bus.Publisher, sim.Clock, log, poll.Options{SourceKind: o.Estate.Kind, Tenant: "fidelity", Overlap: Overlap})}
+		engine: poll.New(src, cs, bus.Publisher, sim.Clock, log, poll.Options{Tenant: "fidelity", Overlap: Overlap})}
 	end := sim.Clock.Now().Add(o.Day)
 	for sim.Clock.Now().Before(end) {
 		sim.Clock.Advance(d.gap())

@@ -62,7 +62,7 @@ func TestComposerHostSendsTheGoogleToken(t *testing.T) {
 		t.Fatalf("auth mode %s for a Composer host", src.Client().AuthMode())
 	}
 	e.trigger("etl", "r1", task("a", 0))
-	res, err := e.h.Engine(src, poll.Options{SourceKind: "airflow"}).Poll(t.Context(), poll.Request{})
+	res, err := e.h.Engine(src, poll.Options{}).Poll(t.Context(), poll.Request{})
 	if err != nil || res.RunsSeen != 1 {
 		t.Fatalf("poll with the Google token: %v (%d runs)", err, res.RunsSeen)
 	}
@@ -74,7 +74,7 @@ func TestComposerHostSendsTheGoogleToken(t *testing.T) {
 		o.Client.Auth = airflow.AuthGoogle
 		o.Client.TokenSource = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "ya29.revoked"})
 	})
-	_, err = e.h.Engine(bad, poll.Options{SourceKind: "airflow"}).Poll(t.Context(), poll.Request{})
+	_, err = e.h.Engine(bad, poll.Options{}).Poll(t.Context(), poll.Request{})
 	var ae *airflow.AuthError
 	if !errors.As(err, &ae) || ae.Mode != airflow.AuthGoogle || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("revoked Google token: %v", err)
@@ -163,7 +163,7 @@ func TestJWTExpiringMidPoll(t *testing.T) {
 	wrong := e.newSource(func(o *airflow.Options) {
 		o.Client.Auth, o.Client.Username, o.Client.Password = airflow.AuthJWT, "farm", "nope"
 	})
-	_, err := e.h.Engine(wrong, poll.Options{SourceKind: "airflow"}).Poll(t.Context(), poll.Request{})
+	_, err := e.h.Engine(wrong, poll.Options{}).Poll(t.Context(), poll.Request{})
 	var ae *airflow.AuthError
 	if !errors.As(err, &ae) || ae.Mode != airflow.AuthJWT || !strings.Contains(err.Error(), "auth/token") {
 		t.Fatalf("wrong password: %v", err)

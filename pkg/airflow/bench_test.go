@@ -13,7 +13,6 @@ import (
 	"github.com/farmobs/farm/internal/polltest"
 	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/airflow"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state/filestore"
 )
@@ -52,7 +51,7 @@ func benchPoll(b *testing.B, api string, runs, churnPct int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	engine := poll.New(src, store, h.Publisher, h.Clock, slog.New(slog.NewTextHandler(io.Discard, nil)), poll.Options{SourceKind: event.SourceAirflow, Overlap: 30 * time.Second})
+	engine := poll.New(src, store, h.Publisher, h.Clock, slog.New(slog.NewTextHandler(io.Discard, nil)), poll.Options{Overlap: 30 * time.Second})
 	cold, err := engine.Poll(b.Context(), poll.Request{})
 	if err != nil {
 		b.Fatal(err)

@@ -83,7 +83,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Cleanup(srv.Close)
 	e := &env{t: t, h: h, sim: sim, srv: srv, store: store}
 	e.src = e.newSource(o.source)
-	e.engine = h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute, InitialLookback: time.Hour})
+	e.engine = h.Engine(e.src, poll.Options{Overlap: 2 * time.Minute, InitialLookback: time.Hour})
 	return e
 }
 

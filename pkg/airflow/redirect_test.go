@@ -15,7 +15,6 @@ import (
 
 	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/airflow"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 )
@@ -83,7 +82,7 @@ func TestRedirectToAnotherOriginFailsThePollAndKeepsTheCredentials(t *testing.T)
 						o.Client.HTTP = append(o.Client.HTTP, httpx.WithTransport(tlsSrv.Client().Transport))
 					})
 				}
-				opts := poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute, InitialLookback: time.Hour}
+				opts := poll.Options{Overlap: 2 * time.Minute, InitialLookback: time.Hour}
 				e.trigger("etl", "r1", task("a", 0))
 				if res, err := e.h.Engine(source(), opts).Poll(t.Context(), poll.Request{}); err != nil || res.RunsSeen != 1 {
 					t.Fatalf("poll before the redirect: %v", err)

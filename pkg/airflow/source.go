@@ -14,7 +14,6 @@ import (
 
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/state"
 )
 
 // Options configure a Source.
@@ -38,7 +37,7 @@ type Options struct {
 const DefaultMaxTriesReads = 200
 
 // Source is an Airflow (2, 3 or Cloud Composer) as the poll engine sees it: poll.Source,
-// poll.APICounter and poll.HistoryFiller.
+// poll.APICounter, poll.HistoryFiller and poll.Requeuer.
 //
 // One List costs, whatever the number of DAGs: the pages of active runs (no date bound), the
 // pages of finished runs updated since the window start (ended in it, on servers before 2.6),
@@ -82,6 +81,7 @@ var (
 	_ poll.Source        = (*Source)(nil)
 	_ poll.APICounter    = (*Source)(nil)
 	_ poll.HistoryFiller = (*Source)(nil)
+	_ poll.Requeuer      = (*Source)(nil)
 )
 
 // New returns a Source. Nothing is dialled until the first List.
@@ -259,7 +259,7 @@ func (s *Source) snapshot(info ServerInfo, r Run) *poll.Snapshot {
 	ref := r.RunRef
 	run := event.Run{
 		Source: event.SourceAirflow, Instance: s.instance, UID: ref.String(), Name: ref.RunID, Pipeline: ref.DagID,
-		Phase: r.State, Status: event.AirflowStatus(r.State), StartedAt: r.Start, FinishedAt: r.End,
+		Phase: r.State, Status: StatusOf(r.State), StartedAt: r.Start, FinishedAt: r.End,
 		Message: r.Note, URL: s.runURL(info, ref), RunType: r.RunType, LogicalDate: r.LogicalDate,
 		QueuedAt: r.QueuedAt, RunAfter: r.RunAfter, DataIntervalStart: r.DataIntervalStart, DataIntervalEnd: r.DataIntervalEnd,
 		LastSchedulingDecision: r.LastSchedulingDecision, ExternalTrigger: r.ExternalTrigger,
@@ -389,7 +389,7 @@ func (s *Source) learnTries(key, node string, current int, rows []TaskInstance) 
 	return out
 }
 
-func finished(state string) bool { return event.AirflowStatus(reportState(state)).Terminal() }
+func finished(state string) bool { return StatusOf(reportState(state)).Terminal() }
 
 // memoOf returns the run's memo, creating it. Called with s.mu held.
 func (s *Source) memoOf(key string) *memo {
@@ -502,7 +502,7 @@ func (s *Source) Fetch(ctx context.Context, refs []string) ([]*poll.Snapshot, er
 // is listed in the current try's AirflowTask.MissedTries: the gap is recorded, never invented.
 // Group nodes then start no later than any stored attempt below them (a try only the store
 // remembers still dates its group).
-func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored map[string]state.Task) error {
+func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored poll.StoredAttempts) error {
 	seen := map[string]map[int]bool{}
 	latest := map[string]int{} // node -> index of its latest attempt in snap.Tasks
 	for i, e := range snap.Tasks {
@@ -521,7 +521,7 @@ func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored map[
 		e := &snap.Tasks[i]
 		var missed []int
 		for k := 1; k < e.Attempt; k++ {
-			if _, ok := stored[poll.TaskKey(&event.TaskEvent{NodeID: node, Attempt: k})]; !ok && !seen[node][k] {
+			if _, ok := stored[poll.TaskAttempt{NodeID: node, Attempt: k}]; !ok && !seen[node][k] {
 				missed = append(missed, k)
 			}
 		}
@@ -541,23 +541,20 @@ func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored map[
 
 // earliestBelow is the earlier of a parent's start and the first start of any stored attempt of
 // a task below it.
-func earliestBelow(p *event.TaskEvent, stored map[string]state.Task) *time.Time {
+func earliestBelow(p *event.TaskEvent, stored poll.StoredAttempts) *time.Time {
 	start := p.StartedAt
 	prefix := p.NodeID + "."
 	if p.Type == TypeMappedTask {
 		prefix = p.NodeID + "["
 	}
-	for key, t := range stored {
-		node, _, ok := splitTaskKey(key)
-		if !ok || !strings.HasPrefix(node, prefix) {
+	for a, first := range stored {
+		if !strings.HasPrefix(a.NodeID, prefix) {
 			continue
 		}
 		// A rescheduled sensor's try started at its first poke, which Airflow 2.0 to 3.2 no
-		// longer show once a later poke overwrote start_date.
-		for _, st := range []time.Time{t.StartedAt, t.TryStart} {
-			if !st.IsZero() && (start == nil || st.Before(*start)) {
-				start = &st
-			}
+		// longer show once a later poke overwrote start_date: the engine's first start is that.
+		if !first.IsZero() && (start == nil || first.Before(*start)) {
+			start = &first
 		}
 	}
 	return start

@@ -17,7 +17,6 @@ import (
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/state"
 )
 
 const (
@@ -411,7 +410,7 @@ func TestColdStartRereadsButPublishesNothing(t *testing.T) {
 	e.must(e.sim.TI("etl", "r1", "a").Advance(S, Q, R, airflowsim.UpForRetry, S, Q, R))
 	e.poll()
 	e.src = e.newSource(nil)
-	e.engine = e.h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute})
+	e.engine = e.h.Engine(e.src, poll.Options{Overlap: 2 * time.Minute})
 	e.advance(time.Minute)
 	res, deltas := e.poll()
 	if len(deltas) != 0 || res.StoreReads != 2 || res.RunsChanged != 0 {
@@ -489,7 +488,7 @@ func TestAuthErrorsNameTheModeAndKeepTheCursor(t *testing.T) {
 	wrong := e.newSource(func(o *airflow.Options) {
 		o.Client.Auth, o.Client.Username, o.Client.Password = "basic", "farm", "wrong"
 	})
-	_, err = e.h.Engine(wrong, poll.Options{SourceKind: event.SourceAirflow}).Poll(t.Context(), poll.Request{})
+	_, err = e.h.Engine(wrong, poll.Options{}).Poll(t.Context(), poll.Request{})
 	if !errors.As(err, &ae) || ae.Mode != "basic" || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "refused the credentials") {
 		t.Fatalf("401: %v", err)
 	}
@@ -506,7 +505,7 @@ func TestFaultsAreRetriedWithBackoff(t *testing.T) {
 	e.src = e.newSource(func(o *airflow.Options) {
 		o.Client.HTTP = append(o.Client.HTTP, httpx.WithTimeout(300*time.Millisecond))
 	})
-	e.engine = e.h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow})
+	e.engine = e.h.Engine(e.src, poll.Options{})
 	e.trigger("etl", "r1", task("a", 0))
 	e.sim.InjectFault(airflowsim.Fault{PathPrefix: "/api/v2/dags/~/dagRuns", Method: http.MethodGet, Status: 500, Times: 1})
 	e.sim.InjectFault(airflowsim.Fault{PathPrefix: "/api/v2/dags/~/dagRuns/~/taskInstances/list", Status: 429, RetryAfter: "7", Times: 1})
@@ -582,7 +581,7 @@ func TestStoredStatesKeepGroupStart(t *testing.T) {
 	if got := groupStart(); got != time.Minute {
 		t.Fatalf("group start from the snapshot alone: %s", got)
 	}
-	stored := map[string]state.Task{"g.a#1": {State: "running", StartedAt: t0}}
+	stored := poll.StoredAttempts{{NodeID: "g.a", Attempt: 1}: t0}
 	if err := e.src.FillHistory(t.Context(), snaps[0], stored); err != nil {
 		t.Fatal(err)
 	}

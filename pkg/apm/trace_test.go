@@ -21,6 +21,7 @@ import (
 	"github.com/farmobs/farm/internal/deadlettertest"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/apm"
+	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/deadletter"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
@@ -36,9 +37,9 @@ func wantArgo() []wantSpan {
 	node := func(n argoNode, parent string) wantSpan {
 		w := wantSpan{key: key(n.id, n.attempt), parent: parent, name: apm.OpArgoNode, resource: n.display,
 			start: secs(n.start), end: secs(n.end),
-			meta: map[string]string{"task.type": n.typ, "argo.template": n.template, "status": string(event.ArgoStatus(n.phase)), "state": n.phase,
+			meta: map[string]string{"task.type": n.typ, "argo.template": n.template, "status": string(argo.StatusOf(n.phase)), "state": n.phase,
 				"pod_name": n.pod, "argo.host_node": n.host, "task.name": n.name}}
-		if event.ArgoStatus(n.phase).IsError() {
+		if argo.StatusOf(n.phase).IsError() {
 			w.errType, w.errMsg = n.phase, n.message
 			w.meta["task.message"] = ""
 		} else {

@@ -17,7 +17,6 @@ import (
 	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state/filestore"
@@ -69,7 +68,7 @@ func TestRedirectToAnotherOriginFailsThePollAndKeepsTheToken(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			engine := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, Overlap: 5 * time.Minute, InitialLookback: time.Hour})
+			engine := h.Engine(src, poll.Options{Overlap: 5 * time.Minute, InitialLookback: time.Hour})
 			if _, err := engine.Poll(t.Context(), poll.Request{}); err != nil {
 				t.Fatalf("poll before the redirect: %v", err)
 			}

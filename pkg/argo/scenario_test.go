@@ -59,7 +59,7 @@ func newScenario(t *testing.T, listing argo.Listing, opts argosim.Options) *scen
 		t.Fatal(err)
 	}
 	return &scenario{t: t, h: h, sim: sim, src: src,
-		engine: h.Engine(src, poll.Options{SourceKind: event.SourceArgo, Overlap: 5 * time.Minute, InitialLookback: time.Hour})}
+		engine: h.Engine(src, poll.Options{Overlap: 5 * time.Minute, InitialLookback: time.Hour})}
 }
 
 // forListings runs a scenario on each way of listing: every guarantee must hold on both paths,
@@ -389,7 +389,7 @@ func TestScenarioCrashBetweenPublishAndCommit(t *testing.T) {
 func testScenarioCrashBetweenPublishAndCommit(t *testing.T, listing argo.Listing) {
 	s := newScenario(t, listing, argosim.Options{Seed: 10})
 	s.h.Store = polltest.NewCrashOnce(firestore.New(testenv.Firestore(t)))
-	s.engine = s.h.Engine(s.src, poll.Options{SourceKind: event.SourceArgo})
+	s.engine = s.h.Engine(s.src, poll.Options{})
 	s.put("wf-k", "Running", 0, -1, node("wf-k", "a", argosim.NodeTypePod, "Succeeded", 0, 1, ""))
 	s.h.Clock.Set(mins(2))
 	if _, err := s.engine.Poll(context.Background(), poll.Request{}); err == nil {

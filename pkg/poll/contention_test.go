@@ -19,7 +19,6 @@ import (
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state"
 	"github.com/farmobs/farm/pkg/state/filestore"
@@ -69,7 +68,7 @@ func TestSimultaneousTriggersGetConflict(t *testing.T) {
 			}
 			quiet := slog.New(slog.DiscardHandler)
 			engine := poll.New(src, store, h.Publisher, clock.Real{}, quiet,
-				poll.Options{SourceKind: event.SourceArgo, Overlap: time.Minute, InitialLookback: time.Hour})
+				poll.Options{Overlap: time.Minute, InitialLookback: time.Hour})
 			fn := httptest.NewServer(poll.Handler(func(ctx context.Context) (poll.Poller, error) { return engine, nil }, poll.HTTPOptions{Log: quiet}))
 			t.Cleanup(fn.Close)
 
@@ -160,7 +159,7 @@ func TestStuckStoreAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	engine := poll.New(src, store, h.Publisher, clock.Real{}, quiet, poll.Options{SourceKind: event.SourceArgo})
+	engine := poll.New(src, store, h.Publisher, clock.Real{}, quiet, poll.Options{})
 	fn := httptest.NewServer(poll.Handler(func(ctx context.Context) (poll.Poller, error) { return engine, nil }, poll.HTTPOptions{Log: quiet}))
 	t.Cleanup(fn.Close)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a watchdog, far above the bound
@@ -194,7 +193,7 @@ func TestPollStartsWhenTheLeaseIsHeld(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	h := polltest.New(t, nil, t0)
 	h.Store = slowAcquire{Store: newStore(t), clk: h.Clock, d: 21 * time.Millisecond}
-	res, err := h.Engine(newScript(), poll.Options{SourceKind: event.SourceArgo}).Poll(t.Context(), poll.Request{})
+	res, err := h.Engine(newScript(), poll.Options{}).Poll(t.Context(), poll.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ type Engine struct {
 	clock     clock.Clock
 	log       *slog.Logger
 	opts      Options
-	statusOf  func(string) event.Status
+	vocab     vocabulary
 	onPublish Sink
 }
 
@@ -86,8 +86,6 @@ type Options struct {
 	LoadParallelism int
 	// DiffBatch is how many changed runs are loaded, diffed and published at a time (memory).
 	DiffBatch int
-	// SourceKind is event.SourceArgo or event.SourceAirflow (selects the status mapping).
-	SourceKind string
 	// MaxBackfillWindow is the largest since..until a backfill may ask for (0: no limit).
 	MaxBackfillWindow time.Duration
 }
@@ -125,7 +123,7 @@ func New(src Source, store state.Store, pub Publisher, clk clock.Clock, log *slo
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Engine{src: src, store: store, pub: pub, clock: clk, log: log, opts: opts, statusOf: statusFunc(opts.SourceKind)}
+	return &Engine{src: src, store: store, pub: pub, clock: clk, log: log, opts: opts, vocab: vocabularyOf(src)}
 }
 
 // OnPublish registers a function called with every delta the poll publishes (or would publish,
@@ -496,7 +494,7 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay, readS
 	var deltas []*event.RunDelta
 	for _, s := range changed {
 		prev := stored[s.Key()]
-		events, tasks := diff(prev, s, e.statusOf)
+		events, tasks := diff(prev, s, e.vocab)
 		prevPhase := ""
 		if prev != nil {
 			prevPhase = prev.Phase

@@ -27,13 +27,13 @@ func (a *App) engine(ctx context.Context, src poll.Source, kind string) (*poll.E
 	}
 	c := a.Config.Common
 	return poll.New(src, store, pub, a.Clock, a.Log, poll.Options{
-		Tenant:            c.Tenant,
-		Environment:       c.Environment,
-		Overlap:           c.PollOverlap,
-		InitialLookback:   c.InitialLookback,
-		LeaseTTL:          c.LeaseTTL,
-		RunRetention:      c.RunRetention,
-		SourceKind:        kind,
+		Tenant:          c.Tenant,
+		Environment:     c.Environment,
+		Overlap:         c.PollOverlap,
+		InitialLookback: c.InitialLookback,
+		LeaseTTL:        c.LeaseTTL,
+		RunRetention:    c.RunRetention,
+
 		MaxBackfillWindow: c.MaxBackfillWindow,
 	}), nil
 }
