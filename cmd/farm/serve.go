@@ -76,8 +76,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	setup.ResetDefault() // the functions read this environment, not one of an earlier serve
-	defer setup.ResetDefault()
+	// The functions serve this configuration, not one of an earlier serve in this process.
+	setup.Install(setup.New(cfg, log, nil))
+	defer setup.Install(nil)
 
 	if cfg.Sink.Mode == "bigquery" && cfg.Sink.Endpoint != "" {
 		// An emulator starts empty: create the dataset, tables and views terraform would.

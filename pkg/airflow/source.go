@@ -13,28 +13,9 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 )
-
-// Options configure a Source.
-type Options struct {
-	Client   ClientOptions
-	Instance string // the name of this Airflow in events (default: the URL's host)
-	// Include and Exclude select DAGs by id before any task-instance query: an excluded DAG's
-	// runs are never loaded, and its rows in the estate-wide change feed are dropped.
-	Include *regexp.Regexp
-	Exclude *regexp.Regexp
-	UIURL   *url.URL     // base of links to runs (default: Client.URL)
-	Log     *slog.Logger // used by the client unless Client.Log is set
-	// MaxTriesReads bounds the tries calls of one List (default DefaultMaxTriesReads). A cold
-	// process would otherwise read the tries of every retried task instance of the estate, one
-	// call each; past the bound, the earlier tries not read are recorded as a gap (MissedTries),
-	// never invented, and read by a later poll when their run changes again.
-	MaxTriesReads int
-}
-
-// DefaultMaxTriesReads is MaxTriesReads' default: a few seconds of calls per poll.
-const DefaultMaxTriesReads = 200
 
 // Source is an Airflow (2, 3 or Cloud Composer) as the poll engine sees it: poll.Source,
 // poll.APICounter, poll.HistoryFiller and poll.Requeuer.
@@ -84,29 +65,33 @@ var (
 	_ poll.Requeuer      = (*Source)(nil)
 )
 
-// New returns a Source. Nothing is dialled until the first List.
-func New(o Options) (*Source, error) {
-	if o.Client.Log == nil {
-		o.Client.Log = o.Log
+// New returns a Source for the Airflow in cfg. Nothing is dialled until the first List.
+func New(cfg Config, deps Deps) (*Source, error) {
+	if cfg.URL == nil {
+		return nil, errNoSource
 	}
-	c, err := NewClient(o.Client)
+	if cfg.Instance == "" {
+		cfg.Instance = cfg.URL.Hostname()
+	}
+	if cfg.UIURL == nil {
+		cfg.UIURL = cfg.URL
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("airflow: %w", err)
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	http := []httpx.Option{httpx.WithTimeout(cfg.HTTPTimeout), httpx.WithRetries(cfg.HTTPRetries), httpx.WithUserAgent("farm-airflow")}
+	c, err := NewClient(ClientOptions{
+		URL: cfg.URL, API: cfg.APIVersion, Auth: cfg.Auth, Username: cfg.Username, Password: cfg.Password, Token: cfg.Token,
+		TokenSource: deps.TokenSource, PageSize: cfg.PageSize, Clock: deps.Clock, Log: deps.Log, HTTP: append(http, deps.HTTP...),
+	})
 	if err != nil {
 		return nil, err
 	}
-	if o.Instance == "" {
-		o.Instance = o.Client.URL.Hostname()
-	}
-	if o.UIURL == nil {
-		o.UIURL = o.Client.URL
-	}
-	if o.MaxTriesReads <= 0 {
-		o.MaxTriesReads = DefaultMaxTriesReads
-	}
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
-	return &Source{c: c, instance: o.Instance, include: o.Include, exclude: o.Exclude, ui: o.UIURL, memo: map[string]*memo{},
-		log: o.Log, maxTries: o.MaxTriesReads, triesLeft: o.MaxTriesReads}, nil
+	return &Source{c: c, instance: cfg.Instance, include: cfg.DagInclude, exclude: cfg.DagExclude, ui: cfg.UIURL, memo: map[string]*memo{},
+		log: deps.Log, maxTries: cfg.MaxTriesReads, triesLeft: cfg.MaxTriesReads}, nil
 }
 
 // Client returns the API client (the benchmarks read the same pages through it).

@@ -46,7 +46,7 @@ var keptArgoLabels = map[string]bool{
 
 // Mapper turns Argo workflows into FARM's event model. It is a pure function of its input.
 type Mapper struct {
-	Instance string   // config.Argo.Instance
+	Instance string   // Config.Instance
 	UIURL    *url.URL // base of links to runs; nil: no links
 	// DefaultPodNameFormat is the controller's POD_NAMES for workflows without the
 	// pod-name-format annotation (Argo's default is "v2").

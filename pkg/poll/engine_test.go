@@ -121,7 +121,7 @@ func mustPoll(t *testing.T, e *poll.Engine, req poll.Request) *poll.Result {
 func TestEngineIncremental(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{})
+	e := h.Engine(src, poll.Config{})
 
 	src.set("a", "Running", true, task("a", "Running", at(0), nil), task("a-1", "Running", at(0), nil))
 	res := mustPoll(t, e, poll.Request{})
@@ -151,7 +151,7 @@ func TestEngineIncremental(t *testing.T) {
 func TestEngineFollowsRunsThatLeftTheActiveListing(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{})
+	e := h.Engine(src, poll.Config{})
 	src.set("old-b", "Running", true, task("old-b", "Running", at(-600), nil))
 	mustPoll(t, e, poll.Request{})
 	h.Published()
@@ -178,7 +178,7 @@ func TestEngineCrashBetweenPublishAndCommitRepublishesSameIDs(t *testing.T) {
 	store := polltest.NewCrashOnce(newStore(t))
 	h := polltest.New(t, store, t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{})
+	e := h.Engine(src, poll.Config{})
 	src.set("c", "Running", true, task("c", "Running", at(0), nil), task("c-1", "Succeeded", at(0), at(1)))
 	if _, err := e.Poll(context.Background(), poll.Request{}); !errors.Is(err, poll.ErrStore) {
 		t.Fatalf("poll with failing commit: err = %v, want ErrStore", err)
@@ -198,7 +198,7 @@ func TestEngineCrashBetweenPublishAndCommitRepublishesSameIDs(t *testing.T) {
 func TestEngineFailuresLeaveCursor(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{})
+	e := h.Engine(src, poll.Config{})
 	src.set("d", "Running", true, task("d", "Running", at(0), nil))
 	mustPoll(t, e, poll.Request{})
 	h.Published()
@@ -219,7 +219,7 @@ func TestEngineFailuresLeaveCursor(t *testing.T) {
 func TestEngineLease(t *testing.T) {
 	store := newStore(t)
 	h := polltest.New(t, store, t0)
-	e := h.Engine(newScript(), poll.Options{LeaseTTL: time.Minute})
+	e := h.Engine(newScript(), poll.Config{LeaseTTL: time.Minute})
 	if _, err := store.Acquire(context.Background(), "argo/test", "crashed-poll", t0, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestEngineLease(t *testing.T) {
 func TestEngineBackfillAndReplay(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{MaxBackfillWindow: 24 * time.Hour})
+	e := h.Engine(src, poll.Config{MaxBackfillWindow: 24 * time.Hour})
 	src.set("e", "Succeeded", false, task("e", "Succeeded", at(0), at(3)), task("e-1", "Succeeded", at(1), at(2)))
 	mustPoll(t, e, poll.Request{})
 	first := ids(polltest.Events(h.Published()))
@@ -258,7 +258,7 @@ func TestEngineBackfillAndReplay(t *testing.T) {
 func TestEngineSplitsLargeRuns(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{MaxEventsPerMessage: 10})
+	e := h.Engine(src, poll.Config{MaxEventsPerMessage: 10})
 	var tasks []event.TaskEvent
 	for i := range 25 {
 		tasks = append(tasks, task(fmt.Sprintf("n%02d", i), "Succeeded", at(0), at(1)))
@@ -308,7 +308,7 @@ func sameSet(a, b []string) bool {
 func TestEngineNodeThatFinishesTwice(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{})
+	e := h.Engine(src, poll.Config{})
 	src.set("r", "Failed", false, task("r-1", "Failed", at(0), at(1)))
 	mustPoll(t, e, poll.Request{})
 	first := polltest.Events(h.Published())
@@ -327,7 +327,7 @@ func TestEngineNodeThatFinishesTwice(t *testing.T) {
 func TestEngineTruncatesHugeMessages(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{})
+	e := h.Engine(src, poll.Config{})
 	huge := task("m", "Failed", at(0), at(1))
 	huge.Message = strings.Repeat("é", 1<<20) // a pod that printed a megabyte
 	src.set("m", "Failed", false, huge)
@@ -355,7 +355,7 @@ func TestEngineDryRunStoresNothing(t *testing.T) {
 	store := newStore(t)
 	h := polltest.New(t, store, t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{})
+	e := h.Engine(src, poll.Config{})
 	src.set("dry", "Running", true, task("dry", "Running", at(0), nil))
 	var printed []*event.RunDelta
 	e.OnPublish(func(d *event.RunDelta) { printed = append(printed, d) })
@@ -386,7 +386,7 @@ func TestEngineDryRunStoresNothing(t *testing.T) {
 func TestEngineBackfillIsItsWindow(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0.Add(2*time.Hour))
 	src := newScript()
-	e := h.Engine(src, poll.Options{MaxBackfillWindow: 24 * time.Hour})
+	e := h.Engine(src, poll.Config{MaxBackfillWindow: 24 * time.Hour})
 	timed := func(name, phase string, active bool, start, end *time.Time) {
 		src.set(name, phase, active, task(name, phase, start, end))
 		src.runs[name].Run.StartedAt, src.runs[name].Run.FinishedAt = start, end
@@ -420,7 +420,7 @@ func TestStoreCountersNamedByStore(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
 	src.set("a", "Running", true, task("a", "Running", at(0), nil))
-	res := mustPoll(t, h.Engine(src, poll.Options{}), poll.Request{})
+	res := mustPoll(t, h.Engine(src, poll.Config{}), poll.Request{})
 	b, err := json.Marshal(res)
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ func testConfig(t *testing.T, env map[string]string) config.Config {
 }
 
 func TestLazyBuildsOnceAndRetriesFailures(t *testing.T) {
-	a := New(config.Config{}, nil, nil)
+	var l lazy[int]
 	calls := 0
 	build := func(context.Context) (int, error) {
 		calls++
@@ -30,11 +30,11 @@ func TestLazyBuildsOnceAndRetriesFailures(t *testing.T) {
 		}
 		return calls, nil
 	}
-	if _, err := lazy(context.Background(), a, "x", build); err == nil || !strings.Contains(err.Error(), "x: transient") {
+	if _, err := l.get(context.Background(), "x", build); err == nil || !strings.Contains(err.Error(), "x: transient") {
 		t.Fatalf("first build: err = %v", err)
 	}
 	for range 3 {
-		v, err := lazy(context.Background(), a, "x", build)
+		v, err := l.get(context.Background(), "x", build)
 		if err != nil || v != 2 {
 			t.Fatalf("lazy = %d, %v; want 2 (built once after the failure)", v, err)
 		}
@@ -77,5 +77,17 @@ func TestEnginesNeedTheirSource(t *testing.T) {
 	again, _ := b.ArgoEngine(context.Background())
 	if again != e {
 		t.Error("the engine is rebuilt on every call")
+	}
+}
+
+// The local runner installs the App it built from its own configuration: the functions it serves
+// use that one, and Install(nil) lets the next Default read the environment again.
+func TestInstallMakesTheProcessApp(t *testing.T) {
+	a := New(testConfig(t, map[string]string{"FARM_STATE_STORE": "file", "FARM_STATE_FILE": filepath.Join(t.TempDir(), "s")}), nil, nil)
+	Install(a)
+	t.Cleanup(func() { Install(nil) })
+	got, err := Default()
+	if err != nil || got != a {
+		t.Fatalf("Default = %p, %v; want the installed App %p", got, err, a)
 	}
 }
