@@ -61,11 +61,9 @@ func traceSample(t *testing.T) (map[string]*operation, string) {
 
 	cfg := defaultConfig(t)
 	clk := clock.NewManual(day0.Add(2 * time.Hour))
-	opts := apm.OptionsFrom(cfg.Trace)
-	opts.Version = "1.0.0"
-	opts.Clock = clk
-	opts.Ledger = filestore.New(filepath.Join(t.TempDir(), "state.json"), filestore.WithClock(clk))
-	tr, err := apm.New(opts)
+	tc := cfg.Trace
+	tc.Version = "1.0.0"
+	tr, err := apm.New(tc, apm.Deps{Clock: clk, Ledger: filestore.New(filepath.Join(t.TempDir(), "state.json"), filestore.WithClock(clk))})
 	if err != nil {
 		return nil, "trace.New: " + err.Error()
 	}

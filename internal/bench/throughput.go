@@ -90,9 +90,7 @@ func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 	defer os.RemoveAll(dir)
 	clk := clock.NewManual(ds[len(ds)-1].Delta.ObservedAt)
 	ledger := filestore.New(filepath.Join(dir, "ledger.json"), filestore.WithClock(clk))
-	tr, err := apm.New(apm.Options{ServiceArgo: "argo-workflows", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
-		Clock: clk, Ledger: ledger,
-		Log: slog.New(slog.DiscardHandler)})
+	tr, err := apm.New(apm.DefaultConfig(), apm.Deps{Clock: clk, Ledger: ledger, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return fmt.Errorf("tracer: %w", err)
 	}

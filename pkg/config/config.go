@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/pkg/airflow"
+	"github.com/farmobs/farm/pkg/apm"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/sink"
 )
 
 // Config is every setting of every FARM function.
@@ -26,8 +28,8 @@ type Config struct {
 	Poll    poll.Config
 	Argo    argo.Config
 	Airflow airflow.Config
-	Trace   Trace
-	Sink    Sink
+	Trace   apm.Config
+	Sink    sink.Config
 }
 
 // Common settings shared by all functions.

@@ -212,7 +212,7 @@ func (a *App) Sink(ctx context.Context) (*sink.Sink, error) {
 		if err != nil {
 			return nil, err
 		}
-		return sink.FromConfig(a.Config.Sink, a.Log, sink.WithDeadLetter(dl))
+		return sink.New(a.Config.Sink, sink.Deps{Log: a.Log, DeadLetter: dl})
 	})
 }
 
@@ -227,9 +227,7 @@ func (a *App) Tracer(ctx context.Context) (*apm.Tracer, error) {
 		if err != nil {
 			return nil, err
 		}
-		o := apm.OptionsFrom(a.Config.Trace)
-		o.Ledger, o.Clock, o.Log, o.DeadLetter = ledger, a.Clock, a.Log, dl
-		return apm.New(o)
+		return apm.New(a.Config.Trace, apm.Deps{Ledger: ledger, Clock: a.Clock, Log: a.Log, DeadLetter: dl})
 	})
 }
 
