@@ -38,13 +38,13 @@ type env struct {
 	logs   *testenv.SyncBuffer
 }
 
-// newEnv starts a receiver, points the tracer at it (DD_TRACE_AGENT_URL) and returns a Tracer
-// whose clock reads day0 + 10 minutes.
 // testConfig is the tracer configuration of these tests.
 func testConfig() apm.Config {
 	return apm.Config{ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, Version: version, MaxAge: maxAge, AgentTimeout: 5 * time.Second}
 }
 
+// newEnv starts a receiver, points the tracer at it (DD_TRACE_AGENT_URL) and returns a Tracer
+// whose clock reads day0 + 10 minutes.
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{agent: ddagent.New(), clock: clock.NewManual(day0.Add(10 * time.Minute))}

@@ -31,6 +31,9 @@ type Config struct {
 	MaxAge time.Duration
 	// AgentTimeout bounds each HTTP request to the agent (FARM_AGENT_TIMEOUT).
 	AgentTimeout time.Duration
+	// AgentAddr, when set, is the host:port of the agent spans go to over HTTP, whatever
+	// DataDog's own settings say: the local runner's receiver. Not read from the environment.
+	AgentAddr string
 }
 
 // DefaultConfig is the configuration of the trace function when nothing is set.
@@ -95,6 +98,10 @@ func New(cfg Config, deps Deps) (*Tracer, error) {
 	if err := e.checkEnabled(); err != nil {
 		return nil, err
 	}
+	socket := e.agentSocket()
+	if cfg.AgentAddr != "" {
+		socket = ""
+	}
 	if deps.Clock == nil {
 		deps.Clock = clock.Real{}
 	}
@@ -112,7 +119,8 @@ func New(cfg Config, deps Deps) (*Tracer, error) {
 			with128:  e.with128BitIDs(),
 		},
 		sender: sender{
-			transport: agentTransport(e.agentSocket()),
+			transport: agentTransport(socket),
+			agentAddr: cfg.AgentAddr,
 			timeout:   cfg.AgentTimeout,
 			service:   e.tracerService(),
 			logger:    tracerLog{deps.Log},
