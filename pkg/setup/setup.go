@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	gfs "cloud.google.com/go/firestore"
+	"google.golang.org/api/option"
 
 	"github.com/farmobs/farm/pkg/airflow"
 	"github.com/farmobs/farm/pkg/apm"
@@ -35,6 +36,7 @@ type App struct {
 	Config config.Config
 	Log    *slog.Logger
 	Clock  clock.Clock
+	pubsub []option.ClientOption
 
 	firestore     lazy[*gfs.Client]
 	backend       lazy[stateBackend]
@@ -87,15 +89,23 @@ func (l *lazy[T]) close(name string) error {
 	return err
 }
 
-// New returns an App for cfg. log may be nil for slog.Default(), clk nil for the wall clock.
-func New(cfg config.Config, log *slog.Logger, clk clock.Clock) *App {
-	if log == nil {
-		log = slog.Default()
+// Deps are what an App takes besides its configuration, all optional.
+type Deps struct {
+	Log   *slog.Logger // nil: slog.Default()
+	Clock clock.Clock  // nil: the wall clock
+	// PubSub are extra options of the Pub/Sub clients: the local runner's in-process server.
+	PubSub []option.ClientOption
+}
+
+// New returns an App for cfg. Nothing is built before it is asked for.
+func New(cfg config.Config, deps Deps) *App {
+	if deps.Log == nil {
+		deps.Log = slog.Default()
 	}
-	if clk == nil {
-		clk = clock.Real{}
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
 	}
-	return &App{Config: cfg, Log: log, Clock: clk}
+	return &App{Config: cfg, Log: deps.Log, Clock: deps.Clock, pubsub: deps.PubSub}
 }
 
 var (
@@ -117,7 +127,7 @@ func Default() (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	defaultApp = New(cfg, log, clock.Real{})
+	defaultApp = New(cfg, Deps{Log: log})
 	return defaultApp, nil
 }
 
@@ -201,7 +211,7 @@ func (a *App) engine(ctx context.Context, src poll.Source) (*poll.Engine, error)
 // Publisher returns the process's Pub/Sub publisher for the RunDelta topic.
 func (a *App) Publisher(ctx context.Context) (*publish.Publisher, error) {
 	return a.publisher.get(ctx, "publisher", func(context.Context) (*publish.Publisher, error) {
-		return publish.New(a.Config.Common.ProjectID, a.Config.Common.Topic), nil
+		return publish.New(a.Config.Common.ProjectID, a.Config.Common.Topic, a.pubsub...), nil
 	})
 }
 
@@ -239,7 +249,7 @@ func (a *App) DeadLetter(ctx context.Context, consumer string) (*deadletter.Keep
 		return deadletter.New(nil, consumer, a.Log), nil
 	}
 	pub, err := a.deadLetterPub.get(ctx, "dead-letter publisher", func(context.Context) (*publish.Publisher, error) {
-		return publish.New(a.Config.Common.ProjectID, topic), nil
+		return publish.New(a.Config.Common.ProjectID, topic, a.pubsub...), nil
 	})
 	if err != nil {
 		return nil, err
