@@ -90,10 +90,18 @@ func TestStaticBearerToken(t *testing.T) {
 	if res, _ := e.poll(); res.RunsSeen != 1 {
 		t.Fatalf("%d runs", res.RunsSeen)
 	}
-	for _, r := range []airflow.ClientOptions{{Auth: "bearer"}, {Auth: "basic", Username: "u"}, {Auth: "jwt", Password: "p"}, {Auth: "kerberos"}, {API: "v3"}} {
-		r.URL, _ = url.Parse(e.srv.URL)
-		if _, err := airflow.NewClient(r); err == nil {
-			t.Errorf("options %+v accepted", r)
+	for _, mod := range []func(*airflow.Config){
+		func(c *airflow.Config) { c.Auth = "bearer" },
+		func(c *airflow.Config) { c.Auth, c.Username = "basic", "u" },
+		func(c *airflow.Config) { c.Auth, c.Password = "jwt", "p" },
+		func(c *airflow.Config) { c.Auth = "kerberos" },
+		func(c *airflow.Config) { c.APIVersion = "v3" },
+	} {
+		cfg := airflow.DefaultConfig()
+		cfg.URL, _ = url.Parse(e.srv.URL)
+		mod(&cfg)
+		if _, err := airflow.NewClient(cfg, airflow.Deps{}); err == nil {
+			t.Errorf("configuration %+v accepted", cfg)
 		}
 	}
 }

@@ -34,7 +34,9 @@ func TestVersionDetection(t *testing.T) {
 	notAirflow := httptest.NewServer(http.NotFoundHandler())
 	defer notAirflow.Close()
 	u, _ := url.Parse(notAirflow.URL)
-	c, err := airflow.NewClient(airflow.ClientOptions{URL: u})
+	cfg := airflow.DefaultConfig()
+	cfg.URL = u
+	c, err := airflow.NewClient(cfg, airflow.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

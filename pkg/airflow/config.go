@@ -36,6 +36,11 @@ type Config struct {
 	UIURL       *url.URL      // FARM_AIRFLOW_UI_URL: base of links to runs (default: FARM_AIRFLOW_URL)
 	HTTPTimeout time.Duration // FARM_HTTP_TIMEOUT: per request
 	HTTPRetries int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
+	// BatchRuns is how many runs one task-instance batch call names (v1's batch is unpaginated:
+	// this bounds its answer).
+	BatchRuns int
+	// BatchPage is page_limit of v2's batch (not capped by the server).
+	BatchPage int
 	// MaxTriesReads bounds the tries calls of one List. A cold process would otherwise read the
 	// tries of every retried task instance of the estate, one call each; past the bound, the
 	// earlier tries not read are recorded as a gap (MissedTries), never invented, and read by a
@@ -43,8 +48,14 @@ type Config struct {
 	MaxTriesReads int
 }
 
-// DefaultMaxTriesReads is MaxTriesReads' default: a few seconds of calls per poll.
-const DefaultMaxTriesReads = 200
+// Defaults of Config.
+const (
+	DefaultPageSize  = 100
+	DefaultBatchRuns = 100
+	DefaultBatchPage = 1000
+	// DefaultMaxTriesReads is a few seconds of calls per poll.
+	DefaultMaxTriesReads = 200
+)
 
 // DefaultConfig is the configuration FARM reads Airflow with when nothing is set.
 func DefaultConfig() Config {
@@ -53,6 +64,8 @@ func DefaultConfig() Config {
 		APIVersion:    "auto",
 		DagExclude:    regexp.MustCompile("^airflow_monitoring$"),
 		PageSize:      DefaultPageSize,
+		BatchRuns:     DefaultBatchRuns,
+		BatchPage:     DefaultBatchPage,
 		HTTPTimeout:   30 * time.Second,
 		HTTPRetries:   3,
 		MaxTriesReads: DefaultMaxTriesReads,
@@ -81,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPRetries < 0 {
 		errs = append(errs, errors.New("FARM_HTTP_RETRIES must not be negative"))
+	}
+	if c.BatchRuns < 1 || c.BatchPage < 1 {
+		errs = append(errs, fmt.Errorf("airflow: batch runs (%d) and batch page (%d) must be positive", c.BatchRuns, c.BatchPage))
 	}
 	if c.MaxTriesReads < 1 {
 		errs = append(errs, fmt.Errorf("airflow: tries reads per poll must be positive, got %d", c.MaxTriesReads))

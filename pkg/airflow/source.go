@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/pkg/event"
-	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 )
 
@@ -82,11 +81,7 @@ func New(cfg Config, deps Deps) (*Source, error) {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
-	http := []httpx.Option{httpx.WithTimeout(cfg.HTTPTimeout), httpx.WithRetries(cfg.HTTPRetries), httpx.WithUserAgent("farm-airflow")}
-	c, err := NewClient(ClientOptions{
-		URL: cfg.URL, API: cfg.APIVersion, Auth: cfg.Auth, Username: cfg.Username, Password: cfg.Password, Token: cfg.Token,
-		TokenSource: deps.TokenSource, PageSize: cfg.PageSize, Clock: deps.Clock, Log: deps.Log, HTTP: append(http, deps.HTTP...),
-	})
+	c, err := NewClient(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
