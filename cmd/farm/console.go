@@ -101,10 +101,10 @@ func pollHeadline(r slog.Record) (string, bool) {
 }
 
 // checkSettings refuses bad settings, each named, before anything starts: every function's
-// (config.Load) and the runner's own.
-func checkSettings(extra func(r *config.Reader)) error {
-	_, cfgErr := config.Load()
-	r := config.NewReader(os.LookupEnv)
+// (config.LoadFrom) and the runner's own, as lookup reads them.
+func checkSettings(lookup func(string) (string, bool), extra func(r *config.Reader)) error {
+	_, cfgErr := config.LoadFrom(lookup)
+	r := config.NewReader(lookup)
 	r.OneOf("FARM_SIM_AIRFLOW_API", "v2", "v1", "v2")
 	if v := r.String("FARM_LOCAL_AGENT_ADDR", ""); v != "" {
 		if _, _, err := net.SplitHostPort(v); err != nil {

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/option"
 
 	"github.com/farmobs/farm/internal/local"
-	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
@@ -66,22 +66,22 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	logging.SetDefault(log)
 	opts := localOptions(log, stdout)
 	opts.Agent = nil // one poll traces nothing: no receiver needed
-	opts.Check = func() error { return checkSettings(nil) }
+	opts.Check = func(lookup func(string) (string, bool)) error { return checkSettings(lookup, nil) }
 	env, err := local.Prepare(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	cfg, err := config.Load()
+	cfg, err := env.Config()
 	if err != nil {
 		return err
 	}
 	if env.EmbeddedPubSub && !*dryRun {
-		if err := ensureTopic(ctx, cfg); err != nil {
+		if err := ensureTopic(ctx, cfg, env.PubSub); err != nil {
 			return err
 		}
 	}
-	app := setup.New(cfg, log, clock.Real{})
+	app := setup.New(cfg, setup.Deps{Log: log, PubSub: env.PubSub})
 	defer app.Close()
 	engine, err := engineFor(ctx, app, source)
 	if err != nil {
@@ -130,8 +130,8 @@ func pollRequest(since, until string, replay bool) (poll.Request, error) {
 	return req, nil
 }
 
-func ensureTopic(ctx context.Context, cfg config.Config) error {
-	c, err := pubsub.NewClient(ctx, cfg.Common.ProjectID)
+func ensureTopic(ctx context.Context, cfg config.Config, opts []option.ClientOption) error {
+	c, err := pubsub.NewClient(ctx, cfg.Common.ProjectID, opts...)
 	if err != nil {
 		return fmt.Errorf("pubsub client: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
+	"google.golang.org/api/option"
 
 	_ "github.com/farmobs/farm" // registers every function, as on Google Cloud
 	"github.com/farmobs/farm/internal/local"
@@ -50,8 +51,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logging.SetDefault(log)
 	simulated := os.Getenv("FARM_ARGO_URL") == "" && os.Getenv("FARM_AIRFLOW_URL") == ""
 	opts := localOptions(log, stdout)
-	opts.Check = func() error {
-		return checkSettings(func(r *config.Reader) {
+	opts.Check = func(lookup func(string) (string, bool)) error {
+		return checkSettings(lookup, func(r *config.Reader) {
 			checkPort(r, *port)
 			def := time.Minute
 			if simulated {
@@ -72,12 +73,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer env.Close()
-	cfg, err := config.Load() // with the simulators' URLs
+	cfg, err := env.Config() // with the simulators' URLs
 	if err != nil {
 		return err
 	}
-	setup.ResetDefault() // the functions read this environment, not one of an earlier serve
-	defer setup.ResetDefault()
+	// The functions serve this configuration, not one of an earlier serve in this process.
+	setup.Install(setup.New(cfg, setup.Deps{Log: log, PubSub: env.PubSub}))
+	defer setup.Install(nil)
 
 	if cfg.Sink.Mode == "bigquery" && cfg.Sink.Endpoint != "" {
 		// An emulator starts empty: create the dataset, tables and views terraform would.
@@ -96,7 +98,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var wg sync.WaitGroup
 	hc := &http.Client{Timeout: 10 * time.Minute}
 	if env.Deliver {
-		if err := startDeliveries(ctx, &wg, cfg, base, hc, log); err != nil {
+		if err := startDeliveries(ctx, &wg, cfg, env.PubSub, base, hc, log); err != nil {
 			return err
 		}
 	} else {
@@ -156,9 +158,9 @@ func startFunctions(ctx context.Context, port string) (string, error) {
 
 // startDeliveries creates the topic and one subscription per consumer function and pushes each
 // message to its function as a CloudEvent, like the Eventarc triggers terraform creates.
-func startDeliveries(ctx context.Context, wg *sync.WaitGroup, cfg config.Config, base string, hc *http.Client, log *slog.Logger) error {
+func startDeliveries(ctx context.Context, wg *sync.WaitGroup, cfg config.Config, pubsubOpts []option.ClientOption, base string, hc *http.Client, log *slog.Logger) error {
 	project := cfg.Common.ProjectID
-	c, err := pubsub.NewClient(ctx, project)
+	c, err := pubsub.NewClient(ctx, project, pubsubOpts...)
 	if err != nil {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
@@ -198,7 +200,7 @@ func startDeliveries(ctx context.Context, wg *sync.WaitGroup, cfg config.Config,
 }
 
 func prepareBigQuery(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	app := setup.New(cfg, log, nil)
+	app := setup.New(cfg, setup.Deps{Log: log})
 	defer app.Close()
 	s, err := app.Sink(ctx)
 	if err != nil {

@@ -26,7 +26,13 @@ import (
 func TestPushThroughFunctionsFramework(t *testing.T) {
 	dir := t.TempDir()
 	w := sink.NewFileWriter(dir)
-	url := serveFunctions(t, bigquerysink.Handler(sink.New(w, nil, sink.WithSubscription("projects/farm-test/subscriptions/fallback"))))
+	cfg := sink.DefaultConfig()
+	cfg.Subscription = "projects/farm-test/subscriptions/fallback"
+	s, err := sink.New(cfg, sink.Deps{Writer: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveFunctions(t, bigquerysink.Handler(s))
 
 	m := sinktest.Message(t, sinktest.NestedArgoDelta(), "8001", sinktest.Day0)
 	if code, answer := testenv.Push(t, url+topic, sinktest.Envelope(t, m)); code/100 != 2 {
@@ -60,8 +66,13 @@ func TestPushThroughFunctionsFramework(t *testing.T) {
 func TestMalformedPushesAreDeadLettered(t *testing.T) {
 	dir := t.TempDir()
 	dlq := deadlettertest.New(t)
-	url := serveFunctions(t, bigquerysink.Handler(sink.New(sink.NewFileWriter(dir), nil,
-		sink.WithSubscription(sinktest.Subscription), sink.WithDeadLetter(deadletter.New(dlq.Publisher, "sink", nil)))))
+	cfg := sink.DefaultConfig()
+	cfg.Subscription = sinktest.Subscription
+	s, err := sink.New(cfg, sink.Deps{Writer: sink.NewFileWriter(dir), DeadLetter: deadletter.New(dlq.Publisher, "sink", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveFunctions(t, bigquerysink.Handler(s))
 	bad := sinktest.Message(t, sinktest.NestedArgoDelta(), "8002", sinktest.Day0)
 	bad.Data = bytes.Replace(bad.Data, []byte(`"part":1`), []byte(`"part":0`), 1)
 	huge := append([]byte(`{"message":{"data":"`), bytes.Repeat([]byte("A"), 3<<20)...)

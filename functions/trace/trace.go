@@ -1,5 +1,5 @@
 // Package trace is the Trace function: Pub/Sub pushes each RunDelta (the push envelope, or the
-// same as a messagePublished CloudEvent) and pkg/trace sends its spans to the DataDog agent named
+// same as a messagePublished CloudEvent) and pkg/apm sends its spans to the DataDog agent named
 // by the DD_* settings, answering only once the agent has them. It is an HTTP function so that
 // FARM reads the envelope itself (pkg/push): an error answer makes Pub/Sub redeliver (agent or
 // ledger unreachable); messages that can never be processed are dead-lettered and acknowledged.
@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 
 	"github.com/farmobs/farm/pkg/apm"
 	"github.com/farmobs/farm/pkg/push"
@@ -18,11 +17,16 @@ import (
 )
 
 // Handle is the function's entry point. Its dependencies (configuration, the ledger's Firestore
-// client, the tracer settings) are built on the first call; a failure is tried again on the next.
+// client, the tracer) are the process's setup.App's, built on the first call; a failure is tried
+// again on the next.
 func Handle(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }
 
 var handler = push.Handler(func(ctx context.Context) (push.Consumer, error) {
-	tr, err := tracer.get(ctx)
+	app, err := setup.Default()
+	if err != nil {
+		return nil, fmt.Errorf("trace function: %w", err)
+	}
+	tr, err := app.Tracer(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("trace function: %w", err)
 	}
@@ -32,38 +36,4 @@ var handler = push.Handler(func(ctx context.Context) (push.Consumer, error) {
 // Handler serves deliveries with tr (tests and embedding).
 func Handler(tr *apm.Tracer) http.Handler {
 	return push.Handler(func(context.Context) (push.Consumer, error) { return tr.HandleEnvelope, nil }, slog.Default)
-}
-
-// tracer is the process's Tracer, built lazily.
-var tracer lazyTracer
-
-type lazyTracer struct {
-	mu sync.Mutex
-	tr *apm.Tracer
-}
-
-func (l *lazyTracer) get(ctx context.Context) (*apm.Tracer, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.tr != nil {
-		return l.tr, nil
-	}
-	app, err := setup.Default()
-	if err != nil {
-		return nil, err
-	}
-	ledger, err := app.Ledger(ctx)
-	if err != nil {
-		return nil, err
-	}
-	dl, err := app.DeadLetter(ctx, "trace")
-	if err != nil {
-		return nil, err
-	}
-	o := apm.OptionsFrom(app.Config.Trace)
-	o.Ledger, o.Clock, o.Log, o.DeadLetter = ledger, app.Clock, app.Log, dl
-	if l.tr, err = apm.New(o); err != nil {
-		return nil, err
-	}
-	return l.tr, nil
 }

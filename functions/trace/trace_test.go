@@ -208,8 +208,8 @@ func TestStuckLedgerAnswers5xx(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
 	client := testenv.StuckFirestoreClient(t)
-	tr, err := apm.New(apm.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
-		Ledger: firestore.New(client, firestore.WithTimeout(500*time.Millisecond)), Log: slog.New(slog.DiscardHandler)})
+	tr, err := apm.New(apm.Config{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour, AgentTimeout: 10 * time.Second},
+		apm.Deps{Ledger: firestore.New(client, firestore.WithTimeout(500*time.Millisecond)), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,8 +238,8 @@ func TestStuckLedgerAnswers5xx(t *testing.T) {
 // (FARM_AGENT_TIMEOUT) has passed, and the spans are not recorded as sent.
 func TestStuckAgentAnswers5xx(t *testing.T) {
 	t.Setenv("DD_TRACE_AGENT_URL", "http://"+testenv.StuckServer(t))
-	tr, err := apm.New(apm.Options{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
-		Ledger: filestore.New(filepath.Join(t.TempDir(), "state.json")), Log: slog.New(slog.DiscardHandler), AgentTimeout: 500 * time.Millisecond})
+	tr, err := apm.New(apm.Config{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour, AgentTimeout: 500 * time.Millisecond},
+		apm.Deps{Ledger: filestore.New(filepath.Join(t.TempDir(), "state.json")), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,6 @@
-// Package alerting holds the offline checks of FARM's alerting, and the few helpers they need.
+// Package alerting holds the offline checks of FARM's alerting. It ships nothing: the
+// interpreters the checks need (HCL, the Logging filter language, DataDog queries, strict
+// decoding) are test code too, in its *_support_test.go files.
 //
 // FARM's alerting lives in terraform: the DataDog monitors, dashboard and span-based metric of
 // terraform/datadog (a root module of its own, whose provider cannot be installed on CI machines,
@@ -10,7 +12,7 @@
 //     variables and for every knob turned, and decode each monitor, dashboard and span-based
 //     metric strictly into the official models of datadog-api-client-go (DecodeStrict);
 //   - fail when a query names an operation, tag or metric the trace function does not emit: the
-//     names are taken from the spans pkg/trace really sends to a local agent (pkg/ddagent) and
+//     names are taken from the spans pkg/apm really sends to a local agent (internal/ddagent) and
 //     from its exported operation constants;
 //   - evaluate monitoring.tf's log-based metrics and check each filter (LogFilter, a subset of
 //     the Logging query language) and extractor against the summary lines the real poll handler

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/internal/ddagent"
+	"github.com/farmobs/farm/pkg/airflow"
 	"github.com/farmobs/farm/pkg/apm"
+	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
@@ -59,11 +61,9 @@ func traceSample(t *testing.T) (map[string]*operation, string) {
 
 	cfg := defaultConfig(t)
 	clk := clock.NewManual(day0.Add(2 * time.Hour))
-	opts := apm.OptionsFrom(cfg.Trace)
-	opts.Version = "1.0.0"
-	opts.Clock = clk
-	opts.Ledger = filestore.New(filepath.Join(t.TempDir(), "state.json"), filestore.WithClock(clk))
-	tr, err := apm.New(opts)
+	tc := cfg.Trace
+	tc.Version = "1.0.0"
+	tr, err := apm.New(tc, apm.Deps{Clock: clk, Ledger: filestore.New(filepath.Join(t.TempDir(), "state.json"), filestore.WithClock(clk))})
 	if err != nil {
 		return nil, "trace.New: " + err.Error()
 	}
@@ -142,7 +142,7 @@ func argoRun() *event.RunDelta {
 	node := func(id, display, typ, parent, phase string, attempt, start, end int) event.TaskEvent {
 		return event.TaskEvent{
 			NodeID: wf + "-" + id, Name: wf + "." + display, DisplayName: display, Type: typ, Template: display,
-			ParentID: parent, Attempt: attempt, State: phase, Status: event.ArgoStatus(phase), StartedAt: at(start), FinishedAt: at(end),
+			ParentID: parent, Attempt: attempt, State: phase, Status: argo.StatusOf(phase), StartedAt: at(start), FinishedAt: at(end),
 		}
 	}
 	extract := node("1402196842", "extract", "Retry", "", "Succeeded", 0, 5, 95)
@@ -167,7 +167,7 @@ func airflowRun() *event.RunDelta {
 	}
 	task := func(id, state string, try, start, end int, queued float64) event.TaskEvent {
 		return event.TaskEvent{
-			NodeID: id, Name: id, Type: "Task", Attempt: try, State: state, Status: event.AirflowStatus(state),
+			NodeID: id, Name: id, Type: "Task", Attempt: try, State: state, Status: airflow.StatusOf(state),
 			StartedAt: at(start), FinishedAt: at(end),
 			Airflow: &event.AirflowTask{
 				DagID: dag, DagRunID: runID, TaskID: id, MapIndex: -1, TryNumber: try, MaxTries: 2,

@@ -24,8 +24,6 @@ import (
 	"github.com/farmobs/farm/internal/polltest"
 	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/argo"
-	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state/filestore"
@@ -100,12 +98,14 @@ func runPolls(t *testing.T) ([]logLine, error) {
 	srv := httptest.NewServer(sim)
 	defer func() { sim.Close(); srv.Close() }()
 	u, _ := url.Parse(srv.URL)
-	src, err := argo.New(config.Argo{URL: u, Instance: "batch", Namespaces: []string{"data"}, PageSize: 50},
-		config.Common{HTTPTimeout: 2 * time.Second, HTTPRetries: 0}, argo.WithClock(h.Clock))
+	cfg := argo.DefaultConfig()
+	cfg.URL, cfg.Instance, cfg.Namespaces, cfg.PageSize = u, "batch", []string{"data"}, 50
+	cfg.HTTPTimeout, cfg.HTTPRetries = 2*time.Second, 0
+	src, err := argo.New(cfg, argo.Deps{Clock: h.Clock})
 	if err != nil {
 		return nil, err
 	}
-	engine := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, Tenant: "acme", Environment: "prod"})
+	engine := h.Engine(src, poll.Config{Tenant: "acme", Environment: "prod"})
 	var logs bytes.Buffer
 	handler := poll.Handler(func(context.Context) (poll.Poller, error) { return engine, nil },
 		poll.HTTPOptions{Clock: h.Clock, Log: logging.New(&logs, slog.LevelInfo)})

@@ -133,7 +133,7 @@ func sensorTries(ts []truth, got []*event.RunDelta, committedAt []time.Time) Sen
 			tries[k] = tr
 			order = append(order, k)
 		}
-		st := event.AirflowStatus(t.state)
+		st := airflow.StatusOf(t.state)
 		switch {
 		case st == event.StatusUpForResched:
 			tr.rescheduled = true

@@ -135,8 +135,11 @@ func RunDay(ctx context.Context, o DayOptions, log *slog.Logger) (*Fidelity, err
 		return nil, err
 	}
 	defer bus.Close()
-	d := &day{opts: o, sim: sim, bus: bus, rng: rng,
-		engine: poll.New(src, cs, bus.Publisher, sim.Clock, log, poll.Options{SourceKind: o.Estate.Kind, Tenant: "fidelity", Overlap: Overlap})}
+	engine, err := poll.New(engineConfig("fidelity"), poll.Deps{Source: src, Store: cs, Publisher: bus.Publisher, Clock: sim.Clock, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	d := &day{opts: o, sim: sim, bus: bus, rng: rng, engine: engine}
 	end := sim.Clock.Now().Add(o.Day)
 	for sim.Clock.Now().Before(end) {
 		sim.Clock.Advance(d.gap())

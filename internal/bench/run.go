@@ -103,7 +103,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		return nil, err
 	}
 	// store.Store, not store: the engine counts operations through the concrete store's Usage.
-	engine := poll.New(src, store.Store, bus.Publisher, clk, log, poll.Options{SourceKind: cfg.Estate.Kind, Tenant: "bench", Overlap: Overlap})
+	engine, err := poll.New(engineConfig("bench"), poll.Deps{Source: src, Store: store.Store, Publisher: bus.Publisher, Clock: clk, Log: log})
+	if err != nil {
+		return nil, err
+	}
 	m := &meter{remote: remote, clk: clk, engine: engine, src: src, bus: bus,
 		floor: &floor{src: floorSrc}, interval: cfg.Estate.Interval}
 	if cfg.isArgo() {
@@ -122,7 +125,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.full = poll.New(oldSrc, store.Store, bus.Publisher, clk, log, poll.Options{SourceKind: cfg.Estate.Kind, Tenant: "bench", Overlap: Overlap})
+		if m.full, err = poll.New(engineConfig("bench"), poll.Deps{Source: oldSrc, Store: store.Store, Publisher: bus.Publisher, Clock: clk, Log: log}); err != nil {
+			return nil, err
+		}
 	}
 	rep := &Report{Config: cfg, Store: store.Kind}
 	// The estate has been running for a while when FARM starts: otherwise every poll whose window

@@ -10,7 +10,6 @@ import (
 	"github.com/farmobs/farm/pkg/airflow"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
-	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
@@ -54,20 +53,30 @@ func newSource(o sourceOptions) (source, error) {
 	}
 	switch o.kind {
 	case event.SourceArgo:
-		opts := []argo.Option{argo.WithLogger(o.log), argo.WithHTTPOptions(hopts...)}
+		cfg := argo.DefaultConfig()
+		cfg.URL, cfg.Instance, cfg.PageSize = u, o.instance, argoPage
+		cfg.HTTPTimeout, cfg.HTTPRetries = httpTimeout, httpRetries
 		if o.listing != "" {
-			opts = append(opts, argo.WithListing(o.listing))
+			cfg.Listing = o.listing
 		}
 		if o.fullBudget > 0 {
-			opts = append(opts, argo.WithFullListingBudget(o.fullBudget))
+			cfg.FullListingBudget = o.fullBudget
 		}
-		return argo.New(config.Argo{URL: u, Instance: o.instance, PageSize: argoPage},
-			config.Common{HTTPTimeout: httpTimeout, HTTPRetries: httpRetries}, opts...)
+		return argo.New(cfg, argo.Deps{Log: o.log, HTTP: hopts})
 	case event.SourceAirflow:
-		return airflow.New(airflow.Options{Instance: o.instance, Log: o.log,
-			Client: airflow.ClientOptions{URL: u, API: "v2", Clock: o.clock, Log: o.log, HTTP: hopts}})
+		cfg := airflow.DefaultConfig()
+		cfg.URL, cfg.Instance, cfg.APIVersion, cfg.DagExclude = u, o.instance, "v2", nil
+		cfg.HTTPTimeout, cfg.HTTPRetries = httpTimeout, httpRetries
+		return airflow.New(cfg, airflow.Deps{Clock: o.clock, Log: o.log, HTTP: hopts})
 	}
 	return nil, fmt.Errorf("unknown source kind %q", o.kind)
+}
+
+// engineConfig is FARM's default engine configuration with the benchmark's tenant and overlap.
+func engineConfig(tenant string) poll.Config {
+	c := poll.DefaultConfig()
+	c.Tenant, c.Environment, c.Overlap = tenant, "", Overlap
+	return c
 }
 
 // noSleep is a back-off that takes no time: the fidelity run's time is the simulated clock's.

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/farmobs/farm/internal/ddagent"
@@ -32,12 +33,8 @@ type Throughput struct {
 	RowsSec                   float64 // rows per CPU-second
 }
 
-// agentEnv is how dd-trace-go finds its agent.
-const agentEnv = "DD_TRACE_AGENT_URL"
-
 // EncodeThroughput traces ds through the real tracer to a local DataDog receiver (msgpack encoding,
 // HTTP, the receiver's decoding) and encodes their BigQuery rows as the streaming insert does.
-// It sets DD_TRACE_AGENT_URL for the duration: the tracer reads its agent from the environment.
 func EncodeThroughput(ctx context.Context, ds []Delivery) (Throughput, error) {
 	tp := Throughput{Deltas: len(ds)}
 	if len(ds) == 0 {
@@ -74,15 +71,6 @@ func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 	recv := ddagent.New(ddagent.WithLogger(slog.New(slog.DiscardHandler)))
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
-	prev, had := os.LookupEnv(agentEnv)
-	os.Setenv(agentEnv, srv.URL)
-	defer func() {
-		if had {
-			os.Setenv(agentEnv, prev)
-		} else {
-			os.Unsetenv(agentEnv)
-		}
-	}()
 	dir, err := os.MkdirTemp("", "farm-bench-ledger-")
 	if err != nil {
 		return err
@@ -90,9 +78,9 @@ func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 	defer os.RemoveAll(dir)
 	clk := clock.NewManual(ds[len(ds)-1].Delta.ObservedAt)
 	ledger := filestore.New(filepath.Join(dir, "ledger.json"), filestore.WithClock(clk))
-	tr, err := apm.New(apm.Options{ServiceArgo: "argo-workflows", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour,
-		Clock: clk, Ledger: ledger,
-		Log: slog.New(slog.DiscardHandler)})
+	cfg := apm.DefaultConfig()
+	cfg.AgentAddr = strings.TrimPrefix(srv.URL, "http://")
+	tr, err := apm.New(cfg, apm.Deps{Clock: clk, Ledger: ledger, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return fmt.Errorf("tracer: %w", err)
 	}

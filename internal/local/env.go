@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -14,6 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/logging"
 )
 
@@ -36,9 +42,10 @@ type Options struct {
 	// (default 127.0.0.1:8126, the tracer's default).
 	AgentAddr string
 	Log       *slog.Logger
-	// Check, when set, is called once the defaults are in the environment and before anything is
-	// started, so bad settings are reported before any simulator says a word.
-	Check func() error
+	// Check, when set, is called with the settings as the functions will read them (the
+	// environment under the embedded defaults) before anything is started, so bad settings are
+	// reported before any simulator says a word.
+	Check func(lookup func(string) (string, bool)) error
 }
 
 // Env is what Prepare embedded. Close stops it all.
@@ -56,10 +63,42 @@ type Env struct {
 	StateFile string
 	// AgentURL is where traces go ("" when no agent was needed).
 	AgentURL string
+	// AgentAddr is the host:port of the agent this process chose (its receiver, or an agent
+	// found on the default address); "" when DataDog's own settings name the agent.
+	AgentAddr string
+	// PubSub are the client options that reach the in-process Pub/Sub server; nil when Pub/Sub
+	// is Google Cloud's or PUBSUB_EMULATOR_HOST's (which the client library reads itself).
+	PubSub []option.ClientOption
+	// settings are the values this process uses where the environment sets nothing: the
+	// embedded defaults and what Prepare started. The environment itself is never changed.
+	settings map[string]string
 	closers  []func()
 }
 
-// Close stops everything Prepare started, in reverse order, and restores the environment.
+// Lookup reads a setting as the functions of this process see it: the environment, except where
+// Prepare set an embedded default or what it started.
+func (e *Env) Lookup(name string) (string, bool) {
+	if v, ok := e.settings[name]; ok {
+		return v, true
+	}
+	return os.LookupEnv(name)
+}
+
+// Config is the configuration of this process's functions: the settings Lookup reads, with the
+// tracer pointed at the agent Prepare chose.
+func (e *Env) Config() (config.Config, error) {
+	cfg, err := config.LoadFrom(e.Lookup)
+	cfg.Trace.AgentAddr = e.AgentAddr
+	return cfg, err
+}
+
+// get is Lookup's value, trimmed.
+func (e *Env) get(name string) string {
+	v, _ := e.Lookup(name)
+	return strings.TrimSpace(v)
+}
+
+// Close stops everything Prepare started, in reverse order.
 func (e *Env) Close() {
 	for i := len(e.closers) - 1; i >= 0; i-- {
 		e.closers[i]()
@@ -67,29 +106,19 @@ func (e *Env) Close() {
 	e.closers = nil
 }
 
-// setenv sets name for as long as the Env lives: Close puts the previous value back.
-func (e *Env) setenv(name, value string) {
-	old, had := os.LookupEnv(name)
-	os.Setenv(name, value)
-	e.closers = append(e.closers, func() {
-		if had {
-			os.Setenv(name, old)
-		} else {
-			os.Unsetenv(name)
-		}
-	})
-}
+// set makes name read value in this process's settings.
+func (e *Env) set(name, value string) { e.settings[name] = value }
 
 // setDefault sets name unless it is set already.
 func (e *Env) setDefault(name, value string) {
-	if os.Getenv(name) == "" {
-		e.setenv(name, value)
+	if e.get(name) == "" {
+		e.set(name, value)
 	}
 }
 
-// Prepare applies FARM's embedded defaults to the process environment, where the user has not
-// configured anything else, and starts what they need. The functions then read the environment
-// exactly as they do on Google Cloud.
+// Prepare chooses FARM's embedded defaults where the environment configures nothing else, and
+// starts what they need. The functions then read their configuration (Env.Config) exactly as they
+// do on Google Cloud, without the process environment being changed.
 //
 //   - no project id: project "farm-local", the file state store, newline-delimited JSON output, and
 //     the in-process Pub/Sub server (unless PUBSUB_EMULATOR_HOST is set);
@@ -101,7 +130,7 @@ func (e *Env) setDefault(name, value string) {
 //     variable); with none configured, an agent answering on AgentAddr is used, else a local
 //     receiver is started there (or on another port when something else holds it).
 //
-// Options.Check runs after the defaults are set and before anything starts.
+// Options.Check runs once the defaults are chosen and before anything starts.
 func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	if opts.Dir == "" {
 		opts.Dir = ".farm"
@@ -110,7 +139,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	env := &Env{}
+	env := &Env{settings: map[string]string{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -118,11 +147,11 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		}
 	}()
 
-	project := firstSet("FARM_PROJECT_ID", "GOOGLE_CLOUD_PROJECT")
+	project := cmp.Or(env.get("FARM_PROJECT_ID"), env.get("GOOGLE_CLOUD_PROJECT"))
 	if project == "" {
 		project = LocalProject
 		env.setDefault("FARM_PROJECT_ID", project)
-		if os.Getenv("FIRESTORE_EMULATOR_HOST") != "" {
+		if env.get("FIRESTORE_EMULATOR_HOST") != "" {
 			env.setDefault("FARM_STATE_STORE", "firestore")
 		} else {
 			env.setDefault("FARM_STATE_STORE", "file")
@@ -130,17 +159,17 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		env.setDefault("FARM_SINK", "file")
 	}
 	env.Project = project
-	simulate := os.Getenv("FARM_ARGO_URL") == "" && os.Getenv("FARM_AIRFLOW_URL") == "" && len(opts.Simulators) > 0
-	stateDefault := os.Getenv("FARM_STATE_FILE") == ""
+	simulate := env.get("FARM_ARGO_URL") == "" && env.get("FARM_AIRFLOW_URL") == "" && len(opts.Simulators) > 0
+	stateDefault := env.get("FARM_STATE_FILE") == ""
 	env.setDefault("FARM_STATE_FILE", filepath.Join(opts.Dir, "state.json"))
 	env.setDefault("FARM_SINK_DIR", filepath.Join(opts.Dir, "bigquery"))
 	if opts.Check != nil {
-		if err := opts.Check(); err != nil {
+		if err := opts.Check(env.Lookup); err != nil {
 			return nil, err
 		}
 	}
 
-	fileStore := strings.EqualFold(strings.TrimSpace(os.Getenv("FARM_STATE_STORE")), "file")
+	fileStore := strings.EqualFold(env.get("FARM_STATE_STORE"), "file")
 	if simulate && stateDefault && fileStore {
 		// A simulated estate is new on every start: the state it is compared with must be its own,
 		// or every restart reports the previous estate's runs as vanished.
@@ -152,19 +181,20 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 			return nil, fmt.Errorf("state directory: %w", err)
 		}
 		env.closers = append(env.closers, func() { _ = os.RemoveAll(dir) })
-		env.setenv("FARM_STATE_FILE", filepath.Join(dir, "state.json"))
-		env.StateFile = os.Getenv("FARM_STATE_FILE")
+		env.set("FARM_STATE_FILE", filepath.Join(dir, "state.json"))
+		env.StateFile = env.get("FARM_STATE_FILE")
 	} else if fileStore {
-		env.StateFile = os.Getenv("FARM_STATE_FILE")
+		env.StateFile = env.get("FARM_STATE_FILE")
 	}
 
 	switch {
-	case os.Getenv("PUBSUB_EMULATOR_HOST") != "":
+	case env.get("PUBSUB_EMULATOR_HOST") != "":
 		env.Deliver = true
 	case project == LocalProject:
 		srv := StartPubSub()
 		env.closers = append(env.closers, func() { _ = srv.Close() })
-		env.setenv("PUBSUB_EMULATOR_HOST", srv.Addr)
+		env.PubSub = []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())), option.WithTelemetryDisabled()}
 		env.EmbeddedPubSub, env.Deliver = true, true
 		// Refused deliveries are kept as in Google Cloud (the serve command creates the topic).
 		env.setDefault("FARM_DEAD_LETTER_TOPIC", "farm-dead-letter")
@@ -188,7 +218,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 			}
 			srv := httptest.NewServer(h)
 			env.closers = append(env.closers, srv.Close, stop)
-			env.setenv("FARM_"+strings.ToUpper(kind)+"_URL", srv.URL)
+			env.set("FARM_"+strings.ToUpper(kind)+"_URL", srv.URL)
 			instance := "simulated-" + kind
 			if env.StateFile == "" {
 				// State outside a file of this estate's own (a Firestore emulator): the estate's
@@ -212,7 +242,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 // used if it answers as one, and otherwise the local receiver is started (on another port when
 // something else holds the default one).
 func (e *Env) agent(ctx context.Context, opts Options, log *slog.Logger) error {
-	if name, url := configuredAgent(); name != "" {
+	if name, url := e.configuredAgent(); name != "" {
 		if err := ProbeAgent(ctx, url); err != nil {
 			return fmt.Errorf("%s: no DataDog agent answers at %s: %w (start the agent, or unset %s to see traces from a local receiver)", name, url, err, name)
 		}
@@ -227,9 +257,7 @@ func (e *Env) agent(ctx context.Context, opts Options, log *slog.Logger) error {
 	if listening(addr) {
 		err := ProbeAgent(ctx, "http://"+addr)
 		if err == nil {
-			e.AgentURL = "http://" + addr
-			// The tracer's own default is 127.0.0.1:8126: any other address must be given to it.
-			e.setenv("DD_TRACE_AGENT_URL", e.AgentURL)
+			e.AgentURL, e.AgentAddr = "http://"+addr, addr
 			log.Log(ctx, logging.LevelNotice, "traces go to the DataDog agent listening on "+addr)
 			return nil
 		}
@@ -243,35 +271,25 @@ func (e *Env) agent(ctx context.Context, opts Options, log *slog.Logger) error {
 		return fmt.Errorf("start local DataDog receiver (FARM_LOCAL_AGENT_ADDR): %w", err)
 	}
 	e.closers = append(e.closers, stop)
-	e.AgentURL = "http://" + at
-	e.setenv("DD_TRACE_AGENT_URL", e.AgentURL)
+	e.AgentURL, e.AgentAddr = "http://"+at, at
 	log.Log(ctx, logging.LevelNotice, "no DataDog agent configured: traces go to a local receiver that prints each finished run below", "address", at)
 	return nil
 }
 
 // configuredAgent returns the variable that configures the agent and the agent's URL, as the
 // tracer reads them (DD_TRACE_AGENT_URL, else DD_AGENT_HOST and DD_TRACE_AGENT_PORT).
-func configuredAgent() (name, url string) {
-	if u := strings.TrimSpace(os.Getenv("DD_TRACE_AGENT_URL")); u != "" {
+func (e *Env) configuredAgent() (name, url string) {
+	if u := e.get("DD_TRACE_AGENT_URL"); u != "" {
 		return "DD_TRACE_AGENT_URL", u
 	}
-	if h := strings.TrimSpace(os.Getenv("DD_AGENT_HOST")); h != "" {
-		port := strings.TrimSpace(os.Getenv("DD_TRACE_AGENT_PORT"))
+	if h := e.get("DD_AGENT_HOST"); h != "" {
+		port := e.get("DD_TRACE_AGENT_PORT")
 		if port == "" {
 			port = "8126"
 		}
 		return "DD_AGENT_HOST", "http://" + net.JoinHostPort(h, port)
 	}
 	return "", ""
-}
-
-func firstSet(names ...string) string {
-	for _, n := range names {
-		if v := os.Getenv(n); v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func listening(addr string) bool {

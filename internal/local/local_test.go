@@ -163,11 +163,21 @@ func TestPrepareEmbedsWhatIsNotConfigured(t *testing.T) {
 		"FARM_AIRFLOW_URL": "http://airflow.example:8080",
 	}
 	for k, want := range checks {
-		if got := os.Getenv(k); got != want {
+		if got, _ := env.Lookup(k); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
 		}
 	}
-	if !env.EmbeddedPubSub || os.Getenv("PUBSUB_EMULATOR_HOST") == "" {
+	cfg, err := env.Config()
+	if err != nil || cfg.Common.ProjectID != LocalProject || cfg.Sink.Mode != "file" || cfg.Common.StateFile != dir+"/state.json" {
+		t.Errorf("configuration %+v, %v; want the embedded defaults", cfg.Common, err)
+	}
+	// The defaults are the configuration's, not the process environment's.
+	for _, k := range []string{"FARM_PROJECT_ID", "FARM_STATE_STORE", "FARM_SINK", "FARM_STATE_FILE", "PUBSUB_EMULATOR_HOST"} {
+		if v, ok := os.LookupEnv(k); ok {
+			t.Errorf("Prepare set %s=%q in the process environment", k, v)
+		}
+	}
+	if !env.EmbeddedPubSub || env.PubSub == nil {
 		t.Error("the in-process Pub/Sub was not started")
 	}
 	if started["argo"] || started["airflow"] || len(env.Simulated) != 0 {

@@ -229,8 +229,9 @@ func TestPrepareRecognisesTheAgentByItsAnswer(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer env.Close()
-		if env.AgentURL == "" || env.AgentURL == html.URL || os.Getenv("DD_TRACE_AGENT_URL") != env.AgentURL {
-			t.Fatalf("traces go to %q (DD_TRACE_AGENT_URL %q), want a receiver of its own, not %s", env.AgentURL, os.Getenv("DD_TRACE_AGENT_URL"), html.URL)
+		cfg, _ := env.Config()
+		if env.AgentURL == "" || env.AgentURL == html.URL || "http://"+cfg.Trace.AgentAddr != env.AgentURL {
+			t.Fatalf("traces go to %q (the tracer's agent %q), want a receiver of its own, not %s", env.AgentURL, cfg.Trace.AgentAddr, html.URL)
 		}
 		if err := ProbeAgent(t.Context(), env.AgentURL); err != nil {
 			t.Errorf("the receiver started is no agent: %v", err)
@@ -264,13 +265,13 @@ func TestSimulatedEstatesHaveTheirOwnState(t *testing.T) {
 	dir := t.TempDir()
 	sim := map[string]Simulator{"argo": func(context.Context) (http.Handler, func(), error) { return http.NotFoundHandler(), func() {}, nil }}
 	var checked atomic.Bool
-	a, err := Prepare(t.Context(), Options{Dir: dir, Log: quiet, Simulators: sim, Check: func() error { checked.Store(true); return nil }})
+	a, err := Prepare(t.Context(), Options{Dir: dir, Log: quiet, Simulators: sim, Check: func(func(string) (string, bool)) error { checked.Store(true); return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := a.StateFile
-	if !checked.Load() || !strings.HasPrefix(first, filepath.Join(dir, "simulated")) || os.Getenv("FARM_STATE_FILE") != first {
-		t.Fatalf("state file %q (env %q), check called %v", first, os.Getenv("FARM_STATE_FILE"), checked.Load())
+	if got, _ := a.Lookup("FARM_STATE_FILE"); !checked.Load() || !strings.HasPrefix(first, filepath.Join(dir, "simulated")) || got != first {
+		t.Fatalf("state file %q (setting %q), check called %v", first, got, checked.Load())
 	}
 	if err := os.WriteFile(first, []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
@@ -293,7 +294,7 @@ func TestSimulatedEstatesHaveTheirOwnState(t *testing.T) {
 		started = true
 		return http.NotFoundHandler(), func() {}, nil
 	}
-	_, err = Prepare(t.Context(), Options{Dir: dir, Log: quiet, Simulators: sim, Check: func() error { return errBad }})
+	_, err = Prepare(t.Context(), Options{Dir: dir, Log: quiet, Simulators: sim, Check: func(func(string) (string, bool)) error { return errBad }})
 	if err != errBad || started {
 		t.Errorf("err %v, simulator started %v: want the check's error and nothing started", err, started)
 	}
@@ -337,9 +338,9 @@ func TestSimulatedEstatesInFirestoreHaveTheirOwnInstance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := os.Getenv("FARM_ARGO_INSTANCE")
-		if os.Getenv("FARM_STATE_STORE") != "firestore" || !strings.HasPrefix(name, "simulated-argo-") || env.StateFile != "" {
-			t.Errorf("store %q, instance %q, state file %q", os.Getenv("FARM_STATE_STORE"), name, env.StateFile)
+		name, _ := env.Lookup("FARM_ARGO_INSTANCE")
+		if store, _ := env.Lookup("FARM_STATE_STORE"); store != "firestore" || !strings.HasPrefix(name, "simulated-argo-") || env.StateFile != "" {
+			t.Errorf("store %q, instance %q, state file %q", store, name, env.StateFile)
 		}
 		names[name] = true
 		env.Close()

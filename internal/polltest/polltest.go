@@ -44,9 +44,40 @@ func New(t testing.TB, store state.Store, start time.Time) *Harness {
 	return &Harness{T: t, Clock: clock.NewManual(start), Store: store, Server: srv, Publisher: pub}
 }
 
-// Engine returns an engine for src on the harness's store, publisher and clock.
-func (h *Harness) Engine(src poll.Source, opts poll.Options) *poll.Engine {
-	return poll.New(src, h.Store, h.Publisher, h.Clock, nil, opts)
+// Engine returns an engine for src on the harness's store, publisher and clock, configured by
+// cfg with its zero settings taken from poll.DefaultConfig (Config).
+func (h *Harness) Engine(src poll.Source, cfg poll.Config) *poll.Engine {
+	h.T.Helper()
+	e, err := poll.New(Config(cfg), poll.Deps{Source: src, Store: h.Store, Publisher: h.Publisher, Clock: h.Clock})
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	return e
+}
+
+// Config is cfg with its zero settings taken from poll.DefaultConfig, so that a test names only
+// what it is about.
+func Config(cfg poll.Config) poll.Config {
+	d := poll.DefaultConfig()
+	pick := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	pick(&cfg.Overlap, d.Overlap)
+	pick(&cfg.InitialLookback, d.InitialLookback)
+	pick(&cfg.LeaseTTL, d.LeaseTTL)
+	pick(&cfg.RunRetention, d.RunRetention)
+	pick(&cfg.MaxBackfillWindow, d.MaxBackfillWindow)
+	for _, n := range []struct {
+		v   *int
+		def int
+	}{{&cfg.MaxEventsPerMessage, d.MaxEventsPerMessage}, {&cfg.LoadParallelism, d.LoadParallelism}, {&cfg.DiffBatch, d.DiffBatch}} {
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	return cfg
 }
 
 // Published returns the deltas published since the previous call, decoded and checked, in

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/pkg/airflow"
+	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/event"
 )
 
@@ -55,7 +57,7 @@ func ArgoDelta(r ArgoRun, observed time.Time, nodes ...ArgoNode) *event.RunDelta
 		Pipeline:    r.Pipeline,
 		Phase:       r.Phase,
 		PrevPhase:   r.PrevPhase,
-		Status:      event.ArgoStatus(r.Phase),
+		Status:      argo.StatusOf(r.Phase),
 		StartedAt:   r.Start,
 		FinishedAt:  r.End,
 		URL:         "https://argo.example.com/workflows/data/" + r.Name,
@@ -77,7 +79,7 @@ func ArgoDelta(r ArgoRun, observed time.Time, nodes ...ArgoNode) *event.RunDelta
 			Attempt:           n.Attempt,
 			State:             n.Phase,
 			PrevState:         n.Prev,
-			Status:            event.ArgoStatus(n.Phase),
+			Status:            argo.StatusOf(n.Phase),
 			StartedAt:         n.Start,
 			FinishedAt:        n.End,
 			Message:           n.Message,
@@ -86,7 +88,7 @@ func ArgoDelta(r ArgoRun, observed time.Time, nodes ...ArgoNode) *event.RunDelta
 			ResourcesDuration: n.Resources,
 		}
 		if n.Prev != "" {
-			e.PrevStatus = event.ArgoStatus(n.Prev)
+			e.PrevStatus = argo.StatusOf(n.Prev)
 		}
 		events = append(events, e)
 	}
@@ -179,7 +181,7 @@ func AirflowDelta(r AirflowRun, observed time.Time, tries ...AirflowTry) *event.
 		Pipeline:    r.DagID,
 		Phase:       r.State,
 		PrevPhase:   r.PrevState,
-		Status:      event.AirflowStatus(r.State),
+		Status:      airflow.StatusOf(r.State),
 		StartedAt:   r.Start,
 		FinishedAt:  r.End,
 		RunType:     r.RunType,
@@ -209,13 +211,13 @@ func AirflowDelta(r AirflowRun, observed time.Time, tries ...AirflowTry) *event.
 			Attempt:     tr.Try,
 			State:       tr.State,
 			PrevState:   tr.Prev,
-			Status:      event.AirflowStatus(tr.State),
+			Status:      airflow.StatusOf(tr.State),
 			StartedAt:   tr.Start,
 			FinishedAt:  tr.End,
 			Message:     tr.Message,
 		}
 		if tr.Prev != "" {
-			e.PrevStatus = event.AirflowStatus(tr.Prev)
+			e.PrevStatus = airflow.StatusOf(tr.Prev)
 		}
 		if tr.Type != "TaskGroup" {
 			e.Airflow = &event.AirflowTask{

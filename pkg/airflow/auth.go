@@ -20,7 +20,7 @@ import (
 	"github.com/farmobs/farm/pkg/httpx"
 )
 
-// Auth modes (config.Airflow.Auth).
+// Auth modes (Config.Auth).
 const (
 	AuthAuto   = "auto"   // google for Composer web servers, none elsewhere
 	AuthNone   = "none"   // no Authorization header

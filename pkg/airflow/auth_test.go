@@ -48,10 +48,10 @@ func TestComposerHostSendsTheGoogleToken(t *testing.T) {
 	tokens := &countingTokens{}
 	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2", Auth: airflowsim.Auth{Mode: "bearer", Tokens: []string{"ya29.test-token"}}}})
 	sim := e.srv.Listener.Addr().String()
-	src := e.newSource(func(o *airflow.Options) {
-		o.Client.URL, _ = url.Parse("http://abc123-dot-europe-west1.composer.googleusercontent.com")
-		o.Client.TokenSource = tokens
-		o.Client.HTTP = append(o.Client.HTTP, httpx.WithTransport(&http.Transport{
+	src := e.newSource(func(o *sourceSetup) {
+		o.URL, _ = url.Parse("http://abc123-dot-europe-west1.composer.googleusercontent.com")
+		o.TokenSource = tokens
+		o.HTTP = append(o.HTTP, httpx.WithTransport(&http.Transport{
 			// The Composer host name leads to the simulator.
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				return (&net.Dialer{}).DialContext(ctx, network, sim)
@@ -62,7 +62,7 @@ func TestComposerHostSendsTheGoogleToken(t *testing.T) {
 		t.Fatalf("auth mode %s for a Composer host", src.Client().AuthMode())
 	}
 	e.trigger("etl", "r1", task("a", 0))
-	res, err := e.h.Engine(src, poll.Options{SourceKind: "airflow"}).Poll(t.Context(), poll.Request{})
+	res, err := e.h.Engine(src, poll.Config{}).Poll(t.Context(), poll.Request{})
 	if err != nil || res.RunsSeen != 1 {
 		t.Fatalf("poll with the Google token: %v (%d runs)", err, res.RunsSeen)
 	}
@@ -70,11 +70,11 @@ func TestComposerHostSendsTheGoogleToken(t *testing.T) {
 		t.Fatal("the token source was never asked")
 	}
 	// A token the server does not accept is a clear auth error naming the mode.
-	bad := e.newSource(func(o *airflow.Options) {
-		o.Client.Auth = airflow.AuthGoogle
-		o.Client.TokenSource = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "ya29.revoked"})
+	bad := e.newSource(func(o *sourceSetup) {
+		o.Auth = airflow.AuthGoogle
+		o.TokenSource = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "ya29.revoked"})
 	})
-	_, err = e.h.Engine(bad, poll.Options{SourceKind: "airflow"}).Poll(t.Context(), poll.Request{})
+	_, err = e.h.Engine(bad, poll.Config{}).Poll(t.Context(), poll.Request{})
 	var ae *airflow.AuthError
 	if !errors.As(err, &ae) || ae.Mode != airflow.AuthGoogle || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("revoked Google token: %v", err)
@@ -84,16 +84,24 @@ func TestComposerHostSendsTheGoogleToken(t *testing.T) {
 func TestStaticBearerToken(t *testing.T) {
 	e := newEnv(t, envOpts{
 		sim:    airflowsim.Options{API: "v1", Auth: airflowsim.Auth{Mode: "bearer", Tokens: []string{"s3cret"}}},
-		source: func(o *airflow.Options) { o.Client.Auth, o.Client.Token = airflow.AuthBearer, "s3cret" },
+		source: func(o *sourceSetup) { o.Auth, o.Token = airflow.AuthBearer, "s3cret" },
 	})
 	e.trigger("etl", "r1", task("a", 0))
 	if res, _ := e.poll(); res.RunsSeen != 1 {
 		t.Fatalf("%d runs", res.RunsSeen)
 	}
-	for _, r := range []airflow.ClientOptions{{Auth: "bearer"}, {Auth: "basic", Username: "u"}, {Auth: "jwt", Password: "p"}, {Auth: "kerberos"}, {API: "v3"}} {
-		r.URL, _ = url.Parse(e.srv.URL)
-		if _, err := airflow.NewClient(r); err == nil {
-			t.Errorf("options %+v accepted", r)
+	for _, mod := range []func(*airflow.Config){
+		func(c *airflow.Config) { c.Auth = "bearer" },
+		func(c *airflow.Config) { c.Auth, c.Username = "basic", "u" },
+		func(c *airflow.Config) { c.Auth, c.Password = "jwt", "p" },
+		func(c *airflow.Config) { c.Auth = "kerberos" },
+		func(c *airflow.Config) { c.APIVersion = "v3" },
+	} {
+		cfg := airflow.DefaultConfig()
+		cfg.URL, _ = url.Parse(e.srv.URL)
+		mod(&cfg)
+		if _, err := airflow.NewClient(cfg, airflow.Deps{}); err == nil {
+			t.Errorf("configuration %+v accepted", cfg)
 		}
 	}
 }
@@ -102,8 +110,8 @@ func TestStaticBearerToken(t *testing.T) {
 func TestJWTRefreshedBeforeExpiry(t *testing.T) {
 	e := newEnv(t, envOpts{
 		sim: airflowsim.Options{API: "v2", Auth: airflowsim.Auth{Mode: "jwt", Username: "farm", Password: "pw", JWTTTL: 10 * time.Minute}},
-		source: func(o *airflow.Options) {
-			o.Client.Auth, o.Client.Username, o.Client.Password = airflow.AuthJWT, "farm", "pw"
+		source: func(o *sourceSetup) {
+			o.Auth, o.Username, o.Password = airflow.AuthJWT, "farm", "pw"
 		},
 	})
 	e.trigger("etl", "r1", task("a", 0))
@@ -139,8 +147,8 @@ func TestJWTExpiringMidPoll(t *testing.T) {
 				h.ServeHTTP(w, r)
 			})
 		},
-		source: func(o *airflow.Options) {
-			o.Client.Auth, o.Client.Username, o.Client.Password = airflow.AuthJWT, "farm", "pw"
+		source: func(o *sourceSetup) {
+			o.Auth, o.Username, o.Password = airflow.AuthJWT, "farm", "pw"
 		},
 	})
 	e.trigger("etl", "r1", task("a", 0))
@@ -160,10 +168,10 @@ func TestJWTExpiringMidPoll(t *testing.T) {
 		t.Errorf("%d refused calls and %d tokens: want one refusal answered by one new token", refused, e.sim.TokensIssued())
 	}
 	// Credentials refused by /auth/token itself: an auth error naming the mode.
-	wrong := e.newSource(func(o *airflow.Options) {
-		o.Client.Auth, o.Client.Username, o.Client.Password = airflow.AuthJWT, "farm", "nope"
+	wrong := e.newSource(func(o *sourceSetup) {
+		o.Auth, o.Username, o.Password = airflow.AuthJWT, "farm", "nope"
 	})
-	_, err := e.h.Engine(wrong, poll.Options{SourceKind: "airflow"}).Poll(t.Context(), poll.Request{})
+	_, err := e.h.Engine(wrong, poll.Config{}).Poll(t.Context(), poll.Request{})
 	var ae *airflow.AuthError
 	if !errors.As(err, &ae) || ae.Mode != airflow.AuthJWT || !strings.Contains(err.Error(), "auth/token") {
 		t.Fatalf("wrong password: %v", err)

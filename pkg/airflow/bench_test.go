@@ -13,7 +13,6 @@ import (
 	"github.com/farmobs/farm/internal/polltest"
 	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/airflow"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state/filestore"
 )
@@ -48,11 +47,17 @@ func benchPoll(b *testing.B, api string, runs, churnPct int) {
 	srv := httptest.NewServer(sim)
 	b.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
-	src, err := airflow.New(airflow.Options{Client: airflow.ClientOptions{URL: u, Clock: h.Clock, Log: slog.New(slog.DiscardHandler)}, Instance: "bench"})
+	cfg := airflow.DefaultConfig()
+	cfg.URL, cfg.Instance, cfg.DagExclude = u, "bench", nil
+	src, err := airflow.New(cfg, airflow.Deps{Clock: h.Clock, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	engine := poll.New(src, store, h.Publisher, h.Clock, slog.New(slog.NewTextHandler(io.Discard, nil)), poll.Options{SourceKind: event.SourceAirflow, Overlap: 30 * time.Second})
+	engine, err := poll.New(polltest.Config(poll.Config{Overlap: 30 * time.Second}),
+		poll.Deps{Source: src, Store: store, Publisher: h.Publisher, Clock: h.Clock, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
 	cold, err := engine.Poll(b.Context(), poll.Request{})
 	if err != nil {
 		b.Fatal(err)

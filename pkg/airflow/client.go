@@ -15,51 +15,16 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/httpx"
 )
-
-// Defaults of ClientOptions.
-const (
-	DefaultPageSize  = 100
-	DefaultBatchRuns = 100
-	DefaultBatchPage = 1000
-)
-
-// ClientOptions configure a Client.
-type ClientOptions struct {
-	URL *url.URL // the web server (Composer: the environment's airflowUri)
-	// API is auto (detected), v1 (Airflow 2) or v2 (Airflow 3).
-	API string
-	// Auth is one of the Auth* modes; auto resolves by host (ResolveAuth).
-	Auth     string
-	Username string // basic, jwt
-	Password string // basic, jwt
-	Token    string // bearer
-	// TokenSource, for the google mode, replaces application default credentials (tests, or a
-	// caller with its own credentials).
-	TokenSource oauth2.TokenSource
-	// PageSize is the limit asked of GET lists; servers may silently return fewer.
-	PageSize int
-	// BatchRuns is how many runs one task-instance batch call names (v1's batch is unpaginated:
-	// this bounds its answer).
-	BatchRuns int
-	// BatchPage is page_limit of v2's batch (not capped by the server).
-	BatchPage int
-	Clock     clock.Clock
-	Log       *slog.Logger
-	// HTTP are extra options of the underlying client (timeout, retries, backoff, sleep...).
-	HTTP []httpx.Option
-}
 
 // Client reads one Airflow's REST API, v1 or v2. Safe for concurrent use; nothing is dialled before
 // the first call.
 type Client struct {
 	hc     *httpx.Client
 	auth   authorizer
-	opts   ClientOptions
+	cfg    Config
 	log    *slog.Logger
 	forced string // API forced by configuration, "" to detect
 
@@ -67,38 +32,36 @@ type Client struct {
 	info *ServerInfo
 }
 
-// NewClient returns a client. Configuration problems are reported here, not at the first call.
-func NewClient(o ClientOptions) (*Client, error) {
-	if o.URL == nil {
+// NewClient returns a client of the Airflow in cfg (the Source's own: New builds one).
+// Configuration problems are reported here, not at the first call.
+func NewClient(cfg Config, deps Deps) (*Client, error) {
+	if cfg.URL == nil {
 		return nil, errors.New("airflow: no URL (FARM_AIRFLOW_URL)")
 	}
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("airflow: %w", err)
 	}
-	if o.Log == nil {
-		o.Log = slog.Default()
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
 	}
-	if o.PageSize <= 0 {
-		o.PageSize = DefaultPageSize
+	if deps.Log == nil {
+		deps.Log = slog.Default()
 	}
-	if o.BatchRuns <= 0 {
-		o.BatchRuns = DefaultBatchRuns
-	}
-	if o.BatchPage <= 0 {
-		o.BatchPage = DefaultBatchPage
-	}
-	hc, err := httpx.New(o.URL, append([]httpx.Option{httpx.WithClock(o.Clock), httpx.WithLogger(o.Log)}, o.HTTP...)...)
+	base := []httpx.Option{httpx.WithClock(deps.Clock), httpx.WithLogger(deps.Log),
+		httpx.WithTimeout(cfg.HTTPTimeout), httpx.WithRetries(cfg.HTTPRetries), httpx.WithUserAgent("farm-airflow")}
+	hc, err := httpx.New(cfg.URL, append(base, deps.HTTP...)...)
 	if err != nil {
 		return nil, fmt.Errorf("airflow: %w", err)
 	}
-	c := &Client{hc: hc, opts: o, log: o.Log}
-	switch o.API {
+	c := &Client{hc: hc, cfg: cfg, log: deps.Log}
+	switch cfg.APIVersion {
 	case "", "auto":
 	case "v1", "v2":
-		c.forced = o.API
+		c.forced = cfg.APIVersion
 	default:
-		return nil, fmt.Errorf("airflow: API version %q: want auto, v1 or v2", o.API)
+		return nil, fmt.Errorf("airflow: API version %q: want auto, v1 or v2", cfg.APIVersion)
 	}
+	o := cfg
 	mode := ResolveAuth(o.Auth, o.URL)
 	switch mode {
 	case AuthNone:
@@ -114,12 +77,12 @@ func NewClient(o ClientOptions) (*Client, error) {
 		}
 		c.auth = bearerAuth{o.Token}
 	case AuthGoogle:
-		c.auth = newGoogleAuth(o.TokenSource)
+		c.auth = newGoogleAuth(deps.TokenSource)
 	case AuthJWT:
 		if o.Username == "" || o.Password == "" {
 			return nil, errors.New("airflow: jwt auth needs a username and a password for /auth/token")
 		}
-		c.auth = &jwtAuth{hc: hc, user: o.Username, pwd: o.Password, clk: o.Clock}
+		c.auth = &jwtAuth{hc: hc, user: o.Username, pwd: o.Password, clk: deps.Clock}
 	default:
 		return nil, fmt.Errorf("airflow: auth mode %q: want auto, none, basic, bearer, google or jwt", o.Auth)
 	}
@@ -267,7 +230,7 @@ func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
 		c.info = &info
 		return info, nil
 	}
-	return ServerInfo{}, fmt.Errorf("airflow: %s answers neither /api/v2/version nor /api/v1/version (is FARM_AIRFLOW_URL the web server's base URL?): %w", c.opts.URL.Redacted(), errors.Join(errs...))
+	return ServerInfo{}, fmt.Errorf("airflow: %s answers neither /api/v2/version nor /api/v1/version (is FARM_AIRFLOW_URL the web server's base URL?): %w", c.cfg.URL.Redacted(), errors.Join(errs...))
 }
 
 // stamp formats a datetime argument: always UTC with an offset (Z), which both APIs require.
@@ -356,7 +319,7 @@ func (c *Client) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 	return pageAll(ctx, "list DAG runs", func(ctx context.Context, offset int) ([]Run, int, error) {
 		q := cloneValues(base)
 		q.Set("order_by", "id")
-		q.Set("limit", strconv.Itoa(c.opts.PageSize))
+		q.Set("limit", strconv.Itoa(c.cfg.PageSize))
 		q.Set("offset", strconv.Itoa(offset))
 		page, err := getJSON[runPage](ctx, c, info.prefix()+"dags/~/dagRuns", q)
 		if err != nil {
@@ -437,7 +400,7 @@ func (c *Client) TaskInstancesUpdatedSince(ctx context.Context, since time.Time)
 	return pageAll(ctx, "list task instances updated since "+stamp(since), func(ctx context.Context, offset int) ([]TaskInstance, int, error) {
 		q := url.Values{}
 		q.Set("updated_at_gte", stamp(since))
-		q.Set("limit", strconv.Itoa(c.opts.PageSize))
+		q.Set("limit", strconv.Itoa(c.cfg.PageSize))
 		q.Set("offset", strconv.Itoa(offset))
 		if info.API == "v2" {
 			q.Set("order_by", "id")
@@ -467,7 +430,7 @@ func (c *Client) RunTaskInstances(ctx context.Context, runs []RunRef) (map[RunRe
 	for _, r := range runs {
 		out[r] = nil
 	}
-	for _, chunk := range batchChunks(runs, c.opts.BatchRuns) {
+	for _, chunk := range batchChunks(runs, c.cfg.BatchRuns) {
 		tis, err := c.batch(ctx, info, chunk)
 		if err != nil {
 			return nil, err
@@ -546,7 +509,7 @@ func (c *Client) batch(ctx context.Context, info ServerInfo, runs []RunRef) ([]T
 	}
 	return pageAll(ctx, what, func(ctx context.Context, offset int) ([]TaskInstance, int, error) {
 		page, err := postJSON[tiPage](ctx, c, path, map[string]any{
-			"dag_ids": dags, "dag_run_ids": ids, "order_by": "id", "page_offset": offset, "page_limit": c.opts.BatchPage,
+			"dag_ids": dags, "dag_run_ids": ids, "order_by": "id", "page_offset": offset, "page_limit": c.cfg.BatchPage,
 		})
 		if err != nil {
 			return nil, 0, err

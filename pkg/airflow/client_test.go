@@ -22,7 +22,7 @@ func TestVersionDetection(t *testing.T) {
 		{airflowsim.Options{API: "v1", Version: "2.10.5"}, "", "v1", 2},
 		{airflowsim.Options{API: "v1", Version: "2.10.5"}, "v1", "v1", 1},
 	} {
-		e := newEnv(t, envOpts{sim: c.sim, source: func(o *airflow.Options) { o.Client.API = c.force }})
+		e := newEnv(t, envOpts{sim: c.sim, source: func(o *sourceSetup) { o.APIVersion = c.force }})
 		info, err := e.src.Client().Server(t.Context())
 		if err != nil || info.API != c.wantAPI || info.Version != c.sim.Version {
 			t.Fatalf("%+v: %+v, %v", c, info, err)
@@ -34,7 +34,9 @@ func TestVersionDetection(t *testing.T) {
 	notAirflow := httptest.NewServer(http.NotFoundHandler())
 	defer notAirflow.Close()
 	u, _ := url.Parse(notAirflow.URL)
-	c, err := airflow.NewClient(airflow.ClientOptions{URL: u})
+	cfg := airflow.DefaultConfig()
+	cfg.URL = u
+	c, err := airflow.NewClient(cfg, airflow.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestVersionDetection(t *testing.T) {
 		t.Fatalf("a server that is not Airflow: %v", err)
 	}
 	// Forcing v2 on an Airflow 2 is a clear error, not a silent fallback.
-	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v1"}, source: func(o *airflow.Options) { o.Client.API = "v2" }})
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v1"}, source: func(o *sourceSetup) { o.APIVersion = "v2" }})
 	if _, err := e.src.Client().Server(t.Context()); err == nil {
 		t.Fatal("v2 forced on Airflow 2 was accepted")
 	}

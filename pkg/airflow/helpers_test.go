@@ -53,7 +53,7 @@ type envOpts struct {
 	firestore bool // the Firestore store on the emulator instead of the file store
 	sim       airflowsim.Options
 	simClock  clock.Clock // the simulator's own clock (default: the harness clock)
-	source    func(*airflow.Options)
+	source    func(*sourceSetup)
 	handler   func(http.Handler) http.Handler // wraps the simulator (faults beyond its own)
 }
 
@@ -83,35 +83,36 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Cleanup(srv.Close)
 	e := &env{t: t, h: h, sim: sim, srv: srv, store: store}
 	e.src = e.newSource(o.source)
-	e.engine = h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute, InitialLookback: time.Hour})
+	e.engine = h.Engine(e.src, poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour})
 	return e
 }
 
+// sourceSetup is what a test may change of a Source's configuration and dependencies.
+type sourceSetup struct {
+	airflow.Config
+	airflow.Deps
+}
+
 // newSource returns a Source on the simulator; retries wait on a recorded, instant sleep.
-func (e *env) newSource(mod func(*airflow.Options)) *airflow.Source {
+func (e *env) newSource(mod func(*sourceSetup)) *airflow.Source {
 	e.t.Helper()
 	u, _ := url.Parse(e.srv.URL)
-	opts := airflow.Options{
-		Client: airflow.ClientOptions{
-			URL: u, Clock: e.h.Clock, PageSize: 100, Log: quiet,
-			HTTP: []httpx.Option{
-				httpx.WithTimeout(2 * time.Second), httpx.WithRetries(3),
-				httpx.WithJitter(func(d time.Duration) time.Duration { return d }),
-				httpx.WithSleep(func(ctx context.Context, d time.Duration) error {
-					e.mu.Lock()
-					e.sleeps = append(e.sleeps, d)
-					e.mu.Unlock()
-					return ctx.Err()
-				}),
-			},
-		},
-		Instance: "test",
-		Log:      quiet,
-	}
+	o := sourceSetup{Config: airflow.DefaultConfig(), Deps: airflow.Deps{Clock: e.h.Clock, Log: quiet,
+		HTTP: []httpx.Option{
+			httpx.WithJitter(func(d time.Duration) time.Duration { return d }),
+			httpx.WithSleep(func(ctx context.Context, d time.Duration) error {
+				e.mu.Lock()
+				e.sleeps = append(e.sleeps, d)
+				e.mu.Unlock()
+				return ctx.Err()
+			}),
+		}}}
+	o.URL, o.Instance, o.PageSize, o.HTTPTimeout, o.HTTPRetries = u, "test", 100, 2*time.Second, 3
+	o.DagExclude = nil
 	if mod != nil {
-		mod(&opts)
+		mod(&o)
 	}
-	src, err := airflow.New(opts)
+	src, err := airflow.New(o.Config, o.Deps)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func taskEvent(t *TaskInstance, runState string) event.TaskEvent {
 	start, end := timesFor(t.State, t.Start, t.End)
 	e := event.TaskEvent{
 		NodeID: NodeID(t.TaskID, t.MapIndex), Name: t.TaskID, Type: TypeTask, ParentID: parentOf(t.TaskID, t.MapIndex),
-		Attempt: attemptOf(t), State: st, Status: event.AirflowStatus(st), StartedAt: start, FinishedAt: end,
+		Attempt: attemptOf(t), State: st, Status: StatusOf(st), StartedAt: start, FinishedAt: end,
 		Airflow: &event.AirflowTask{
 			DagID: t.DagID, DagRunID: t.RunID, TaskID: t.TaskID, MapIndex: t.MapIndex, TryNumber: t.TryNumber,
 			MaxTries: t.MaxTries, Operator: t.Operator, Pool: t.Pool, Queue: t.Queue, Hostname: t.Hostname,
@@ -215,7 +215,7 @@ func parentEvent(id, typ string, run *Run, leaves []string, nodes map[string][]a
 		}
 	}
 	st := deriveState(latest, run.Active())
-	status := event.AirflowStatus(st)
+	status := StatusOf(st)
 	if !status.Terminal() {
 		end = nil
 	}
@@ -263,18 +263,6 @@ func deriveState(states []string, runActive bool) string {
 		return "removed"
 	}
 	return "success"
-}
-
-func splitTaskKey(key string) (node string, attempt int, ok bool) {
-	i := strings.LastIndexByte(key, '#')
-	if i < 0 {
-		return "", 0, false
-	}
-	n, err := strconv.Atoi(key[i+1:])
-	if err != nil {
-		return "", 0, false
-	}
-	return key[:i], n, true
 }
 
 // runPart is the hash of the run-level fields that can change what FARM publishes: when it and

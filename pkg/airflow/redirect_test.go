@@ -15,7 +15,6 @@ import (
 
 	"github.com/farmobs/farm/internal/sim/airflowsim"
 	"github.com/farmobs/farm/pkg/airflow"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 )
@@ -45,16 +44,16 @@ func TestRedirectToAnotherOriginFailsThePollAndKeepsTheCredentials(t *testing.T)
 
 	modes := map[string]struct {
 		sim airflowsim.Auth
-		set func(*airflow.ClientOptions)
+		set func(*sourceSetup)
 	}{
 		airflow.AuthBasic: {airflowsim.Auth{Mode: "basic", Username: "farm", Password: secret},
-			func(o *airflow.ClientOptions) { o.Auth, o.Username, o.Password = airflow.AuthBasic, "farm", secret }},
+			func(o *sourceSetup) { o.Auth, o.Username, o.Password = airflow.AuthBasic, "farm", secret }},
 		airflow.AuthBearer: {airflowsim.Auth{Mode: "bearer", Tokens: []string{secret}},
-			func(o *airflow.ClientOptions) { o.Auth, o.Token = airflow.AuthBearer, secret }},
+			func(o *sourceSetup) { o.Auth, o.Token = airflow.AuthBearer, secret }},
 		airflow.AuthJWT: {airflowsim.Auth{Mode: "jwt", Username: "farm", Password: secret},
-			func(o *airflow.ClientOptions) { o.Auth, o.Username, o.Password = airflow.AuthJWT, "farm", secret }},
+			func(o *sourceSetup) { o.Auth, o.Username, o.Password = airflow.AuthJWT, "farm", secret }},
 		airflow.AuthGoogle: {airflowsim.Auth{Mode: "bearer", Tokens: []string{"ya29." + secret}},
-			func(o *airflow.ClientOptions) {
+			func(o *sourceSetup) {
 				o.Auth = airflow.AuthGoogle
 				o.TokenSource = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "ya29." + secret, Expiry: time.Now().Add(time.Hour)})
 			}},
@@ -77,13 +76,13 @@ func TestRedirectToAnotherOriginFailsThePollAndKeepsTheCredentials(t *testing.T)
 				t.Cleanup(tlsSrv.Close)
 				u, _ := url.Parse(tlsSrv.URL)
 				source := func() *airflow.Source {
-					return e.newSource(func(o *airflow.Options) {
-						o.Client.URL = u
-						m.set(&o.Client)
-						o.Client.HTTP = append(o.Client.HTTP, httpx.WithTransport(tlsSrv.Client().Transport))
+					return e.newSource(func(o *sourceSetup) {
+						o.URL = u
+						m.set(o)
+						o.HTTP = append(o.HTTP, httpx.WithTransport(tlsSrv.Client().Transport))
 					})
 				}
-				opts := poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute, InitialLookback: time.Hour}
+				opts := poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour}
 				e.trigger("etl", "r1", task("a", 0))
 				if res, err := e.h.Engine(source(), opts).Poll(t.Context(), poll.Request{}); err != nil || res.RunsSeen != 1 {
 					t.Fatalf("poll before the redirect: %v", err)

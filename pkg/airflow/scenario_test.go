@@ -132,7 +132,7 @@ func TestScenarioCrashBetweenPublishAndCommit(t *testing.T) {
 	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
 		e := newEnv(t, envOpts{sim: simOpts})
 		e.h.Store = polltest.NewCrashOnce(e.store)
-		e.engine = e.h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute})
+		e.engine = e.h.Engine(e.src, poll.Config{Overlap: 2 * time.Minute})
 		e.trigger("etl", "r1", task("a", 1))
 		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
 		e.must(e.sim.TI("etl", "r1", "a").Advance(S, Q, R, airflowsim.UpForRetry, S, Q, R))

@@ -137,8 +137,7 @@ func tracerFor(t *testing.T, clk *laterClock) (*apm.Tracer, *ddagent.Receiver) {
 	srv := httptest.NewServer(agent)
 	t.Cleanup(srv.Close)
 	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
-	tr, err := apm.New(apm.Options{
-		ServiceArgo: "argo-workflows", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour, Clock: clk, Log: quiet,
+	tr, err := apm.New(apm.DefaultConfig(), apm.Deps{Clock: clk, Log: quiet,
 		Ledger: filestore.New(filepath.Join(t.TempDir(), "ledger.json"), filestore.WithClock(clk)),
 	})
 	if err != nil {
@@ -239,9 +238,13 @@ func TestRescheduledSensorDurationAgreesInAPMAndBigQuery(t *testing.T) {
 	if err := sink.Setup(ctx, client, dataset, schemas.FS); err != nil {
 		t.Fatal(err)
 	}
-	w := sink.NewBigQueryWriter(sink.BigQueryConfig{Project: project, Dataset: dataset, Endpoint: emu.Endpoint, Timeout: time.Minute})
-	t.Cleanup(func() { _ = w.Close() })
-	bq := sink.New(w, quiet)
+	cfg := sink.DefaultConfig()
+	cfg.Mode, cfg.Project, cfg.Dataset, cfg.Endpoint, cfg.Timeout = "bigquery", project, dataset, emu.Endpoint, time.Minute
+	bq, err := sink.New(cfg, sink.Deps{Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bq.Close() })
 	apm := map[string]float64{} // by DAG: the try span's seconds
 	n, msgs := 0, 0
 	for _, c := range sensorCases() {

@@ -14,31 +14,10 @@ import (
 
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/state"
 )
 
-// Options configure a Source.
-type Options struct {
-	Client   ClientOptions
-	Instance string // the name of this Airflow in events (default: the URL's host)
-	// Include and Exclude select DAGs by id before any task-instance query: an excluded DAG's
-	// runs are never loaded, and its rows in the estate-wide change feed are dropped.
-	Include *regexp.Regexp
-	Exclude *regexp.Regexp
-	UIURL   *url.URL     // base of links to runs (default: Client.URL)
-	Log     *slog.Logger // used by the client unless Client.Log is set
-	// MaxTriesReads bounds the tries calls of one List (default DefaultMaxTriesReads). A cold
-	// process would otherwise read the tries of every retried task instance of the estate, one
-	// call each; past the bound, the earlier tries not read are recorded as a gap (MissedTries),
-	// never invented, and read by a later poll when their run changes again.
-	MaxTriesReads int
-}
-
-// DefaultMaxTriesReads is MaxTriesReads' default: a few seconds of calls per poll.
-const DefaultMaxTriesReads = 200
-
 // Source is an Airflow (2, 3 or Cloud Composer) as the poll engine sees it: poll.Source,
-// poll.APICounter and poll.HistoryFiller.
+// poll.APICounter, poll.HistoryFiller and poll.Requeuer.
 //
 // One List costs, whatever the number of DAGs: the pages of active runs (no date bound), the
 // pages of finished runs updated since the window start (ended in it, on servers before 2.6),
@@ -82,31 +61,32 @@ var (
 	_ poll.Source        = (*Source)(nil)
 	_ poll.APICounter    = (*Source)(nil)
 	_ poll.HistoryFiller = (*Source)(nil)
+	_ poll.Requeuer      = (*Source)(nil)
 )
 
-// New returns a Source. Nothing is dialled until the first List.
-func New(o Options) (*Source, error) {
-	if o.Client.Log == nil {
-		o.Client.Log = o.Log
+// New returns a Source for the Airflow in cfg. Nothing is dialled until the first List.
+func New(cfg Config, deps Deps) (*Source, error) {
+	if cfg.URL == nil {
+		return nil, errNoSource
 	}
-	c, err := NewClient(o.Client)
+	if cfg.Instance == "" {
+		cfg.Instance = cfg.URL.Hostname()
+	}
+	if cfg.UIURL == nil {
+		cfg.UIURL = cfg.URL
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("airflow: %w", err)
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	c, err := NewClient(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
-	if o.Instance == "" {
-		o.Instance = o.Client.URL.Hostname()
-	}
-	if o.UIURL == nil {
-		o.UIURL = o.Client.URL
-	}
-	if o.MaxTriesReads <= 0 {
-		o.MaxTriesReads = DefaultMaxTriesReads
-	}
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
-	return &Source{c: c, instance: o.Instance, include: o.Include, exclude: o.Exclude, ui: o.UIURL, memo: map[string]*memo{},
-		log: o.Log, maxTries: o.MaxTriesReads, triesLeft: o.MaxTriesReads}, nil
+	return &Source{c: c, instance: cfg.Instance, include: cfg.DagInclude, exclude: cfg.DagExclude, ui: cfg.UIURL, memo: map[string]*memo{},
+		log: deps.Log, maxTries: cfg.MaxTriesReads, triesLeft: cfg.MaxTriesReads}, nil
 }
 
 // Client returns the API client (the benchmarks read the same pages through it).
@@ -259,7 +239,7 @@ func (s *Source) snapshot(info ServerInfo, r Run) *poll.Snapshot {
 	ref := r.RunRef
 	run := event.Run{
 		Source: event.SourceAirflow, Instance: s.instance, UID: ref.String(), Name: ref.RunID, Pipeline: ref.DagID,
-		Phase: r.State, Status: event.AirflowStatus(r.State), StartedAt: r.Start, FinishedAt: r.End,
+		Phase: r.State, Status: StatusOf(r.State), StartedAt: r.Start, FinishedAt: r.End,
 		Message: r.Note, URL: s.runURL(info, ref), RunType: r.RunType, LogicalDate: r.LogicalDate,
 		QueuedAt: r.QueuedAt, RunAfter: r.RunAfter, DataIntervalStart: r.DataIntervalStart, DataIntervalEnd: r.DataIntervalEnd,
 		LastSchedulingDecision: r.LastSchedulingDecision, ExternalTrigger: r.ExternalTrigger,
@@ -389,7 +369,7 @@ func (s *Source) learnTries(key, node string, current int, rows []TaskInstance) 
 	return out
 }
 
-func finished(state string) bool { return event.AirflowStatus(reportState(state)).Terminal() }
+func finished(state string) bool { return StatusOf(reportState(state)).Terminal() }
 
 // memoOf returns the run's memo, creating it. Called with s.mu held.
 func (s *Source) memoOf(key string) *memo {
@@ -502,7 +482,7 @@ func (s *Source) Fetch(ctx context.Context, refs []string) ([]*poll.Snapshot, er
 // is listed in the current try's AirflowTask.MissedTries: the gap is recorded, never invented.
 // Group nodes then start no later than any stored attempt below them (a try only the store
 // remembers still dates its group).
-func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored map[string]state.Task) error {
+func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored poll.StoredAttempts) error {
 	seen := map[string]map[int]bool{}
 	latest := map[string]int{} // node -> index of its latest attempt in snap.Tasks
 	for i, e := range snap.Tasks {
@@ -521,7 +501,7 @@ func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored map[
 		e := &snap.Tasks[i]
 		var missed []int
 		for k := 1; k < e.Attempt; k++ {
-			if _, ok := stored[poll.TaskKey(&event.TaskEvent{NodeID: node, Attempt: k})]; !ok && !seen[node][k] {
+			if _, ok := stored[poll.TaskAttempt{NodeID: node, Attempt: k}]; !ok && !seen[node][k] {
 				missed = append(missed, k)
 			}
 		}
@@ -541,23 +521,20 @@ func (s *Source) FillHistory(_ context.Context, snap *poll.Snapshot, stored map[
 
 // earliestBelow is the earlier of a parent's start and the first start of any stored attempt of
 // a task below it.
-func earliestBelow(p *event.TaskEvent, stored map[string]state.Task) *time.Time {
+func earliestBelow(p *event.TaskEvent, stored poll.StoredAttempts) *time.Time {
 	start := p.StartedAt
 	prefix := p.NodeID + "."
 	if p.Type == TypeMappedTask {
 		prefix = p.NodeID + "["
 	}
-	for key, t := range stored {
-		node, _, ok := splitTaskKey(key)
-		if !ok || !strings.HasPrefix(node, prefix) {
+	for a, first := range stored {
+		if !strings.HasPrefix(a.NodeID, prefix) {
 			continue
 		}
 		// A rescheduled sensor's try started at its first poke, which Airflow 2.0 to 3.2 no
-		// longer show once a later poke overwrote start_date.
-		for _, st := range []time.Time{t.StartedAt, t.TryStart} {
-			if !st.IsZero() && (start == nil || st.Before(*start)) {
-				start = &st
-			}
+		// longer show once a later poke overwrote start_date: the engine's first start is that.
+		if !first.IsZero() && (start == nil || first.Before(*start)) {
+			start = &first
 		}
 	}
 	return start

@@ -17,7 +17,6 @@ import (
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
-	"github.com/farmobs/farm/pkg/state"
 )
 
 const (
@@ -299,7 +298,7 @@ func TestNullLogicalDateRun(t *testing.T) {
 
 func TestSilentlyCappedPageSize(t *testing.T) {
 	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
-		e := newEnv(t, envOpts{sim: simOpts, source: func(o *airflow.Options) { o.Client.PageSize = 500 }})
+		e := newEnv(t, envOpts{sim: simOpts, source: func(o *sourceSetup) { o.PageSize = 500 }})
 		for i := range 250 {
 			e.trigger(fmt.Sprintf("dag_%03d", i%7), fmt.Sprintf("run_%03d", i), task("t", 0))
 		}
@@ -338,7 +337,7 @@ func TestAPICallsDoNotGrowWithDAGs(t *testing.T) {
 
 func TestExcludedDAGIsNeverQueriedForTasks(t *testing.T) {
 	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
-		e := newEnv(t, envOpts{sim: simOpts, source: func(o *airflow.Options) { o.Exclude = regexp.MustCompile("^airflow_monitoring$") }})
+		e := newEnv(t, envOpts{sim: simOpts, source: func(o *sourceSetup) { o.DagExclude = regexp.MustCompile("^airflow_monitoring$") }})
 		e.trigger("airflow_monitoring", "m1", task("echo", 1))
 		e.trigger("etl", "r1", task("a", 1))
 		for _, dag := range []string{"airflow_monitoring", "etl"} {
@@ -411,7 +410,7 @@ func TestColdStartRereadsButPublishesNothing(t *testing.T) {
 	e.must(e.sim.TI("etl", "r1", "a").Advance(S, Q, R, airflowsim.UpForRetry, S, Q, R))
 	e.poll()
 	e.src = e.newSource(nil)
-	e.engine = e.h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow, Overlap: 2 * time.Minute})
+	e.engine = e.h.Engine(e.src, poll.Config{Overlap: 2 * time.Minute})
 	e.advance(time.Minute)
 	res, deltas := e.poll()
 	if len(deltas) != 0 || res.StoreReads != 2 || res.RunsChanged != 0 {
@@ -469,8 +468,8 @@ func TestRunsActiveAtTheLastPollAreFollowedByReference(t *testing.T) {
 func TestAuthErrorsNameTheModeAndKeepTheCursor(t *testing.T) {
 	e := newEnv(t, envOpts{
 		sim: airflowsim.Options{API: "v1", Auth: airflowsim.Auth{Mode: "basic", Username: "farm", Password: "right"}},
-		source: func(o *airflow.Options) {
-			o.Client.Auth, o.Client.Username, o.Client.Password = "basic", "farm", "right"
+		source: func(o *sourceSetup) {
+			o.Auth, o.Username, o.Password = "basic", "farm", "right"
 		},
 	})
 	e.trigger("etl", "r1", task("a", 0))
@@ -486,10 +485,10 @@ func TestAuthErrorsNameTheModeAndKeepTheCursor(t *testing.T) {
 		t.Errorf("a failed poll moved the cursor to %s", res.Cursor)
 	}
 	e.sim.SetForbidden(false)
-	wrong := e.newSource(func(o *airflow.Options) {
-		o.Client.Auth, o.Client.Username, o.Client.Password = "basic", "farm", "wrong"
+	wrong := e.newSource(func(o *sourceSetup) {
+		o.Auth, o.Username, o.Password = "basic", "farm", "wrong"
 	})
-	_, err = e.h.Engine(wrong, poll.Options{SourceKind: event.SourceAirflow}).Poll(t.Context(), poll.Request{})
+	_, err = e.h.Engine(wrong, poll.Config{}).Poll(t.Context(), poll.Request{})
 	if !errors.As(err, &ae) || ae.Mode != "basic" || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "refused the credentials") {
 		t.Fatalf("401: %v", err)
 	}
@@ -503,10 +502,10 @@ func TestAuthErrorsNameTheModeAndKeepTheCursor(t *testing.T) {
 func TestFaultsAreRetriedWithBackoff(t *testing.T) {
 	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}})
 	// A short per-call timeout, so the hanging call is given up soon.
-	e.src = e.newSource(func(o *airflow.Options) {
-		o.Client.HTTP = append(o.Client.HTTP, httpx.WithTimeout(300*time.Millisecond))
+	e.src = e.newSource(func(o *sourceSetup) {
+		o.HTTP = append(o.HTTP, httpx.WithTimeout(300*time.Millisecond))
 	})
-	e.engine = e.h.Engine(e.src, poll.Options{SourceKind: event.SourceAirflow})
+	e.engine = e.h.Engine(e.src, poll.Config{})
 	e.trigger("etl", "r1", task("a", 0))
 	e.sim.InjectFault(airflowsim.Fault{PathPrefix: "/api/v2/dags/~/dagRuns", Method: http.MethodGet, Status: 500, Times: 1})
 	e.sim.InjectFault(airflowsim.Fault{PathPrefix: "/api/v2/dags/~/dagRuns/~/taskInstances/list", Status: 429, RetryAfter: "7", Times: 1})
@@ -582,7 +581,7 @@ func TestStoredStatesKeepGroupStart(t *testing.T) {
 	if got := groupStart(); got != time.Minute {
 		t.Fatalf("group start from the snapshot alone: %s", got)
 	}
-	stored := map[string]state.Task{"g.a#1": {State: "running", StartedAt: t0}}
+	stored := poll.StoredAttempts{{NodeID: "g.a", Attempt: 1}: t0}
 	if err := e.src.FillHistory(t.Context(), snaps[0], stored); err != nil {
 		t.Fatal(err)
 	}
@@ -671,7 +670,7 @@ func TestRunFieldsBothAPIs(t *testing.T) {
 // A cold process reads the tries of retried task instances one call each: a poll makes at most
 // MaxTriesReads of them, and records the tries it did not read as a gap, never inventing them.
 func TestTriesReadsBoundedPerPoll(t *testing.T) {
-	e := newEnv(t, envOpts{source: func(o *airflow.Options) { o.MaxTriesReads = 2 }})
+	e := newEnv(t, envOpts{source: func(o *sourceSetup) { o.MaxTriesReads = 2 }})
 	for i := range 5 {
 		run := fmt.Sprintf("r%d", i)
 		e.trigger("etl", run, task("load", 3))

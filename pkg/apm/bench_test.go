@@ -23,8 +23,7 @@ func benchTracer(b *testing.B) (*apm.Tracer, *ddagent.Receiver) {
 	b.Cleanup(srv.Close)
 	b.Setenv("DD_TRACE_AGENT_URL", srv.URL)
 	clk := clock.NewManual(day0.Add(10 * time.Minute))
-	tr, err := apm.New(apm.Options{
-		ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, MaxAge: maxAge, Clock: clk,
+	tr, err := apm.New(apm.Config{ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, MaxAge: maxAge, AgentTimeout: 10 * time.Second}, apm.Deps{Clock: clk,
 		Ledger: filestore.New(filepath.Join(b.TempDir(), "state.json"), filestore.WithClock(clk)),
 		Log:    slog.New(slog.DiscardHandler),
 	})

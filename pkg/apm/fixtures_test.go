@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmobs/farm/pkg/airflow"
+	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/event"
 )
 
@@ -62,7 +64,7 @@ func (n argoNode) running() argoNode {
 func argoDelta(phase string, end *time.Time, nodes ...argoNode) *event.RunDelta {
 	run := event.Run{
 		Source: event.SourceArgo, Instance: "prod-eu", Namespace: "data", UID: argoUID, Name: argoWF,
-		Pipeline: "etl-nightly", Phase: phase, Status: event.ArgoStatus(phase), StartedAt: at(0), FinishedAt: end,
+		Pipeline: "etl-nightly", Phase: phase, Status: argo.StatusOf(phase), StartedAt: at(0), FinishedAt: end,
 		URL: argoRunURL,
 		Labels: map[string]string{
 			"workflows.argoproj.io/cron-workflow": "etl-nightly",
@@ -77,7 +79,7 @@ func argoDelta(phase string, end *time.Time, nodes ...argoNode) *event.RunDelta 
 		events[i] = event.TaskEvent{
 			ID: event.TaskEventID(run.Key(), n.id, n.attempt, n.phase, n.start, n.end), NodeID: n.id, Name: n.name,
 			DisplayName: n.display, Type: n.typ, Template: n.template, ParentID: n.parent, Attempt: n.attempt,
-			State: n.phase, Status: event.ArgoStatus(n.phase), StartedAt: n.start, FinishedAt: n.end,
+			State: n.phase, Status: argo.StatusOf(n.phase), StartedAt: n.start, FinishedAt: n.end,
 			Message: n.message, Pod: n.pod, HostNode: n.host, ResourcesDuration: n.resources,
 		}
 	}
@@ -162,7 +164,7 @@ func airflowDelta(tries ...airflowTry) *event.RunDelta {
 		e := event.TaskEvent{
 			ID: event.TaskEventID(run.Key(), nodeID, tr.try, tr.state, tr.start, tr.end), NodeID: nodeID,
 			Name: tr.taskID, DisplayName: tr.taskID, Type: typ, ParentID: tr.parent, Attempt: tr.try,
-			State: tr.state, Status: event.AirflowStatus(tr.state), StartedAt: tr.start, FinishedAt: tr.end, Message: tr.message,
+			State: tr.state, Status: airflow.StatusOf(tr.state), StartedAt: tr.start, FinishedAt: tr.end, Message: tr.message,
 		}
 		if !tr.group {
 			e.Airflow = &event.AirflowTask{

@@ -38,6 +38,11 @@ type env struct {
 	logs   *testenv.SyncBuffer
 }
 
+// testConfig is the tracer configuration of these tests.
+func testConfig() apm.Config {
+	return apm.Config{ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, Version: version, MaxAge: maxAge, AgentTimeout: 5 * time.Second}
+}
+
 // newEnv starts a receiver, points the tracer at it (DD_TRACE_AGENT_URL) and returns a Tracer
 // whose clock reads day0 + 10 minutes.
 func newEnv(t *testing.T) *env {
@@ -57,10 +62,7 @@ func (e *env) newTracer(t *testing.T, ledger state.Ledger) *apm.Tracer {
 	if e.logs == nil {
 		e.logs = &testenv.SyncBuffer{}
 	}
-	tr, err := apm.New(apm.Options{
-		ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, Version: version, MaxAge: maxAge,
-		Ledger: ledger, Clock: e.clock, Log: logging.New(e.logs, slog.LevelDebug), AgentTimeout: 5 * time.Second,
-	})
+	tr, err := apm.New(testConfig(), apm.Deps{Ledger: ledger, Clock: e.clock, Log: logging.New(e.logs, slog.LevelDebug)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ var sessionMu sync.Mutex
 // sender sends spans through the tracer and proves the agent accepted them.
 type sender struct {
 	transport http.RoundTripper // to the agent
+	agentAddr string            // host:port of the agent, "": the one DataDog's settings name
 	timeout   time.Duration     // per HTTP request to the agent
 	service   string            // the tracer's own service
 	logger    ddtrace.Logger
@@ -45,7 +46,7 @@ func (s *sender) session(ctx context.Context, spans []span) error {
 	sessionMu.Lock()
 	defer sessionMu.Unlock()
 	var out deliveries
-	tracer.Start(
+	opts := []tracer.StartOption{
 		tracer.WithHTTPClient(&http.Client{Transport: recorder{next: s.transport, out: &out}, Timeout: s.timeout}),
 		tracer.WithService(s.service),
 		tracer.WithLogStartup(false), // once per call would flood the log
@@ -53,7 +54,11 @@ func (s *sender) session(ctx context.Context, spans []span) error {
 		// FARM serves no requests for AppSec to protect; left undecided, the tracer builds its WAF
 		// on every Start in case remote configuration turns it on: most of a session's CPU.
 		tracer.WithAppSecEnabled(false),
-	)
+	}
+	if s.agentAddr != "" {
+		opts = append(opts, tracer.WithAgentAddr(s.agentAddr))
+	}
+	tracer.Start(opts...)
 	err := emitAll(spans)
 	tracer.Stop()
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/pkg/clock"
-	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/deadletter"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/state"
@@ -18,29 +17,59 @@ import (
 // LedgerNamespace is the state.Ledger namespace of the span keys this package records.
 const LedgerNamespace = "trace-spans"
 
-// Options configure a Tracer.
-type Options struct {
-	// ServiceArgo and ServiceAirflow are the DataDog service of each source's spans.
+// Config is the trace function's. pkg/config reads it from the variables named below, starting
+// from DefaultConfig. The agent's address is DataDog's own setting (DD_TRACE_AGENT_URL,
+// DD_AGENT_HOST, DD_TRACE_AGENT_PORT), read by the tracer itself.
+type Config struct {
+	// ServiceArgo and ServiceAirflow are the DataDog service of each source's spans
+	// (FARM_TRACE_SERVICE_ARGO, FARM_TRACE_SERVICE_AIRFLOW).
 	ServiceArgo, ServiceAirflow string
-	// Version is the version tag of every span (unified service tagging); empty: none.
+	// Version is the version tag of every span (unified service tagging, DD_VERSION); empty: none.
 	Version string
-	// MaxAge is how old a span's start may be and still be sent (DataDog takes 18 hours).
+	// MaxAge is how old a span's start may be and still be sent (FARM_TRACE_MAX_AGE; DataDog
+	// takes 18 hours).
 	MaxAge time.Duration
-	// Ledger remembers the spans sent, so a redelivered message sends nothing new. Required.
-	Ledger state.Ledger
-	// Clock tells the time for MaxAge and ledger expiry (default: the wall clock).
-	Clock clock.Clock
-	// Log receives a line per message and the tracer's own warnings (default: slog.Default()).
-	Log *slog.Logger
-	// AgentTimeout bounds each HTTP request to the agent (default 10s, the tracer's).
+	// AgentTimeout bounds each HTTP request to the agent (FARM_AGENT_TIMEOUT).
 	AgentTimeout time.Duration
-	// DeadLetter keeps the messages that can never be traced (default: logged only).
-	DeadLetter *deadletter.Keeper
+	// AgentAddr, when set, is the host:port of the agent spans go to over HTTP, whatever
+	// DataDog's own settings say: the local runner's receiver. Not read from the environment.
+	AgentAddr string
 }
 
-// OptionsFrom returns the options config sets; the caller adds the Ledger (and a Clock, a Log).
-func OptionsFrom(c config.Trace) Options {
-	return Options{ServiceArgo: c.ServiceArgo, ServiceAirflow: c.ServiceAirflow, Version: c.Version, MaxAge: c.MaxAge, AgentTimeout: c.AgentTimeout}
+// DefaultConfig is the configuration of the trace function when nothing is set.
+func DefaultConfig() Config {
+	return Config{ServiceArgo: "argo-workflows", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour, AgentTimeout: 10 * time.Second}
+}
+
+// Validate reports every problem of c, each naming its setting.
+func (c Config) Validate() error {
+	var errs []error
+	for _, s := range []struct{ name, source, svc string }{
+		{"FARM_TRACE_SERVICE_ARGO", "Argo", c.ServiceArgo}, {"FARM_TRACE_SERVICE_AIRFLOW", "Airflow", c.ServiceAirflow},
+	} {
+		if s.svc == "" || len(s.svc) > maxName {
+			errs = append(errs, fmt.Errorf("%s: the %s service name %q must have 1 to %d characters", s.name, s.source, s.svc, maxName))
+		}
+	}
+	if c.MaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("FARM_TRACE_MAX_AGE: the maximum span age %s must be positive", c.MaxAge))
+	}
+	if c.AgentTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("FARM_AGENT_TIMEOUT must be positive, got %s", c.AgentTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what a Tracer works with besides its configuration.
+type Deps struct {
+	// Ledger remembers the spans sent, so a redelivered message sends nothing new. Required.
+	Ledger state.Ledger
+	// Clock tells the time for MaxAge and ledger expiry (nil: the wall clock).
+	Clock clock.Clock
+	// Log receives a line per message and the tracer's own warnings (nil: slog.Default()).
+	Log *slog.Logger
+	// DeadLetter keeps the messages that can never be traced (nil: logged only).
+	DeadLetter *deadletter.Keeper
 }
 
 // Tracer turns RunDeltas into spans at the agent. It is safe for concurrent use: calls share the
@@ -56,64 +85,51 @@ type Tracer struct {
 	deadLetter *deadletter.Keeper
 }
 
-// New validates o and the tracer's settings and returns a Tracer.
-func New(o Options) (*Tracer, error) {
-	if err := o.validate(); err != nil {
-		return nil, err
+// New validates cfg and the tracer's settings and returns a Tracer.
+func New(cfg Config, deps Deps) (*Tracer, error) {
+	err := cfg.Validate()
+	if deps.Ledger == nil {
+		err = errors.Join(err, errors.New("a ledger is required, to recognise redelivered messages"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
 	}
 	e := processEnv()
 	if err := e.checkEnabled(); err != nil {
 		return nil, err
 	}
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
+	socket := e.agentSocket()
+	if cfg.AgentAddr != "" {
+		socket = ""
 	}
-	if o.Log == nil {
-		o.Log = slog.Default()
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
 	}
-	if o.AgentTimeout <= 0 {
-		o.AgentTimeout = 10 * time.Second
+	if deps.Log == nil {
+		deps.Log = slog.Default()
 	}
-	if o.DeadLetter == nil {
-		o.DeadLetter = deadletter.New(nil, "trace", o.Log)
+	if deps.DeadLetter == nil {
+		deps.DeadLetter = deadletter.New(nil, "trace", deps.Log)
 	}
 	return &Tracer{
 		planner: planner{
-			services: map[string]string{event.SourceArgo: o.ServiceArgo, event.SourceAirflow: o.ServiceAirflow},
-			version:  o.Version,
-			maxAge:   o.MaxAge,
+			services: map[string]string{event.SourceArgo: cfg.ServiceArgo, event.SourceAirflow: cfg.ServiceAirflow},
+			version:  cfg.Version,
+			maxAge:   cfg.MaxAge,
 			with128:  e.with128BitIDs(),
 		},
 		sender: sender{
-			transport: agentTransport(e.agentSocket()),
-			timeout:   o.AgentTimeout,
+			transport: agentTransport(socket),
+			agentAddr: cfg.AgentAddr,
+			timeout:   cfg.AgentTimeout,
 			service:   e.tracerService(),
-			logger:    tracerLog{o.Log},
+			logger:    tracerLog{deps.Log},
 		},
-		ledger:     o.Ledger,
-		clock:      o.Clock,
-		log:        o.Log,
-		deadLetter: o.DeadLetter,
+		ledger:     deps.Ledger,
+		clock:      deps.Clock,
+		log:        deps.Log,
+		deadLetter: deps.DeadLetter,
 	}, nil
-}
-
-func (o Options) validate() error {
-	var errs []error
-	for name, svc := range map[string]string{"Argo": o.ServiceArgo, "Airflow": o.ServiceAirflow} {
-		if svc == "" || len(svc) > maxName {
-			errs = append(errs, fmt.Errorf("the %s service name %q must have 1 to %d characters", name, svc, maxName))
-		}
-	}
-	if o.MaxAge <= 0 {
-		errs = append(errs, fmt.Errorf("the maximum span age %s must be positive", o.MaxAge))
-	}
-	if o.Ledger == nil {
-		errs = append(errs, errors.New("a ledger is required, to recognise redelivered messages"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("trace: %w", err)
-	}
-	return nil
 }
 
 // Result says what became of one delta's spans.

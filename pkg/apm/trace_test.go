@@ -21,6 +21,7 @@ import (
 	"github.com/farmobs/farm/internal/deadlettertest"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/apm"
+	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/deadletter"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
@@ -36,9 +37,9 @@ func wantArgo() []wantSpan {
 	node := func(n argoNode, parent string) wantSpan {
 		w := wantSpan{key: key(n.id, n.attempt), parent: parent, name: apm.OpArgoNode, resource: n.display,
 			start: secs(n.start), end: secs(n.end),
-			meta: map[string]string{"task.type": n.typ, "argo.template": n.template, "status": string(event.ArgoStatus(n.phase)), "state": n.phase,
+			meta: map[string]string{"task.type": n.typ, "argo.template": n.template, "status": string(argo.StatusOf(n.phase)), "state": n.phase,
 				"pod_name": n.pod, "argo.host_node": n.host, "task.name": n.name}}
-		if event.ArgoStatus(n.phase).IsError() {
+		if argo.StatusOf(n.phase).IsError() {
 			w.errType, w.errMsg = n.phase, n.message
 			w.meta["task.message"] = ""
 		} else {
@@ -378,9 +379,7 @@ func TestSpansFarInTheFutureAreSkipped(t *testing.T) {
 func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 	e := newEnv(t)
 	dlq := deadlettertest.New(t)
-	tr, err := apm.New(apm.Options{
-		ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, Version: version, MaxAge: maxAge,
-		Ledger: e.ledger, Clock: e.clock, Log: logging.New(e.logs, slog.LevelDebug), AgentTimeout: 5 * time.Second,
+	tr, err := apm.New(testConfig(), apm.Deps{Ledger: e.ledger, Clock: e.clock, Log: logging.New(e.logs, slog.LevelDebug),
 		DeadLetter: deadletter.New(dlq.Publisher, "trace", logging.New(e.logs, slog.LevelDebug)),
 	})
 	if err != nil {
@@ -447,9 +446,9 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 		t.Fatal("the test delta's tenant changed: the no-tenant case tests nothing")
 	}
 
-	lost, err := apm.New(apm.Options{
-		ServiceArgo: serviceArgo, ServiceAirflow: serviceAirflow, Version: version, MaxAge: maxAge,
-		Ledger: e.ledger, Clock: e.clock, Log: logging.New(e.logs, slog.LevelDebug),
+	cfg := testConfig()
+	cfg.AgentTimeout = apm.DefaultConfig().AgentTimeout
+	lost, err := apm.New(cfg, apm.Deps{Ledger: e.ledger, Clock: e.clock, Log: logging.New(e.logs, slog.LevelDebug),
 		DeadLetter: deadletter.New(dlq.Missing, "trace", logging.New(e.logs, slog.LevelDebug)),
 	})
 	if err != nil {
@@ -622,30 +621,31 @@ func TestLedgerFaults(t *testing.T) {
 	}
 }
 
-func TestNewRefusesBadOptions(t *testing.T) {
+func TestNewRefusesBadConfig(t *testing.T) {
 	e := newEnv(t)
 	tests := []struct {
 		name string
-		mod  func(*apm.Options)
+		mod  func(*apm.Config, *apm.Deps)
 		want string
 	}{
-		{"no service", func(o *apm.Options) { o.ServiceArgo = "" }, "Argo service"},
-		{"long service", func(o *apm.Options) { o.ServiceAirflow = strings.Repeat("s", 101) }, "Airflow service"},
-		{"no max age", func(o *apm.Options) { o.MaxAge = 0 }, "maximum span age"},
-		{"no ledger", func(o *apm.Options) { o.Ledger = nil }, "ledger is required"},
+		{"no service", func(c *apm.Config, _ *apm.Deps) { c.ServiceArgo = "" }, "FARM_TRACE_SERVICE_ARGO: the Argo service"},
+		{"long service", func(c *apm.Config, _ *apm.Deps) { c.ServiceAirflow = strings.Repeat("s", 101) }, "Airflow service"},
+		{"no max age", func(c *apm.Config, _ *apm.Deps) { c.MaxAge = 0 }, "maximum span age"},
+		{"no agent timeout", func(c *apm.Config, _ *apm.Deps) { c.AgentTimeout = 0 }, "FARM_AGENT_TIMEOUT must be positive"},
+		{"no ledger", func(_ *apm.Config, d *apm.Deps) { d.Ledger = nil }, "ledger is required"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := apm.Options{ServiceArgo: "a", ServiceAirflow: "b", MaxAge: time.Hour, Ledger: e.ledger}
-			tc.mod(&o)
-			if _, err := apm.New(o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			c, d := apm.DefaultConfig(), apm.Deps{Ledger: e.ledger}
+			tc.mod(&c, &d)
+			if _, err := apm.New(c, d); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one saying %q", err, tc.want)
 			}
 		})
 	}
 	t.Run("tracer off", func(t *testing.T) {
 		t.Setenv("DD_TRACE_ENABLED", "false")
-		_, err := apm.New(apm.Options{ServiceArgo: "a", ServiceAirflow: "b", MaxAge: time.Hour, Ledger: e.ledger})
+		_, err := apm.New(apm.DefaultConfig(), apm.Deps{Ledger: e.ledger})
 		if err == nil || !strings.Contains(err.Error(), "DD_TRACE_ENABLED") {
 			t.Errorf("error %v, want one naming DD_TRACE_ENABLED", err)
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
-	"github.com/farmobs/farm/pkg/config"
+	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state"
 )
@@ -66,9 +66,10 @@ func newListingEnv(t *testing.T, listing argo.Listing) *listingEnv {
 	t.Cleanup(func() { sim.Close(); srv.Close() })
 	u, _ := url.Parse(srv.URL)
 	rec := &recorder{next: http.DefaultTransport}
-	src, err := argo.New(config.Argo{URL: u, Instance: "test", Namespaces: []string{ns}, PageSize: 4},
-		config.Common{HTTPTimeout: 5 * time.Second, HTTPRetries: 1},
-		argo.WithTransport(rec), argo.WithListing(listing), argo.WithClock(clk))
+	cfg := argo.DefaultConfig()
+	cfg.URL, cfg.Instance, cfg.Namespaces, cfg.PageSize, cfg.Listing = u, "test", []string{ns}, 4, listing
+	cfg.HTTPTimeout, cfg.HTTPRetries = 5*time.Second, 1
+	src, err := argo.New(cfg, argo.Deps{Clock: clk, HTTP: []httpx.Option{httpx.WithTransport(rec)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ var keptArgoLabels = map[string]bool{
 
 // Mapper turns Argo workflows into FARM's event model. It is a pure function of its input.
 type Mapper struct {
-	Instance string   // config.Argo.Instance
+	Instance string   // Config.Instance
 	UIURL    *url.URL // base of links to runs; nil: no links
 	// DefaultPodNameFormat is the controller's POD_NAMES for workflows without the
 	// pod-name-format annotation (Argo's default is "v2").
@@ -64,7 +64,7 @@ func (m Mapper) Run(wf *Workflow) event.Run {
 		Name:        md.Name,
 		Pipeline:    Pipeline(wf),
 		Phase:       st.Phase,
-		Status:      event.ArgoStatus(st.Phase),
+		Status:      StatusOf(st.Phase),
 		StartedAt:   st.StartedAt.ptr(),
 		FinishedAt:  st.FinishedAt.ptr(),
 		Message:     st.Message,
@@ -220,7 +220,7 @@ func (m Mapper) Tasks(wf *Workflow, nodes map[string]Node) []event.TaskEvent {
 			ParentID:          p.id,
 			Attempt:           p.attempt,
 			State:             n.Phase,
-			Status:            event.ArgoStatus(n.Phase),
+			Status:            StatusOf(n.Phase),
 			StartedAt:         n.StartedAt.ptr(),
 			FinishedAt:        n.FinishedAt.ptr(),
 			Message:           n.Message,

@@ -16,8 +16,6 @@ import (
 	"github.com/farmobs/farm/internal/polltest"
 	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/pkg/argo"
-	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state/filestore"
@@ -60,16 +58,15 @@ func TestRedirectToAnotherOriginFailsThePollAndKeepsTheToken(t *testing.T) {
 			}))
 			t.Cleanup(func() { sim.Close(); srv.Close() })
 			u, _ := url.Parse(srv.URL)
-			src, err := argo.New(
-				config.Argo{URL: u, Instance: "test", Namespaces: []string{ns}, PageSize: 3, Token: "argo-s3cret"},
-				config.Common{HTTPTimeout: 2 * time.Second, HTTPRetries: 2},
-				argo.WithClock(h.Clock), argo.WithTransport(srv.Client().Transport),
-				argo.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }),
-			)
+			cfg := argo.DefaultConfig()
+			cfg.URL, cfg.Instance, cfg.Namespaces, cfg.PageSize, cfg.Token = u, "test", []string{ns}, 3, "argo-s3cret"
+			cfg.HTTPTimeout, cfg.HTTPRetries = 2*time.Second, 2
+			src, err := argo.New(cfg, argo.Deps{Clock: h.Clock, HTTP: []httpx.Option{httpx.WithTransport(srv.Client().Transport),
+				httpx.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() })}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			engine := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, Overlap: 5 * time.Minute, InitialLookback: time.Hour})
+			engine := h.Engine(src, poll.Config{Overlap: 5 * time.Minute, InitialLookback: time.Hour})
 			if _, err := engine.Poll(t.Context(), poll.Request{}); err != nil {
 				t.Fatalf("poll before the redirect: %v", err)
 			}

@@ -21,8 +21,8 @@ import (
 	"github.com/farmobs/farm/internal/sim/argosim"
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/argo"
-	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state/firestore"
 )
@@ -49,17 +49,16 @@ func newScenario(t *testing.T, listing argo.Listing, opts argosim.Options) *scen
 	srv := httptest.NewServer(sim)
 	t.Cleanup(func() { sim.Close(); srv.Close() })
 	u, _ := url.Parse(srv.URL)
-	src, err := argo.New(
-		config.Argo{URL: u, Instance: "test", Namespaces: []string{ns}, PageSize: 3},
-		config.Common{HTTPTimeout: 2 * time.Second, HTTPRetries: 2},
-		argo.WithClock(h.Clock), argo.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }),
-		argo.WithListing(listing),
-	)
+	cfg := argo.DefaultConfig()
+	cfg.URL, cfg.Instance, cfg.Namespaces, cfg.PageSize, cfg.Listing = u, "test", []string{ns}, 3, listing
+	cfg.HTTPTimeout, cfg.HTTPRetries = 2*time.Second, 2
+	src, err := argo.New(cfg, argo.Deps{Clock: h.Clock,
+		HTTP: []httpx.Option{httpx.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() })}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &scenario{t: t, h: h, sim: sim, src: src,
-		engine: h.Engine(src, poll.Options{SourceKind: event.SourceArgo, Overlap: 5 * time.Minute, InitialLookback: time.Hour})}
+		engine: h.Engine(src, poll.Config{Overlap: 5 * time.Minute, InitialLookback: time.Hour})}
 }
 
 // forListings runs a scenario on each way of listing: every guarantee must hold on both paths,
@@ -389,7 +388,7 @@ func TestScenarioCrashBetweenPublishAndCommit(t *testing.T) {
 func testScenarioCrashBetweenPublishAndCommit(t *testing.T, listing argo.Listing) {
 	s := newScenario(t, listing, argosim.Options{Seed: 10})
 	s.h.Store = polltest.NewCrashOnce(firestore.New(testenv.Firestore(t)))
-	s.engine = s.h.Engine(s.src, poll.Options{SourceKind: event.SourceArgo})
+	s.engine = s.h.Engine(s.src, poll.Config{})
 	s.put("wf-k", "Running", 0, -1, node("wf-k", "a", argosim.NodeTypePod, "Succeeded", 0, 1, ""))
 	s.h.Clock.Set(mins(2))
 	if _, err := s.engine.Poll(context.Background(), poll.Request{}); err == nil {

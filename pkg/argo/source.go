@@ -41,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"runtime"
 	"slices"
@@ -54,8 +53,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/farmobs/farm/pkg/clock"
-	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
@@ -78,17 +75,6 @@ const (
 	ListingChanged Listing = "changed"
 )
 
-// ParseListing checks a FARM_ARGO_LISTING value ("" is auto).
-func ParseListing(v string) (Listing, error) {
-	switch l := Listing(v); l {
-	case "":
-		return ListingAuto, nil
-	case ListingAuto, ListingFull, ListingChanged:
-		return l, nil
-	}
-	return "", fmt.Errorf("argo: listing %q is not auto, full or changed", v)
-}
-
 // GetOverhead is what one GET costs beyond its body, in bytes of a listing: the request, the
 // headers and a round trip. It tips the choice towards one full listing when most runs changed.
 const GetOverhead = 1 << 10
@@ -103,7 +89,7 @@ const defaultSlimRow = 300
 
 // Source is one Argo Server. It is safe for concurrent use.
 type Source struct {
-	cfg              config.Argo
+	cfg              Config
 	api              *httpx.Client
 	mapper           Mapper
 	log              *slog.Logger
@@ -153,106 +139,50 @@ var (
 	_ poll.APICounter = (*Source)(nil)
 )
 
-type options struct {
-	http             []httpx.Option
-	log              *slog.Logger
-	fetchParallelism int
-	podNameFormat    string
-	listing          Listing
-	fullBudget       int64
-}
-
-// Option configures a Source.
-type Option func(*options)
-
-// WithHTTPClient sends requests through hc (tests, or a custom transport stack).
-func WithHTTPClient(hc *http.Client) Option { return WithHTTPOptions(httpx.WithHTTPClient(hc)) }
-
-// WithTransport sends requests through rt.
-func WithTransport(rt http.RoundTripper) Option { return WithHTTPOptions(httpx.WithTransport(rt)) }
-
-// WithClock sets the clock (Retry-After dates).
-func WithClock(c clock.Clock) Option { return WithHTTPOptions(httpx.WithClock(c)) }
-
-// WithSleep replaces the wait between retries, so tests do not wait.
-func WithSleep(fn httpx.SleepFunc) Option { return WithHTTPOptions(httpx.WithSleep(fn)) }
-
-// WithTokenFile re-reads the bearer token from path before every request (a Kubernetes projected
-// service-account token rotates). It takes precedence over config.Argo.Token.
-func WithTokenFile(path string) Option { return WithHTTPOptions(httpx.WithTokenFile(path)) }
-
-// WithHTTPOptions passes options to the underlying httpx client.
-func WithHTTPOptions(opts ...httpx.Option) Option {
-	return func(o *options) { o.http = append(o.http, opts...) }
-}
-
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
-
-// WithFetchParallelism bounds concurrent GETs: the changed runs' follow-up reads and Fetch
-// together (default 8, FARM_ARGO_FETCH_PARALLELISM).
-func WithFetchParallelism(n int) Option { return func(o *options) { o.fetchParallelism = n } }
-
-// WithFullListingBudget sets the raw node bytes a full listing keeps (default FullListingBudget);
-// the benchmark lifts it to measure the listing of earlier versions, which kept every row's nodes.
-func WithFullListingBudget(n int64) Option { return func(o *options) { o.fullBudget = n } }
-
-// WithListing sets how polls list (default ListingAuto, FARM_ARGO_LISTING).
-func WithListing(l Listing) Option { return func(o *options) { o.listing = l } }
-
-// WithDefaultPodNameFormat is the controller's POD_NAMES ("v1" or "v2", Argo's default), used for
-// workflows that lack the pod-name-format annotation.
-func WithDefaultPodNameFormat(v string) Option { return func(o *options) { o.podNameFormat = v } }
-
 // New returns a Source for the Argo Server in cfg. Nothing is dialled until the first call.
-func New(cfg config.Argo, common config.Common, opts ...Option) (*Source, error) {
+func New(cfg Config, deps Deps) (*Source, error) {
 	if cfg.URL == nil {
 		return nil, errors.New("argo: FARM_ARGO_URL is not set")
 	}
 	if cfg.Instance == "" {
-		return nil, errors.New("argo: instance name is empty (FARM_ARGO_INSTANCE)")
+		cfg.Instance = cfg.URL.Hostname()
 	}
-	if cfg.PageSize < 1 {
-		return nil, fmt.Errorf("argo: page size must be positive, got %d", cfg.PageSize)
+	if cfg.UIURL == nil {
+		cfg.UIURL = cfg.URL
 	}
-	o := options{log: slog.Default(), fetchParallelism: cfg.FetchParallelism, listing: Listing(cfg.Listing), fullBudget: FullListingBudget}
-	if o.fetchParallelism == 0 {
-		o.fetchParallelism = 8
+	if cfg.Listing == "" {
+		cfg.Listing = ListingAuto
 	}
-	for _, opt := range opts {
-		opt(&o)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("argo: %w", err)
 	}
-	listing, err := ParseListing(string(o.listing))
-	if err != nil {
-		return nil, err
+	if deps.Log == nil {
+		deps.Log = slog.Default()
 	}
-	if o.fetchParallelism < 1 {
-		return nil, fmt.Errorf("argo: fetch parallelism must be positive, got %d", o.fetchParallelism)
+	hopts := []httpx.Option{httpx.WithUserAgent("farm-argo"), httpx.WithLogger(deps.Log), httpx.WithBearerToken(cfg.Token),
+		httpx.WithTimeout(cfg.HTTPTimeout), httpx.WithRetries(cfg.HTTPRetries)}
+	if deps.Clock != nil {
+		hopts = append(hopts, httpx.WithClock(deps.Clock))
 	}
-	if f := o.podNameFormat; f != "" && f != "v1" && f != "v2" {
-		return nil, fmt.Errorf("argo: pod name format %q is not v1 or v2", f)
+	if cfg.TokenFile != "" {
+		hopts = append(hopts, httpx.WithTokenFile(cfg.TokenFile))
 	}
-	hopts := []httpx.Option{httpx.WithUserAgent("farm-argo"), httpx.WithLogger(o.log), httpx.WithBearerToken(cfg.Token)}
-	if common.HTTPTimeout > 0 {
-		hopts = append(hopts, httpx.WithTimeout(common.HTTPTimeout))
-	}
-	hopts = append(hopts, httpx.WithRetries(common.HTTPRetries))
 	if cfg.CAFile != "" {
 		hopts = append(hopts, httpx.WithCAFile(cfg.CAFile))
 	}
-	api, err := httpx.New(cfg.URL, append(hopts, o.http...)...)
+	api, err := httpx.New(cfg.URL, append(hopts, deps.HTTP...)...)
 	if err != nil {
 		return nil, fmt.Errorf("argo: %w", err)
 	}
 	return &Source{
 		cfg:              cfg,
 		api:              api,
-		mapper:           Mapper{Instance: cfg.Instance, UIURL: cfg.UIURL, DefaultPodNameFormat: o.podNameFormat},
-		log:              o.log,
-		fetchParallelism: o.fetchParallelism,
-		listing:          listing,
-		fullBudget:       o.fullBudget,
-		gets:             make(chan struct{}, o.fetchParallelism),
+		mapper:           Mapper{Instance: cfg.Instance, UIURL: cfg.UIURL, DefaultPodNameFormat: cfg.DefaultPodNameFormat},
+		log:              deps.Log,
+		fetchParallelism: cfg.FetchParallelism,
+		listing:          cfg.Listing,
+		fullBudget:       cfg.FullListingBudget,
+		gets:             make(chan struct{}, cfg.FetchParallelism),
 		pending:          pendingNodes{m: make(map[weak.Pointer[poll.Snapshot]]*Workflow)},
 	}, nil
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/httpx"
 	"github.com/farmobs/farm/pkg/poll"
 )
@@ -41,17 +40,17 @@ func (s *sleepLog) waits() []time.Duration {
 	return slices.Clone(s.d)
 }
 
-func newSource(t *testing.T, f *fakeArgo, mod func(*config.Argo), opts ...Option) (*Source, *sleepLog) {
+func newSource(t *testing.T, f *fakeArgo, mod func(*Config)) (*Source, *sleepLog) {
 	t.Helper()
-	cfg := config.Argo{URL: f.url(), Instance: "prod", Token: "test-token", PageSize: 10}
+	cfg := DefaultConfig()
+	cfg.URL, cfg.Instance, cfg.Token, cfg.PageSize = f.url(), "prod", "test-token", 10
+	cfg.HTTPTimeout, cfg.HTTPRetries = 5*time.Second, 2
 	if mod != nil {
 		mod(&cfg)
 	}
 	sl := &sleepLog{}
-	common := config.Common{HTTPTimeout: 5 * time.Second, HTTPRetries: 2}
-	base := []Option{WithSleep(sl.sleep), WithHTTPOptions(httpx.WithJitter(func(d time.Duration) time.Duration { return d })),
-		WithLogger(slog.New(slog.DiscardHandler))}
-	s, err := New(cfg, common, append(base, opts...)...)
+	s, err := New(cfg, Deps{Log: slog.New(slog.DiscardHandler),
+		HTTP: []httpx.Option{httpx.WithSleep(sl.sleep), httpx.WithJitter(func(d time.Duration) time.Duration { return d })}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +83,7 @@ func TestListAsksWhatTheServerAccepts(t *testing.T) {
 		}
 	}
 	f.addLive(running, recent, old, other)
-	s, _ := newSource(t, f, func(c *config.Argo) {
+	s, _ := newSource(t, f, func(c *Config) {
 		c.Namespaces = []string{"argo", "etl"}
 		c.LabelSelector = "team=data"
 	})
@@ -190,7 +189,7 @@ func TestListArchiveNamespaceSelector(t *testing.T) {
 	f.deleteLive(uidOf(a))
 	f.deleteLive(uidOf(b))
 	f.legacy = true // no archive merge: only the archive endpoint can find them
-	s, _ := newSource(t, f, func(c *config.Argo) { c.Namespaces = []string{"etl"} })
+	s, _ := newSource(t, f, func(c *Config) { c.Namespaces = []string{"etl"} })
 	snaps, err := s.List(t.Context(), window(t0, t0.Add(time.Hour), true))
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +291,7 @@ func testListLegacyServerFiltersHere(t *testing.T, listing Listing) {
 		f.addLive(synth("argo", fmt.Sprintf("c-%05d", i), t0.Add(time.Duration(i-6)*time.Hour), 1, "Succeeded"))
 	}
 	f.addLive(synth("argo", "live-jjjj1", t0.Add(-time.Hour), 1, ""))
-	s, _ := newSource(t, f, func(c *config.Argo) { c.PageSize = 5 }, WithListing(listing))
+	s, _ := newSource(t, f, func(c *Config) { c.PageSize, c.Listing = 5, listing })
 	var snaps []*poll.Snapshot
 	for range 2 {
 		var err error
@@ -359,7 +358,7 @@ func testLoadListedWithoutNodes(t *testing.T, listing Listing) {
 			if tc.deleted {
 				f.deleteLive(uid)
 			}
-			s, _ := newSource(t, f, nil, WithListing(listing))
+			s, _ := newSource(t, f, func(c *Config) { c.Listing = listing })
 			snaps, err := s.List(t.Context(), window(t0, t0.Add(time.Hour), false))
 			if err != nil {
 				t.Fatal(err)
@@ -478,7 +477,7 @@ func testLoadOffloadedNodes(t *testing.T, listing Listing) {
 	delete(st, "nodes")
 	st["offloadNodeStatusVersion"] = "fnv:1234567"
 	f.addLive(wf)
-	s, _ := newSource(t, f, nil, WithListing(listing))
+	s, _ := newSource(t, f, func(c *Config) { c.Listing = listing })
 	snaps, err := s.List(t.Context(), window(t0, t0.Add(2*time.Hour), false))
 	if err != nil || len(snaps) != 1 {
 		t.Fatalf("%v %v", names(snaps), err)
@@ -630,16 +629,15 @@ func TestFaults(t *testing.T) {
 			f := newFakeArgo(t)
 			f.fault = tc.fault
 			f.addLive(synth("argo", "ok-pppp7", t0, 1, ""))
-			mod := func(c *config.Argo) {
+			mod := func(c *Config) {
 				if tc.token != "" {
 					c.Token = tc.token
 				}
+				if strings.HasPrefix(tc.name, "timeout") {
+					c.HTTPTimeout = 50 * time.Millisecond
+				}
 			}
-			var opts []Option
-			if strings.HasPrefix(tc.name, "timeout") {
-				opts = append(opts, WithHTTPOptions(httpx.WithTimeout(50*time.Millisecond)))
-			}
-			s, sl := newSource(t, f, mod, opts...)
+			s, sl := newSource(t, f, mod)
 			snaps, err := s.List(t.Context(), window(t0, t0.Add(time.Hour), false))
 			if tc.wantErr == "" {
 				if err != nil || len(snaps) != 1 {
@@ -712,25 +710,30 @@ func TestPendingReleasedWithSnapshots(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	u, _ := url.Parse("https://argo.example.com")
-	ok := config.Argo{URL: u, Instance: "i", PageSize: 10}
+	ok := DefaultConfig()
+	ok.URL, ok.Instance, ok.PageSize = u, "i", 10
+	with := func(mod func(*Config)) Config { c := ok; mod(&c); return c }
 	for name, tc := range map[string]struct {
-		cfg  config.Argo
-		opts []Option
+		cfg  Config
+		http []httpx.Option
 	}{
-		"no URL":           {config.Argo{Instance: "i", PageSize: 10}, nil},
-		"no instance":      {config.Argo{URL: u, PageSize: 10}, nil},
-		"zero page size":   {config.Argo{URL: u, Instance: "i"}, nil},
-		"bad pod format":   {ok, []Option{WithDefaultPodNameFormat("v3")}},
-		"zero parallelism": {ok, []Option{WithFetchParallelism(0)}},
-		"missing CA file":  {config.Argo{URL: u, Instance: "i", PageSize: 10, CAFile: "/nonexistent/ca.pem"}, nil},
-		"client plus CA":   {config.Argo{URL: u, Instance: "i", PageSize: 10, CAFile: "x"}, []Option{WithHTTPClient(http.DefaultClient)}},
+		"no URL":           {with(func(c *Config) { c.URL = nil }), nil},
+		"zero page size":   {with(func(c *Config) { c.PageSize = 0 }), nil},
+		"bad listing":      {with(func(c *Config) { c.Listing = "some" }), nil},
+		"bad pod format":   {with(func(c *Config) { c.DefaultPodNameFormat = "v3" }), nil},
+		"zero parallelism": {with(func(c *Config) { c.FetchParallelism = 0 }), nil},
+		"missing CA file":  {with(func(c *Config) { c.CAFile = "/nonexistent/ca.pem" }), nil},
+		"client plus CA":   {with(func(c *Config) { c.CAFile = "x" }), []httpx.Option{httpx.WithHTTPClient(http.DefaultClient)}},
 	} {
-		if _, err := New(tc.cfg, config.Common{HTTPTimeout: time.Second}, tc.opts...); err == nil {
+		if _, err := New(tc.cfg, Deps{HTTP: tc.http}); err == nil {
 			t.Errorf("%s: New accepted it", name)
 		}
 	}
-	if _, err := New(ok, config.Common{}, WithDefaultPodNameFormat("v1"), WithTransport(http.DefaultTransport)); err != nil {
+	if _, err := New(with(func(c *Config) { c.DefaultPodNameFormat = "v1" }), Deps{HTTP: []httpx.Option{httpx.WithTransport(http.DefaultTransport)}}); err != nil {
 		t.Errorf("valid settings refused: %v", err)
+	}
+	if s, err := New(with(func(c *Config) { c.Instance = "" }), Deps{}); err != nil || s.Name() != "argo/"+u.Hostname() {
+		t.Errorf("no instance: %v, want the URL's host as instance", err)
 	}
 }
 

@@ -1,6 +1,8 @@
-// Package config reads FARM's settings from environment variables. Every variable is documented in
-// the README; a bad value is refused at start with the variable's name. Each component's settings
-// live in a file of their own here (argo.go, airflow.go, trace.go, sink.go).
+// Package config reads FARM's settings from environment variables and assembles each component's
+// own configuration from them. Every variable is documented in the README; a bad value is refused
+// at start with the variable's name. Each component owns its configuration (fields, defaults,
+// validation: poll.Config, argo.Config, airflow.Config...); the files here (argo.go, airflow.go,
+// trace.go, sink.go) only say which variable sets which field.
 package config
 
 import (
@@ -12,36 +14,38 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/farmobs/farm/pkg/airflow"
+	"github.com/farmobs/farm/pkg/apm"
+	"github.com/farmobs/farm/pkg/argo"
+	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/sink"
 )
 
 // Config is every setting of every FARM function.
 type Config struct {
 	Common  Common
-	Argo    Argo
-	Airflow Airflow
-	Trace   Trace
-	Sink    Sink
+	Poll    poll.Config
+	Argo    argo.Config
+	Airflow airflow.Config
+	Trace   apm.Config
+	Sink    sink.Config
 }
 
 // Common settings shared by all functions.
 type Common struct {
-	ProjectID   string // FARM_PROJECT_ID, else GOOGLE_CLOUD_PROJECT
-	Tenant      string // FARM_TENANT
-	Environment string // FARM_ENVIRONMENT
-	Topic       string // FARM_TOPIC: Pub/Sub topic of RunDeltas
+	ProjectID string // FARM_PROJECT_ID, else GOOGLE_CLOUD_PROJECT
+	Topic     string // FARM_TOPIC: Pub/Sub topic of RunDeltas
 
 	StateStore        string // FARM_STATE_STORE: firestore | file
 	StateFile         string // FARM_STATE_FILE: the embedded store's file
 	FirestoreDatabase string // FARM_FIRESTORE_DATABASE
 
-	RunRetention      time.Duration // FARM_RUN_RETENTION: TTL of run documents
-	PollOverlap       time.Duration // FARM_POLL_OVERLAP: how far before the cursor each poll looks again
-	InitialLookback   time.Duration // FARM_INITIAL_LOOKBACK: how far back the very first poll looks
-	MaxBackfillWindow time.Duration // FARM_MAX_BACKFILL_WINDOW: largest since..until a backfill may ask for
-	LeaseTTL          time.Duration // FARM_LEASE_TTL: how long a crashed poll's lease blocks the next
-	HTTPTimeout       time.Duration // FARM_HTTP_TIMEOUT: per request to an orchestrator
-	HTTPRetries       int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
-	StoreTimeout      time.Duration // FARM_STORE_TIMEOUT: per call to the state store (Firestore)
+	// HTTPTimeout and HTTPRetries (FARM_HTTP_TIMEOUT, FARM_HTTP_RETRIES) are read once for both
+	// sources' configurations.
+	HTTPTimeout  time.Duration
+	HTTPRetries  int
+	StoreTimeout time.Duration // FARM_STORE_TIMEOUT: per call to the state store (Firestore)
 	// DeadLetterTopic (FARM_DEAD_LETTER_TOPIC) keeps the messages the trace function and the sink
 	// can never process; empty: they are only logged.
 	DeadLetterTopic string
@@ -59,8 +63,9 @@ func LoadFrom(lookup func(string) (string, bool)) (Config, error) {
 	r := &Reader{lookup: lookup}
 	var c Config
 	c.Common = loadCommon(r)
-	c.Argo = loadArgo(r)
-	c.Airflow = loadAirflow(r)
+	c.Poll = loadPoll(r)
+	c.Argo = loadArgo(r, c.Common)
+	c.Airflow = loadAirflow(r, c.Common)
 	c.Trace = loadTrace(r)
 	c.Sink = loadSink(r, c.Common)
 	return c, r.Err()
@@ -69,16 +74,9 @@ func LoadFrom(lookup func(string) (string, bool)) (Config, error) {
 func loadCommon(r *Reader) Common {
 	c := Common{
 		ProjectID:         r.String("FARM_PROJECT_ID", ""),
-		Tenant:            r.String("FARM_TENANT", "default"),
-		Environment:       r.String("FARM_ENVIRONMENT", "dev"),
 		Topic:             r.String("FARM_TOPIC", "farm-run-deltas"),
 		StateFile:         r.String("FARM_STATE_FILE", ".farm/state.json"),
 		FirestoreDatabase: r.String("FARM_FIRESTORE_DATABASE", "(default)"),
-		RunRetention:      r.Duration("FARM_RUN_RETENTION", 30*24*time.Hour),
-		PollOverlap:       r.Duration("FARM_POLL_OVERLAP", 5*time.Minute),
-		InitialLookback:   r.Duration("FARM_INITIAL_LOOKBACK", time.Hour),
-		MaxBackfillWindow: r.Duration("FARM_MAX_BACKFILL_WINDOW", 7*24*time.Hour),
-		LeaseTTL:          r.Duration("FARM_LEASE_TTL", 10*time.Minute),
 		HTTPTimeout:       r.Duration("FARM_HTTP_TIMEOUT", 30*time.Second),
 		HTTPRetries:       r.Int("FARM_HTTP_RETRIES", 3),
 		DeadLetterTopic:   r.String("FARM_DEAD_LETTER_TOPIC", ""),
@@ -98,18 +96,22 @@ func loadCommon(r *Reader) Common {
 	if c.StateStore == "firestore" && c.ProjectID == "" {
 		r.Fail("FARM_PROJECT_ID", "is required when FARM_STATE_STORE=firestore")
 	}
-	r.Positive("FARM_RUN_RETENTION", c.RunRetention)
-	r.Positive("FARM_LEASE_TTL", c.LeaseTTL)
-	r.Positive("FARM_HTTP_TIMEOUT", c.HTTPTimeout)
 	r.Positive("FARM_STORE_TIMEOUT", c.StoreTimeout)
-	r.Positive("FARM_MAX_BACKFILL_WINDOW", c.MaxBackfillWindow)
-	if c.HTTPRetries < 0 {
-		r.Fail("FARM_HTTP_RETRIES", "must not be negative")
-	}
-	if c.PollOverlap < 0 {
-		r.Fail("FARM_POLL_OVERLAP", "must not be negative")
-	}
 	return c
+}
+
+// loadPoll reads the engine's variables over poll's defaults; poll validates them.
+func loadPoll(r *Reader) poll.Config {
+	p := poll.DefaultConfig()
+	p.Tenant = r.String("FARM_TENANT", p.Tenant)
+	p.Environment = r.String("FARM_ENVIRONMENT", p.Environment)
+	p.RunRetention = r.Duration("FARM_RUN_RETENTION", p.RunRetention)
+	p.Overlap = r.Duration("FARM_POLL_OVERLAP", p.Overlap)
+	p.InitialLookback = r.Duration("FARM_INITIAL_LOOKBACK", p.InitialLookback)
+	p.MaxBackfillWindow = r.Duration("FARM_MAX_BACKFILL_WINDOW", p.MaxBackfillWindow)
+	p.LeaseTTL = r.Duration("FARM_LEASE_TTL", p.LeaseTTL)
+	r.Check(p.Validate())
+	return p
 }
 
 // Reader reads typed variables and collects every problem, each naming its variable.
@@ -123,6 +125,20 @@ func NewReader(lookup func(string) (string, bool)) *Reader { return &Reader{look
 
 // Err returns all problems found so far, joined, or nil.
 func (r *Reader) Err() error { return errors.Join(r.errs...) }
+
+// Check records the problems of a component's own validation, which name their variables.
+func (r *Reader) Check(err error) {
+	if err == nil {
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			r.errs = append(r.errs, e)
+		}
+		return
+	}
+	r.errs = append(r.errs, err)
+}
 
 // Fail records a problem with variable name.
 func (r *Reader) Fail(name, format string, args ...any) {

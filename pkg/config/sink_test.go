@@ -7,36 +7,37 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/pkg/config"
+	"github.com/farmobs/farm/pkg/sink"
 )
 
 func TestSinkConfig(t *testing.T) {
 	cases := []struct {
 		name    string
 		env     map[string]string
-		want    config.Sink
+		want    sink.Config
 		wantErr string
 	}{
 		{
 			name: "defaults write files",
 			env:  map[string]string{},
-			want: config.Sink{Mode: "file", Dir: ".farm/bigquery", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500},
+			want: sink.Config{Mode: "file", Dir: ".farm/bigquery", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500, BatchBytes: 4 << 20},
 		},
 		{
 			name: "a project means BigQuery",
 			env:  map[string]string{"FARM_PROJECT_ID": "acme-obs"},
-			want: config.Sink{Mode: "bigquery", Dir: ".farm/bigquery", Project: "acme-obs", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500},
+			want: sink.Config{Mode: "bigquery", Dir: ".farm/bigquery", Project: "acme-obs", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500, BatchBytes: 4 << 20},
 		},
 		{
 			name: "emulator",
 			env: map[string]string{"FARM_SINK": "BigQuery", "FARM_BIGQUERY_PROJECT": "p", "FARM_BIGQUERY_DATASET": "farm_dev",
 				"FARM_BIGQUERY_ENDPOINT": "http://127.0.0.1:9050", "FARM_BIGQUERY_TIMEOUT": "5s", "FARM_BIGQUERY_BATCH_ROWS": "100"},
-			want: config.Sink{Mode: "bigquery", Dir: ".farm/bigquery", Project: "p", Dataset: "farm_dev",
-				Endpoint: "http://127.0.0.1:9050", Timeout: 5 * time.Second, BatchRows: 100},
+			want: sink.Config{Mode: "bigquery", Dir: ".farm/bigquery", Project: "p", Dataset: "farm_dev",
+				Endpoint: "http://127.0.0.1:9050", Timeout: 5 * time.Second, BatchRows: 100, BatchBytes: 4 << 20},
 		},
 		{
 			name: "files even with a project",
 			env:  map[string]string{"FARM_PROJECT_ID": "acme-obs", "FARM_SINK": "file", "FARM_SINK_DIR": "/var/farm"},
-			want: config.Sink{Mode: "file", Dir: "/var/farm", Project: "acme-obs", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500},
+			want: sink.Config{Mode: "file", Dir: "/var/farm", Project: "acme-obs", Dataset: "farm", Timeout: 30 * time.Second, BatchRows: 500, BatchBytes: 4 << 20},
 		},
 		{name: "bigquery without project", env: map[string]string{"FARM_SINK": "bigquery"}, wantErr: "FARM_BIGQUERY_PROJECT is required"},
 		{name: "unknown mode", env: map[string]string{"FARM_SINK": "kafka"}, wantErr: `FARM_SINK is "kafka"`},

@@ -18,8 +18,6 @@ import (
 	"github.com/farmobs/farm/internal/testenv"
 	"github.com/farmobs/farm/pkg/argo"
 	"github.com/farmobs/farm/pkg/clock"
-	"github.com/farmobs/farm/pkg/config"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state"
 	"github.com/farmobs/farm/pkg/state/filestore"
@@ -62,14 +60,18 @@ func TestSimultaneousTriggersGetConflict(t *testing.T) {
 			}))
 			t.Cleanup(func() { sim.Close(); srv.Close() })
 			u, _ := url.Parse(srv.URL)
-			src, err := argo.New(config.Argo{URL: u, Instance: "contended", PageSize: 100},
-				config.Common{HTTPTimeout: 30 * time.Second, HTTPRetries: 0})
+			cfg := argo.DefaultConfig()
+			cfg.URL, cfg.Instance, cfg.PageSize, cfg.HTTPTimeout, cfg.HTTPRetries = u, "contended", 100, 30*time.Second, 0
+			src, err := argo.New(cfg, argo.Deps{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			quiet := slog.New(slog.DiscardHandler)
-			engine := poll.New(src, store, h.Publisher, clock.Real{}, quiet,
-				poll.Options{SourceKind: event.SourceArgo, Overlap: time.Minute, InitialLookback: time.Hour})
+			engine, err := poll.New(polltest.Config(poll.Config{Overlap: time.Minute, InitialLookback: time.Hour}),
+				poll.Deps{Source: src, Store: store, Publisher: h.Publisher, Clock: clock.Real{}, Log: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
 			fn := httptest.NewServer(poll.Handler(func(ctx context.Context) (poll.Poller, error) { return engine, nil }, poll.HTTPOptions{Log: quiet}))
 			t.Cleanup(fn.Close)
 
@@ -155,12 +157,17 @@ func TestStuckStoreAnswers503(t *testing.T) {
 	srv := httptest.NewServer(sim)
 	t.Cleanup(func() { sim.Close(); srv.Close() })
 	u, _ := url.Parse(srv.URL)
-	src, err := argo.New(config.Argo{URL: u, Instance: "stuck", PageSize: 100}, config.Common{HTTPTimeout: 5 * time.Second})
+	cfg := argo.DefaultConfig()
+	cfg.URL, cfg.Instance, cfg.PageSize, cfg.HTTPTimeout, cfg.HTTPRetries = u, "stuck", 100, 5*time.Second, 0
+	src, err := argo.New(cfg, argo.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	engine := poll.New(src, store, h.Publisher, clock.Real{}, quiet, poll.Options{SourceKind: event.SourceArgo})
+	engine, err := poll.New(poll.DefaultConfig(), poll.Deps{Source: src, Store: store, Publisher: h.Publisher, Clock: clock.Real{}, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
 	fn := httptest.NewServer(poll.Handler(func(ctx context.Context) (poll.Poller, error) { return engine, nil }, poll.HTTPOptions{Log: quiet}))
 	t.Cleanup(fn.Close)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a watchdog, far above the bound
@@ -194,7 +201,7 @@ func TestPollStartsWhenTheLeaseIsHeld(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	h := polltest.New(t, nil, t0)
 	h.Store = slowAcquire{Store: newStore(t), clk: h.Clock, d: 21 * time.Millisecond}
-	res, err := h.Engine(newScript(), poll.Options{SourceKind: event.SourceArgo}).Poll(t.Context(), poll.Request{})
+	res, err := h.Engine(newScript(), poll.Config{}).Poll(t.Context(), poll.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 //
 //  1. A task is identified within its run by TaskKey: node id and attempt. Argo retries are
 //     separate nodes (attempt = child index); Airflow tries are separate attempts of one task.
-//  2. A task produces an event when its state, start, finish or queued time differ from what was
-//     last published for it — or when it was never published. The times matter because a task
+//  2. A task produces an event when its state, start, finish or queued time (for a source that
+//     has one: Requeuer) differ from what was last published for it — or when it was never published. The times matter because a task
 //     can re-enter the same state: `argo retry` resets a failed node, keeping its id, and it can
 //     fail again with a later finish time; an Airflow sensor in reschedule mode is queued again for
 //     every poke within one try, with the same start date and a new queued time.
@@ -36,7 +36,7 @@ func TaskKey(e *event.TaskEvent) string { return e.NodeID + "#" + strconv.Itoa(e
 
 // diff compares the snapshot's tasks with the stored run and returns the events to publish, with
 // ID, PrevState and PrevStatus filled in, and the task states to store. prev may be nil.
-func diff(prev *state.Run, snap *Snapshot, statusOf func(string) event.Status) ([]event.TaskEvent, map[string]state.Task) {
+func diff(prev *state.Run, snap *Snapshot, v vocabulary) ([]event.TaskEvent, map[string]state.Task) {
 	runKey := snap.Key()
 	tasks := make(map[string]state.Task, len(snap.Tasks))
 	if prev != nil {
@@ -50,13 +50,13 @@ func diff(prev *state.Run, snap *Snapshot, statusOf func(string) event.Status) (
 		cur.StartedAt = normalize(cur.StartedAt)
 		cur.FinishedAt = normalize(cur.FinishedAt)
 		key := TaskKey(cur)
-		queued := queuedAt(cur)
+		queued := v.queuedAt(cur)
 		now := state.Task{State: cur.State, StartedAt: deref(cur.StartedAt), FinishedAt: deref(cur.FinishedAt), QueuedAt: deref(queued)}
 		before, known := tasks[key]
 		if known && sameTask(before, now) {
 			continue
 		}
-		now = carryAttempt(before, known, now, statusOf)
+		now = carryAttempt(before, known, now, v.status)
 		e := *cur
 		e.ID = event.TaskEventIDQueued(runKey, e.NodeID, e.Attempt, e.State, e.StartedAt, e.FinishedAt, queued)
 		e.AttemptStartedAt = nil
@@ -66,7 +66,7 @@ func diff(prev *state.Run, snap *Snapshot, statusOf func(string) event.Status) (
 		e.PrevState, e.PrevStatus = "", ""
 		if known {
 			e.PrevState = before.State
-			e.PrevStatus = statusOf(before.State)
+			e.PrevStatus = v.status(before.State)
 		}
 		events = append(events, e)
 		tasks[key] = now
@@ -117,13 +117,27 @@ func sameTask(a, b state.Task) bool {
 	return a.State == b.State && a.StartedAt.Equal(b.StartedAt) && a.FinishedAt.Equal(b.FinishedAt) && a.QueuedAt.Equal(b.QueuedAt)
 }
 
-// queuedAt is the task's queued time where the source has one (Airflow), normalised like the
-// other times.
-func queuedAt(e *event.TaskEvent) *time.Time {
-	if e.Airflow == nil {
+// vocabulary is how the engine reads a source's tasks: its states in FARM's common statuses, and
+// the queued time where the source has one (see Requeuer).
+type vocabulary struct {
+	status func(state string) event.Status
+	queued func(e *event.TaskEvent) *time.Time // nil: the source has no queued time
+}
+
+func vocabularyOf(src Source) vocabulary {
+	v := vocabulary{status: src.Status}
+	if r, ok := src.(Requeuer); ok {
+		v.queued = r.QueuedAt
+	}
+	return v
+}
+
+// queuedAt is the task's queued time where the source has one, normalised like the other times.
+func (v vocabulary) queuedAt(e *event.TaskEvent) *time.Time {
+	if v.queued == nil {
 		return nil
 	}
-	return normalize(e.Airflow.QueuedAt)
+	return normalize(v.queued(e))
 }
 
 // normalize keeps times in UTC at microsecond precision: what every store and BigQuery keep, so a
@@ -141,12 +155,4 @@ func deref(t *time.Time) time.Time {
 		return time.Time{}
 	}
 	return *t
-}
-
-// statusFunc returns the status mapping for a source kind.
-func statusFunc(source string) func(string) event.Status {
-	if source == event.SourceAirflow {
-		return event.AirflowStatus
-	}
-	return event.ArgoStatus
 }

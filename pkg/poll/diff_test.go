@@ -63,8 +63,12 @@ func TestDiffRemembersTheFirstStartOfARescheduledAttempt(t *testing.T) {
 				if c.source == event.SourceAirflow {
 					task.Airflow = &event.AirflowTask{TaskID: "wait", MapIndex: -1, TryNumber: 1, QueuedAt: offset(s.queued)}
 				}
+				v := vocabulary{status: testStatus}
+				if c.source == event.SourceAirflow {
+					v.queued = func(e *event.TaskEvent) *time.Time { return e.Airflow.QueuedAt }
+				}
 				snap := &Snapshot{Run: event.Run{Source: c.source, Instance: "i", UID: "u"}, Tasks: []event.TaskEvent{task}}
-				events, tasks := diff(prev, snap, statusFunc(c.source))
+				events, tasks := diff(prev, snap, v)
 				if len(events) != 1 {
 					t.Fatalf("poll %d: %d events", i, len(events))
 				}
@@ -72,7 +76,7 @@ func TestDiffRemembersTheFirstStartOfARescheduledAttempt(t *testing.T) {
 				if (got == nil) != (want == nil) || (got != nil && !got.Equal(*want)) {
 					t.Errorf("poll %d (%s): attempt started at %v, want %v", i, s.state, got, want)
 				}
-				replayed, _ := diff(nil, snap, statusFunc(c.source))
+				replayed, _ := diff(nil, snap, v)
 				if replayed[0].ID != events[0].ID {
 					t.Errorf("poll %d: id %s, a replay's %s: the remembered start must not change ids", i, events[0].ID, replayed[0].ID)
 				}

@@ -66,19 +66,28 @@ type Engine struct {
 	pub       Publisher
 	clock     clock.Clock
 	log       *slog.Logger
-	opts      Options
-	statusOf  func(string) event.Status
+	cfg       Config
+	vocab     vocabulary
 	onPublish Sink
 }
 
-// Options tune an Engine. Zero values take the defaults.
-type Options struct {
-	Tenant          string
-	Environment     string
-	Overlap         time.Duration // how far before the cursor each poll looks again
-	InitialLookback time.Duration // how far back the first poll looks
-	LeaseTTL        time.Duration // longer than a poll can take
-	RunRetention    time.Duration // run documents expire this long after their last change
+// Config tunes an Engine. pkg/config reads it from the FARM_* variables named below, starting
+// from DefaultConfig.
+type Config struct {
+	Tenant      string // FARM_TENANT
+	Environment string // FARM_ENVIRONMENT
+	// Overlap is how far before the cursor each poll looks again (FARM_POLL_OVERLAP).
+	Overlap time.Duration
+	// InitialLookback is how far back the first poll looks (FARM_INITIAL_LOOKBACK).
+	InitialLookback time.Duration
+	// LeaseTTL is longer than a poll can take: how long a crashed poll's lease blocks the next
+	// (FARM_LEASE_TTL).
+	LeaseTTL time.Duration
+	// RunRetention: run documents expire this long after their last change (FARM_RUN_RETENTION).
+	RunRetention time.Duration
+	// MaxBackfillWindow is the largest since..until a backfill may ask for
+	// (FARM_MAX_BACKFILL_WINDOW).
+	MaxBackfillWindow time.Duration
 	// MaxEventsPerMessage splits a run's events over several messages (Pub/Sub caps messages at
 	// 10 MB; an event is well under 2 KB).
 	MaxEventsPerMessage int
@@ -86,46 +95,74 @@ type Options struct {
 	LoadParallelism int
 	// DiffBatch is how many changed runs are loaded, diffed and published at a time (memory).
 	DiffBatch int
-	// SourceKind is event.SourceArgo or event.SourceAirflow (selects the status mapping).
-	SourceKind string
-	// MaxBackfillWindow is the largest since..until a backfill may ask for (0: no limit).
-	MaxBackfillWindow time.Duration
 }
 
-func (o *Options) defaults() {
-	if o.Overlap == 0 {
-		o.Overlap = 5 * time.Minute
-	}
-	if o.InitialLookback == 0 {
-		o.InitialLookback = time.Hour
-	}
-	if o.LeaseTTL == 0 {
-		o.LeaseTTL = 10 * time.Minute
-	}
-	if o.RunRetention == 0 {
-		o.RunRetention = 30 * 24 * time.Hour
-	}
-	if o.MaxEventsPerMessage == 0 {
-		o.MaxEventsPerMessage = 500
-	}
-	if o.LoadParallelism == 0 {
-		o.LoadParallelism = 8
-	}
-	if o.DiffBatch <= 0 {
-		o.DiffBatch = 256
+// DefaultConfig is the configuration FARM polls with when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Tenant:              "default",
+		Environment:         "dev",
+		Overlap:             5 * time.Minute,
+		InitialLookback:     time.Hour,
+		LeaseTTL:            10 * time.Minute,
+		RunRetention:        30 * 24 * time.Hour,
+		MaxBackfillWindow:   7 * 24 * time.Hour,
+		MaxEventsPerMessage: 500,
+		LoadParallelism:     8,
+		DiffBatch:           256,
 	}
 }
 
-// New returns an Engine. clk may be nil for the wall clock, log nil for slog.Default().
-func New(src Source, store state.Store, pub Publisher, clk clock.Clock, log *slog.Logger, opts Options) *Engine {
-	opts.defaults()
-	if clk == nil {
-		clk = clock.Real{}
+// Validate reports every problem of c, each naming its setting.
+func (c Config) Validate() error {
+	var errs []error
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
 	}
-	if log == nil {
-		log = slog.Default()
+	positive("FARM_RUN_RETENTION", c.RunRetention)
+	positive("FARM_LEASE_TTL", c.LeaseTTL)
+	positive("FARM_MAX_BACKFILL_WINDOW", c.MaxBackfillWindow)
+	if c.Overlap < 0 {
+		errs = append(errs, errors.New("FARM_POLL_OVERLAP must not be negative"))
 	}
-	return &Engine{src: src, store: store, pub: pub, clock: clk, log: log, opts: opts, statusOf: statusFunc(opts.SourceKind)}
+	if c.InitialLookback < 0 {
+		errs = append(errs, errors.New("FARM_INITIAL_LOOKBACK must not be negative"))
+	}
+	if c.MaxEventsPerMessage < 1 || c.LoadParallelism < 1 || c.DiffBatch < 1 {
+		errs = append(errs, fmt.Errorf("poll: events per message (%d), load parallelism (%d) and diff batch (%d) must be positive",
+			c.MaxEventsPerMessage, c.LoadParallelism, c.DiffBatch))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what an Engine works with. Clock may be nil for the wall clock, Log nil for
+// slog.Default().
+type Deps struct {
+	Source    Source
+	Store     state.Store
+	Publisher Publisher
+	Clock     clock.Clock
+	Log       *slog.Logger
+}
+
+// New returns an Engine, or why cfg or deps cannot make one.
+func New(cfg Config, deps Deps) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Source == nil || deps.Store == nil || deps.Publisher == nil {
+		return nil, errors.New("poll: an engine needs a source, a store and a publisher")
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	return &Engine{src: deps.Source, store: deps.Store, pub: deps.Publisher, clock: deps.Clock, log: deps.Log, cfg: cfg,
+		vocab: vocabularyOf(deps.Source)}, nil
 }
 
 // OnPublish registers a function called with every delta the poll publishes (or would publish,
@@ -242,8 +279,8 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	// tasks of at most one batch, whatever the number of changed runs (a cold poll changes them
 	// all). Only the small stored states wait for the commit.
 	var runs []*state.Run
-	for from := 0; from < len(changed); from += e.opts.DiffBatch {
-		batch := changed[from:min(from+e.opts.DiffBatch, len(changed))]
+	for from := 0; from < len(changed); from += e.cfg.DiffBatch {
+		batch := changed[from:min(from+e.cfg.DiffBatch, len(changed))]
 		bruns, deltas, err := e.diffAll(ctx, batch, req.Replay, readStored, start)
 		if err != nil {
 			return res, err
@@ -337,7 +374,7 @@ func (e *Engine) begin(ctx context.Context, holder string, now time.Time, dryRun
 		}
 		return src, func() {}, nil
 	}
-	src, err := e.store.Acquire(ctx, name, holder, now, e.opts.LeaseTTL)
+	src, err := e.store.Acquire(ctx, name, holder, now, e.cfg.LeaseTTL)
 	if err != nil {
 		var held *state.LeaseHeldError
 		if errors.As(err, &held) {
@@ -368,8 +405,8 @@ func (e *Engine) check(req Request, now time.Time) error {
 	if !req.Since.Before(until) {
 		return fmt.Errorf("%w: since must be before until", ErrBadRequest)
 	}
-	if w := until.Sub(req.Since); e.opts.MaxBackfillWindow > 0 && w > e.opts.MaxBackfillWindow {
-		return fmt.Errorf("%w: window since..until is %s, larger than the maximum %s (FARM_MAX_BACKFILL_WINDOW): split it", ErrBadRequest, w, e.opts.MaxBackfillWindow)
+	if w := until.Sub(req.Since); w > e.cfg.MaxBackfillWindow {
+		return fmt.Errorf("%w: window since..until is %s, larger than the maximum %s (FARM_MAX_BACKFILL_WINDOW): split it", ErrBadRequest, w, e.cfg.MaxBackfillWindow)
 	}
 	return nil
 }
@@ -392,9 +429,9 @@ func (e *Engine) window(req Request, cursor, now time.Time) Window {
 		}
 		return Window{Since: req.Since, Until: until, Backfill: true}
 	}
-	since := cursor.Add(-e.opts.Overlap)
+	since := cursor.Add(-e.cfg.Overlap)
 	if cursor.IsZero() {
-		since = now.Add(-e.opts.InitialLookback)
+		since = now.Add(-e.cfg.InitialLookback)
 	}
 	return Window{Since: since, Until: now}
 }
@@ -463,7 +500,7 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay, readS
 		keys[i] = s.Key()
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.LoadParallelism + 1) // the stored states' read runs beside the loads
+	g.SetLimit(e.cfg.LoadParallelism + 1) // the stored states' read runs beside the loads
 	var stored map[string]*state.Run
 	if readStored {
 		g.Go(func() error {
@@ -488,7 +525,7 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay, readS
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
-	if err := FillHistories(ctx, e.src, changed, stored, e.opts.LoadParallelism); err != nil {
+	if err := FillHistories(ctx, e.src, changed, stored, e.cfg.LoadParallelism); err != nil {
 		return nil, nil, err
 	}
 
@@ -496,7 +533,7 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay, readS
 	var deltas []*event.RunDelta
 	for _, s := range changed {
 		prev := stored[s.Key()]
-		events, tasks := diff(prev, s, e.statusOf)
+		events, tasks := diff(prev, s, e.vocab)
 		prevPhase := ""
 		if prev != nil {
 			prevPhase = prev.Phase
@@ -515,7 +552,7 @@ func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay, readS
 			Phase:       s.Run.Phase,
 			Tasks:       tasks,
 			UpdatedAt:   now,
-			ExpireAt:    now.Add(e.opts.RunRetention),
+			ExpireAt:    now.Add(e.cfg.RunRetention),
 		})
 	}
 	return runs, deltas, nil
@@ -532,7 +569,7 @@ func (e *Engine) split(run event.Run, events []event.TaskEvent, now time.Time, r
 	for i := range events {
 		events[i].Message = truncate(events[i].Message)
 	}
-	n := e.opts.MaxEventsPerMessage
+	n := e.cfg.MaxEventsPerMessage
 	parts := max(1, (len(events)+n-1)/n)
 	out := make([]*event.RunDelta, 0, parts)
 	for p := range parts {
@@ -544,8 +581,8 @@ func (e *Engine) split(run event.Run, events []event.TaskEvent, now time.Time, r
 		out = append(out, &event.RunDelta{
 			SchemaVersion: event.SchemaVersion,
 			ID:            event.DeltaID(run.Key(), run.Phase, p+1, ids),
-			Tenant:        e.opts.Tenant,
-			Environment:   e.opts.Environment,
+			Tenant:        e.cfg.Tenant,
+			Environment:   e.cfg.Environment,
 			ObservedAt:    now.UTC(),
 			Replay:        replay,
 			Part:          p + 1,

@@ -31,12 +31,14 @@ func newScript() *script { return &script{runs: map[string]*poll.Snapshot{}} }
 
 func (s *script) Name() string { return "argo/test" }
 
+func (s *script) Status(phase string) event.Status { return poll.WordStatus(phase) }
+
 func (s *script) set(name, phase string, active bool, tasks ...event.TaskEvent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fp := fmt.Sprint(phase, tasks)
 	s.runs[name] = &poll.Snapshot{
-		Run:         event.Run{Source: event.SourceArgo, Instance: "test", Namespace: "ns", UID: "uid-" + name, Name: name, Pipeline: name, Phase: phase, Status: event.ArgoStatus(phase)},
+		Run:         event.Run{Source: event.SourceArgo, Instance: "test", Namespace: "ns", UID: "uid-" + name, Name: name, Pipeline: name, Phase: phase, Status: poll.WordStatus(phase)},
 		Ref:         "ns/" + name + "/uid-" + name,
 		Fingerprint: fp,
 		Active:      active,
@@ -96,7 +98,7 @@ var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 func at(min int) *time.Time { t := t0.Add(time.Duration(min) * time.Minute); return &t }
 
 func task(id, phase string, start, end *time.Time) event.TaskEvent {
-	return event.TaskEvent{NodeID: id, Name: id, Type: "Pod", State: phase, Status: event.ArgoStatus(phase), StartedAt: start, FinishedAt: end}
+	return event.TaskEvent{NodeID: id, Name: id, Type: "Pod", State: phase, Status: poll.WordStatus(phase), StartedAt: start, FinishedAt: end}
 }
 
 func transitions(h *polltest.Harness) []string {
@@ -119,7 +121,7 @@ func mustPoll(t *testing.T, e *poll.Engine, req poll.Request) *poll.Result {
 func TestEngineIncremental(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	e := h.Engine(src, poll.Config{})
 
 	src.set("a", "Running", true, task("a", "Running", at(0), nil), task("a-1", "Running", at(0), nil))
 	res := mustPoll(t, e, poll.Request{})
@@ -149,7 +151,7 @@ func TestEngineIncremental(t *testing.T) {
 func TestEngineFollowsRunsThatLeftTheActiveListing(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	e := h.Engine(src, poll.Config{})
 	src.set("old-b", "Running", true, task("old-b", "Running", at(-600), nil))
 	mustPoll(t, e, poll.Request{})
 	h.Published()
@@ -176,7 +178,7 @@ func TestEngineCrashBetweenPublishAndCommitRepublishesSameIDs(t *testing.T) {
 	store := polltest.NewCrashOnce(newStore(t))
 	h := polltest.New(t, store, t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	e := h.Engine(src, poll.Config{})
 	src.set("c", "Running", true, task("c", "Running", at(0), nil), task("c-1", "Succeeded", at(0), at(1)))
 	if _, err := e.Poll(context.Background(), poll.Request{}); !errors.Is(err, poll.ErrStore) {
 		t.Fatalf("poll with failing commit: err = %v, want ErrStore", err)
@@ -196,7 +198,7 @@ func TestEngineCrashBetweenPublishAndCommitRepublishesSameIDs(t *testing.T) {
 func TestEngineFailuresLeaveCursor(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	e := h.Engine(src, poll.Config{})
 	src.set("d", "Running", true, task("d", "Running", at(0), nil))
 	mustPoll(t, e, poll.Request{})
 	h.Published()
@@ -217,7 +219,7 @@ func TestEngineFailuresLeaveCursor(t *testing.T) {
 func TestEngineLease(t *testing.T) {
 	store := newStore(t)
 	h := polltest.New(t, store, t0)
-	e := h.Engine(newScript(), poll.Options{SourceKind: event.SourceArgo, LeaseTTL: time.Minute})
+	e := h.Engine(newScript(), poll.Config{LeaseTTL: time.Minute})
 	if _, err := store.Acquire(context.Background(), "argo/test", "crashed-poll", t0, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +233,7 @@ func TestEngineLease(t *testing.T) {
 func TestEngineBackfillAndReplay(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, MaxBackfillWindow: 24 * time.Hour})
+	e := h.Engine(src, poll.Config{MaxBackfillWindow: 24 * time.Hour})
 	src.set("e", "Succeeded", false, task("e", "Succeeded", at(0), at(3)), task("e-1", "Succeeded", at(1), at(2)))
 	mustPoll(t, e, poll.Request{})
 	first := ids(polltest.Events(h.Published()))
@@ -256,7 +258,7 @@ func TestEngineBackfillAndReplay(t *testing.T) {
 func TestEngineSplitsLargeRuns(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, MaxEventsPerMessage: 10})
+	e := h.Engine(src, poll.Config{MaxEventsPerMessage: 10})
 	var tasks []event.TaskEvent
 	for i := range 25 {
 		tasks = append(tasks, task(fmt.Sprintf("n%02d", i), "Succeeded", at(0), at(1)))
@@ -306,7 +308,7 @@ func sameSet(a, b []string) bool {
 func TestEngineNodeThatFinishesTwice(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	e := h.Engine(src, poll.Config{})
 	src.set("r", "Failed", false, task("r-1", "Failed", at(0), at(1)))
 	mustPoll(t, e, poll.Request{})
 	first := polltest.Events(h.Published())
@@ -325,7 +327,7 @@ func TestEngineNodeThatFinishesTwice(t *testing.T) {
 func TestEngineTruncatesHugeMessages(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	e := h.Engine(src, poll.Config{})
 	huge := task("m", "Failed", at(0), at(1))
 	huge.Message = strings.Repeat("é", 1<<20) // a pod that printed a megabyte
 	src.set("m", "Failed", false, huge)
@@ -353,7 +355,7 @@ func TestEngineDryRunStoresNothing(t *testing.T) {
 	store := newStore(t)
 	h := polltest.New(t, store, t0)
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	e := h.Engine(src, poll.Config{})
 	src.set("dry", "Running", true, task("dry", "Running", at(0), nil))
 	var printed []*event.RunDelta
 	e.OnPublish(func(d *event.RunDelta) { printed = append(printed, d) })
@@ -384,7 +386,7 @@ func TestEngineDryRunStoresNothing(t *testing.T) {
 func TestEngineBackfillIsItsWindow(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0.Add(2*time.Hour))
 	src := newScript()
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, MaxBackfillWindow: 24 * time.Hour})
+	e := h.Engine(src, poll.Config{MaxBackfillWindow: 24 * time.Hour})
 	timed := func(name, phase string, active bool, start, end *time.Time) {
 		src.set(name, phase, active, task(name, phase, start, end))
 		src.runs[name].Run.StartedAt, src.runs[name].Run.FinishedAt = start, end
@@ -418,7 +420,7 @@ func TestStoreCountersNamedByStore(t *testing.T) {
 	h := polltest.New(t, newStore(t), t0)
 	src := newScript()
 	src.set("a", "Running", true, task("a", "Running", at(0), nil))
-	res := mustPoll(t, h.Engine(src, poll.Options{SourceKind: event.SourceArgo}), poll.Request{})
+	res := mustPoll(t, h.Engine(src, poll.Config{}), poll.Request{})
 	b, err := json.Marshal(res)
 	if err != nil {
 		t.Fatal(err)

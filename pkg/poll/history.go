@@ -3,6 +3,9 @@ package poll
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -15,12 +18,57 @@ import (
 // attempts it already stored.
 //
 // The engine calls FillHistory once per changed run, after Load and LoadRuns and before the diff,
-// with the task states stored for that run (nil on a replay or for a run never stored, which asks
+// with the attempts stored for that run (nil on a replay or for a run never stored, which asks
 // for every earlier attempt). The source appends the missing attempts to s.Tasks, or records the
 // gap when it cannot fetch them, and may re-derive what depends on earlier attempts (the times of
 // synthetic group nodes). It must not change s.Fingerprint.
 type HistoryFiller interface {
-	FillHistory(ctx context.Context, s *Snapshot, stored map[string]state.Task) error
+	FillHistory(ctx context.Context, s *Snapshot, stored StoredAttempts) error
+}
+
+// TaskAttempt names one attempt of a task within its run.
+type TaskAttempt struct {
+	NodeID  string
+	Attempt int
+}
+
+// StoredAttempts is what the engine stored of a run's attempts, as a HistoryFiller needs it: by
+// attempt, the earliest start known of it (zero when none is).
+type StoredAttempts map[TaskAttempt]time.Time
+
+// storedAttempts reads a stored run's tasks as attempts; nil for no run.
+func storedAttempts(prev *state.Run) StoredAttempts {
+	if prev == nil {
+		return nil
+	}
+	out := make(StoredAttempts, len(prev.Tasks))
+	for key, t := range prev.Tasks {
+		a, ok := parseTaskKey(key)
+		if !ok {
+			continue
+		}
+		var first time.Time
+		for _, st := range []time.Time{t.StartedAt, t.TryStart} {
+			if !st.IsZero() && (first.IsZero() || st.Before(first)) {
+				first = st
+			}
+		}
+		out[a] = first
+	}
+	return out
+}
+
+// parseTaskKey reads a key made by TaskKey.
+func parseTaskKey(key string) (TaskAttempt, bool) {
+	i := strings.LastIndexByte(key, '#')
+	if i < 0 {
+		return TaskAttempt{}, false
+	}
+	n, err := strconv.Atoi(key[i+1:])
+	if err != nil {
+		return TaskAttempt{}, false
+	}
+	return TaskAttempt{NodeID: key[:i], Attempt: n}, true
 }
 
 // FillHistories calls src's FillHistory, when src has one, for each changed snapshot with its
@@ -34,10 +82,7 @@ func FillHistories(ctx context.Context, src Source, changed []*Snapshot, stored 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(parallelism, 1))
 	for _, s := range changed {
-		var tasks map[string]state.Task
-		if prev := stored[s.Key()]; prev != nil {
-			tasks = prev.Tasks
-		}
+		tasks := storedAttempts(stored[s.Key()])
 		g.Go(func() error {
 			if err := hf.FillHistory(gctx, s, tasks); err != nil {
 				return fmt.Errorf("%w: earlier attempts of run %s: %w", ErrSource, s.Key(), err)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/internal/polltest"
-	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
 	"github.com/farmobs/farm/pkg/state"
 )
@@ -21,7 +20,7 @@ func TestEngineColdPollReadsNoRunDocument(t *testing.T) {
 	for i := range 20 {
 		src.set(fmt.Sprintf("r%02d", i), "Running", true, task(fmt.Sprintf("r%02d", i), "Running", at(0), nil))
 	}
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo, DiffBatch: 7})
+	e := h.Engine(src, poll.Config{DiffBatch: 7})
 	res := mustPoll(t, e, poll.Request{})
 	// The lease (1 read + 1 write) and the commit (1 read + 1 write per run + 1): no run read.
 	if res.RunsChanged != 20 || res.StoreReads != 2 {
@@ -69,7 +68,7 @@ func TestEngineKnowsBeforePublishingItCannotCommit(t *testing.T) {
 	h := polltest.New(t, store, t0)
 	src := newScript()
 	src.set("big", "Running", true, task("big", "Running", at(0), nil), task("b-1", "Running", at(0), nil), task("b-2", "Running", at(0), nil))
-	e := h.Engine(src, poll.Options{SourceKind: event.SourceArgo})
+	e := h.Engine(src, poll.Config{})
 	_, err := e.Poll(context.Background(), poll.Request{})
 	if !errors.Is(err, poll.ErrStore) || !errors.Is(err, errTooLarge) {
 		t.Fatalf("poll = %v, want ErrStore wrapping the store's refusal", err)

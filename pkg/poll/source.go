@@ -22,6 +22,19 @@ type Source interface {
 	Fetch(ctx context.Context, refs []string) ([]*Snapshot, error)
 	// Load fills s.Tasks (and sets s.Loaded) for a snapshot returned without them.
 	Load(ctx context.Context, s *Snapshot) error
+	// Status reads one of the source's own task or run states (an Argo phase, an Airflow state)
+	// in FARM's common vocabulary. The engine needs it for the states it stored: whether an
+	// attempt had ended, and the previous status of an event.
+	Status(state string) event.Status
+}
+
+// Requeuer is implemented by sources whose task can enter the same state again within one
+// attempt with only its queued time changed (an Airflow sensor in reschedule mode is queued again
+// for every poke, keeping its try and start). The engine compares that time too, and names the
+// event by it (diff.go, rule 2).
+type Requeuer interface {
+	// QueuedAt is the time e was last queued, nil when it has none.
+	QueuedAt(e *event.TaskEvent) *time.Time
 }
 
 // Window is the time range a poll covers.

@@ -14,8 +14,8 @@ import (
 )
 
 // Publisher publishes to one topic with message ordering on. The client is created on first use.
-// PUBSUB_EMULATOR_HOST is honoured by the client library (the local runner sets it to its
-// in-process server).
+// PUBSUB_EMULATOR_HOST is honoured by the client library; client options reach any other server
+// (the local runner's in-process one).
 type Publisher struct {
 	project, topic string
 	opts           []option.ClientOption

@@ -7,49 +7,33 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 )
 
-// BigQueryConfig says where a BigQueryWriter writes.
-type BigQueryConfig struct {
-	Project string
-	Dataset string
-	// Endpoint is an emulator's base URL; empty means BigQuery with application default
-	// credentials.
-	Endpoint string
-	// Timeout bounds one insert request, the client's own retries included (default 30s).
-	Timeout time.Duration
-	// BatchRows is the most rows per insert request (default 500).
-	BatchRows int
-	// BatchBytes bounds the rows of one insert request by their JSON size (default 4 MiB).
-	// BigQuery refuses requests over 10 MB, and JSON columns travel as escaped strings, which can
-	// nearly double them: every row repeats its run's annotations and parameters.
-	BatchBytes int
-}
-
 // BigQueryWriter streams rows with tabledata.insertAll, the event id as insert id. Its client is
 // created on first use and reused. Safe for concurrent use.
 type BigQueryWriter struct {
-	cfg BigQueryConfig
+	cfg Config
 
 	mu     sync.Mutex
 	client *bigquery.Client
 }
 
-// NewBigQueryWriter returns a writer for cfg; it connects on first use.
-func NewBigQueryWriter(cfg BigQueryConfig) *BigQueryWriter {
+// NewBigQueryWriter returns a writer to cfg's Project and Dataset (Endpoint: an emulator's); it
+// connects on first use. Its zero Timeout and batch bounds are DefaultConfig's.
+func NewBigQueryWriter(cfg Config) *BigQueryWriter {
+	d := DefaultConfig()
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = d.Timeout
 	}
 	if cfg.BatchBytes <= 0 {
-		cfg.BatchBytes = 4 << 20
+		cfg.BatchBytes = d.BatchBytes
 	}
 	if cfg.BatchRows <= 0 {
-		cfg.BatchRows = 500
+		cfg.BatchRows = d.BatchRows
 	}
 	return &BigQueryWriter{cfg: cfg}
 }

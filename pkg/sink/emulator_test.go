@@ -16,7 +16,6 @@ import (
 
 	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/internal/testenv"
-	"github.com/farmobs/farm/pkg/config"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/logging"
 	"github.com/farmobs/farm/pkg/sink"
@@ -33,6 +32,15 @@ const (
 type logBuffer struct{ bytes.Buffer }
 
 func (l *logBuffer) logger() *slog.Logger { return logging.New(l, slog.LevelDebug) }
+
+// writeWith returns a sink of the default configuration writing with w.
+func writeWith(w sink.Writer, log *slog.Logger) *sink.Sink {
+	s, err := sink.New(sink.DefaultConfig(), sink.Deps{Writer: w, Log: log})
+	if err != nil {
+		panic(err) // the default configuration is valid
+	}
+	return s
+}
 
 // entries decodes the log lines.
 func (l *logBuffer) entries(t *testing.T) []map[string]any {
@@ -80,11 +88,11 @@ func newBQEnv(t *testing.T, setup bool) *bqEnv {
 			t.Fatal(err)
 		}
 	}
-	w := sink.NewBigQueryWriter(sink.BigQueryConfig{
+	w := sink.NewBigQueryWriter(sink.Config{
 		Project: testProject, Dataset: testDataset, Endpoint: emu.Endpoint, Timeout: callTimeout,
 	})
 	t.Cleanup(func() { _ = w.Close() })
-	e.sink = sink.New(w, e.logs.logger())
+	e.sink = writeWith(w, e.logs.logger())
 	return e
 }
 
@@ -329,9 +337,9 @@ func TestPrepare(t *testing.T) {
 	emu := testenv.StartBigQuery(t, testProject)
 	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 	defer cancel()
-	s, err := sink.FromConfig(config.Sink{
-		Mode: "bigquery", Project: testProject, Dataset: "farm_local", Endpoint: emu.Endpoint, Timeout: callTimeout, BatchRows: 500,
-	}, (&logBuffer{}).logger())
+	cfg := sink.DefaultConfig()
+	cfg.Mode, cfg.Project, cfg.Dataset, cfg.Endpoint, cfg.Timeout = "bigquery", testProject, "farm_local", emu.Endpoint, callTimeout
+	s, err := sink.New(cfg, sink.Deps{Log: (&logBuffer{}).logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,14 +371,17 @@ func TestPrepare(t *testing.T) {
 		}
 	}
 
-	files, err := sink.FromConfig(config.Sink{Mode: "file", Dir: t.TempDir() + "/out"}, nil)
+	cfg = sink.DefaultConfig()
+	cfg.Dir = t.TempDir() + "/out"
+	files, err := sink.New(cfg, sink.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := files.Prepare(ctx, schemasDir); err != nil {
 		t.Errorf("file sink Prepare: %v", err)
 	}
-	if _, err := sink.FromConfig(config.Sink{Mode: "kafka"}, nil); err == nil {
-		t.Error("FromConfig accepted mode kafka")
+	cfg.Mode = "kafka"
+	if _, err := sink.New(cfg, sink.Deps{}); err == nil {
+		t.Error("New accepted mode kafka")
 	}
 }

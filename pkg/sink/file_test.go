@@ -153,7 +153,7 @@ func TestValidateLineCatchesMistakes(t *testing.T) {
 func TestFileOutputLoadsBack(t *testing.T) {
 	dir := t.TempDir()
 	fw := sink.NewFileWriter(dir)
-	s := sink.New(fw, (&logBuffer{}).logger())
+	s := writeWith(fw, (&logBuffer{}).logger())
 	deltas := map[string]*event.RunDelta{sink.TableArgo: sinktest.NestedArgoDelta(), sink.TableAirflow: sinktest.RetriedMappedAirflowDelta()}
 	msgs := map[string]event.Message{}
 	for table, d := range deltas {

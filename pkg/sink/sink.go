@@ -47,36 +47,6 @@ type Sink struct {
 	deadLetter   *deadletter.Keeper
 }
 
-// Option configures a Sink.
-type Option func(*Sink)
-
-// WithSubscription names the subscription (projects/P/subscriptions/S) that delivers to the sink,
-// for messages whose delivery does not: a push through the Functions Framework arrives as a
-// CloudEvent without the envelope's subscription field. A delivery that names one wins.
-func WithSubscription(name string) Option {
-	return func(s *Sink) { s.subscription = name }
-}
-
-// WithDeadLetter keeps the messages that can never be written (default: logged only).
-func WithDeadLetter(k *deadletter.Keeper) Option {
-	return func(s *Sink) { s.deadLetter = k }
-}
-
-// New returns a Sink writing with w and logging to log (slog.Default() when nil).
-func New(w Writer, log *slog.Logger, opts ...Option) *Sink {
-	if log == nil {
-		log = slog.Default()
-	}
-	s := &Sink{w: w, log: log}
-	for _, o := range opts {
-		o(s)
-	}
-	if s.deadLetter == nil {
-		s.deadLetter = deadletter.New(nil, "sink", log)
-	}
-	return s
-}
-
 // HandleEnvelope handles the body of a Pub/Sub messagePublished CloudEvent. It returns an error
 // only when the message should be redelivered; a message that can never be processed is never
 // written: it is dead-lettered and acknowledged.

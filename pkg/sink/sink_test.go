@@ -87,7 +87,11 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 			dir := t.TempDir()
 			logs := &logBuffer{}
 			dlq := deadlettertest.New(t)
-			s := sink.New(sink.NewFileWriter(dir), logs.logger(), sink.WithDeadLetter(deadletter.New(dlq.Publisher, "sink", logs.logger())))
+			s, err := sink.New(sink.DefaultConfig(), sink.Deps{Writer: sink.NewFileWriter(dir), Log: logs.logger(),
+				DeadLetter: deadletter.New(dlq.Publisher, "sink", logs.logger())})
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := s.HandleEnvelope(t.Context(), tc.body); err != nil {
 				t.Fatalf("got %v, want nil: a poison message must be acknowledged", err)
 			}
@@ -124,7 +128,7 @@ func TestEmptyDeltaWritesNothing(t *testing.T) {
 	dir := t.TempDir()
 	d := sinktest.NestedArgoDelta()
 	d.Events = nil
-	if err := sink.New(sink.NewFileWriter(dir), nil).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, sinktest.Finish(d), "1", sinktest.Day0))); err != nil {
+	if err := writeWith(sink.NewFileWriter(dir), nil).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, sinktest.Finish(d), "1", sinktest.Day0))); err != nil {
 		t.Fatal(err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -236,7 +240,7 @@ func (g *googleAPI) requests() [][]string {
 }
 
 func sinkAt(endpoint string, logs *logBuffer) *sink.Sink {
-	return sink.New(sink.NewBigQueryWriter(sink.BigQueryConfig{
+	return writeWith(sink.NewBigQueryWriter(sink.Config{
 		Project: testProject, Dataset: testDataset, Endpoint: endpoint, Timeout: 2 * time.Second,
 	}), logs.logger())
 }
@@ -364,7 +368,7 @@ func insertProxy(t *testing.T, env *bqEnv, limit int) (*httptest.Server, func() 
 }
 
 func writerAt(t *testing.T, endpoint string, batchRows, batchBytes int) *sink.BigQueryWriter {
-	w := sink.NewBigQueryWriter(sink.BigQueryConfig{
+	w := sink.NewBigQueryWriter(sink.Config{
 		Project: testProject, Dataset: testDataset, Endpoint: endpoint, Timeout: callTimeout, BatchRows: batchRows, BatchBytes: batchBytes,
 	})
 	t.Cleanup(func() { _ = w.Close() })
@@ -387,7 +391,7 @@ func TestBatches(t *testing.T) {
 	env := newBQEnv(t, true)
 	srv, seen := insertProxy(t, env, 0)
 	d := sinktest.NestedArgoDelta()
-	if err := sink.New(writerAt(t, srv.URL, 3, 0), (&logBuffer{}).logger()).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "9001", sinktest.Day0))); err != nil {
+	if err := writeWith(writerAt(t, srv.URL, 3, 0), (&logBuffer{}).logger()).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "9001", sinktest.Day0))); err != nil {
 		t.Fatal(err)
 	}
 	var got []int
@@ -422,7 +426,7 @@ func TestBatchesBySize(t *testing.T) {
 				d.Run.Parameters = append(d.Run.Parameters, event.Parameter{Name: fmt.Sprintf("p%d", i), Value: &big})
 			}
 			logs := &logBuffer{}
-			if err := sink.New(writerAt(t, srv.URL, 500, tc.batchBytes), logs.logger()).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "9002", sinktest.Day0))); err != nil {
+			if err := writeWith(writerAt(t, srv.URL, 500, tc.batchBytes), logs.logger()).HandleEnvelope(t.Context(), sinktest.Envelope(t, sinktest.Message(t, d, "9002", sinktest.Day0))); err != nil {
 				t.Fatal(err)
 			}
 			refused := 0

@@ -25,7 +25,7 @@ func TestSubscriptionName(t *testing.T) {
 	cases := []struct {
 		name       string
 		delivered  string // the envelope's "subscription"
-		configured string // sink.WithSubscription; "" = not given
+		configured string // Config.Subscription; "" = not given
 		want       string // "" = NULL
 	}{
 		{name: "delivery names it: it wins", delivered: sinktest.Subscription, configured: configured, want: sinktest.Subscription},
@@ -35,12 +35,13 @@ func TestSubscriptionName(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var opts []sink.Option
-			if tc.configured != "" {
-				opts = append(opts, sink.WithSubscription(tc.configured))
-			}
+			cfg := sink.DefaultConfig()
+			cfg.Subscription = tc.configured
 			w := &recorder{}
-			s := sink.New(w, (&logBuffer{}).logger(), opts...)
+			s, err := sink.New(cfg, sink.Deps{Writer: w, Log: (&logBuffer{}).logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, d := range []*event.RunDelta{sinktest.NestedArgoDelta(), sinktest.RetriedMappedAirflowDelta()} {
 				m := sinktest.Message(t, d, "7001", sinktest.Day0)
 				m.Subscription = tc.delivered
