@@ -215,6 +215,19 @@ func Decode(data []byte) (*RunDelta, error) {
 	return &d, nil
 }
 
+// DecodeDeltas reads the RunDeltas of one message, in the order the message holds them, with
+// the errors of Decode: ErrUnsupportedVersion for a schema version this build does not read,
+// ErrInvalid for a document that breaks the schema. Consumers handle every delivery through it,
+// so a message that carries several deltas changes this function alone; today a message is one
+// delta, so the slice has one element.
+func DecodeDeltas(data []byte) ([]RunDelta, error) {
+	d, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return []RunDelta{*d}, nil
+}
+
 // Validate checks d as a message would be checked: encoded, against the schema.
 func (d *RunDelta) Validate() error {
 	b, err := Encode(d)

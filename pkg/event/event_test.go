@@ -110,6 +110,14 @@ func TestDecode(t *testing.T) {
 			if tc.want == nil && !reflect.DeepEqual(d, validDelta()) {
 				t.Errorf("round trip changed the delta:\n got %+v\nwant %+v", d, validDelta())
 			}
+			// A consumer's view of the same message: its deltas, with the same errors.
+			ds, err := DecodeDeltas([]byte(tc.data))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("DecodeDeltas error = %v, want %v", err, tc.want)
+			}
+			if tc.want == nil && (len(ds) != 1 || !reflect.DeepEqual(&ds[0], validDelta())) {
+				t.Errorf("DecodeDeltas = %+v, want the one delta %+v", ds, validDelta())
+			}
 		})
 	}
 }
