@@ -595,7 +595,7 @@ func Test64BitTraceIDs(t *testing.T) {
 // recorded.
 type ledgerFault struct{ state.Ledger }
 
-func (ledgerFault) Record(context.Context, string, []string, time.Time) error {
+func (ledgerFault) Record(context.Context, string, map[string][]byte, time.Time) error {
 	return errors.New("disk full")
 }
 
@@ -611,7 +611,7 @@ func TestLedgerFaults(t *testing.T) {
 
 	// An unreadable ledger: nothing is known, so nothing is sent and the message is retried.
 	blocker := filepath.Join(t.TempDir(), "file")
-	if err := (filestore.New(blocker)).Record(t.Context(), "x", []string{"y"}, day0.Add(time.Hour)); err != nil {
+	if err := (filestore.New(blocker)).Record(t.Context(), "x", map[string][]byte{"y": nil}, day0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	broken := e.newTracer(t, filestore.New(filepath.Join(blocker, "state.json")))
