@@ -52,6 +52,7 @@ type Counts struct {
 	Chunks        int // traces (chunks) in accepted payloads
 	Spans         int // spans in accepted payloads
 	Rejected      int // trace payloads refused with 400
+	Faults        int // trace payloads refused by the WithFault function
 	Info          int // GET /info
 	Telemetry     int
 	Stats         int
@@ -81,6 +82,7 @@ type Receiver struct {
 	log      *slog.Logger
 	out      io.Writer
 	maxSpans int
+	fault    func([][]Span) int
 
 	mu     sync.Mutex
 	traces map[uint64]*Trace
@@ -104,6 +106,13 @@ func PrintTo(w io.Writer) Option { return func(r *Receiver) { r.out = w } }
 // MaxSpans bounds the spans kept (0, the default, keeps everything): beyond it the oldest traces
 // are forgotten whole. The local runner sets it so a long session does not grow without end.
 func MaxSpans(n int) Option { return func(r *Receiver) { r.maxSpans = n } }
+
+// WithFault makes the receiver ask fault about every trace payload it decoded, before keeping it:
+// a status of 400 or more is answered instead, and the payload is not kept (an agent that refused
+// it). Tests use it to fail the payloads holding given spans; fault may block to hold a payload.
+func WithFault(fault func(chunks [][]Span) (status int)) Option {
+	return func(r *Receiver) { r.fault = fault }
+}
 
 // New returns a Receiver.
 func New(opts ...Option) *Receiver {
@@ -159,6 +168,13 @@ func (r *Receiver) traces04(w http.ResponseWriter, req *http.Request) {
 		r.log.WarnContext(req.Context(), "local DataDog receiver refused a trace payload", "error", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
+	}
+	if r.fault != nil {
+		if status := r.fault(chunks); status >= 400 {
+			r.count(func(c *Counts) { c.Faults++ })
+			http.Error(w, "fault injected", status)
+			return
+		}
 	}
 	finished := r.store(chunks)
 	r.print(finished)

@@ -752,3 +752,25 @@ func TestRescheduledSensorTryIsOneSpanWithItsPokes(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentRedeliveriesSendOnce: Pub/Sub may deliver a message again while the first
+// delivery is still in flight. Deliveries of the same spans in one group send them once, and all
+// succeed; the ledger holds them for what comes later.
+func TestConcurrentRedeliveriesSendOnce(t *testing.T) {
+	e := newEnv(t)
+	const copies = 8
+	var wg sync.WaitGroup
+	errs := make([]error, copies)
+	m := message(t, nestedArgoDelta(), "7002")
+	for i := range copies {
+		wg.Go(func() { errs[i] = e.tracer.HandleMessage(t.Context(), m) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, e.agent.Spans(), serviceArgo, day0, commonArgo, wantArgo())
+	if s := e.tracer.Stats(); s.Sent != 9 || s.Duplicates != 9*(copies-1) {
+		t.Errorf("stats %+v: want 9 spans sent once, the other copies duplicates", s)
+	}
+}
