@@ -44,6 +44,11 @@ func ValidateJSON(data []byte) error {
 	if dec.More() {
 		return fmt.Errorf("%w: data after the JSON document", ErrInvalid)
 	}
+	return validateDocument(root, doc)
+}
+
+// validateDocument checks a document read with numbers kept as written (json.Number).
+func validateDocument(root *schemaNode, doc any) error {
 	v := validator{}
 	v.check(nil, root, doc)
 	if v.failed {
