@@ -95,10 +95,13 @@
 // payload, so this is rare. A group's work does not stop when the request that started it is
 // cancelled: the other deliveries wait for it.
 //
-// Throughput (BenchmarkConcurrentDeliveries, the bench's trace line): the costs per message are
-// decoding (JSON read three times: version probe, schema check, struct) and the HTTP request;
-// per session, starting the tracer (its statsd client most of it); per span, the tracer's encoding.
-// Grouping is what amortises the session.
+// Throughput (BenchmarkConcurrentDeliveries, the bench's trace line; figures in BENCHMARKS.md):
+// per message the cost is decoding (the JSON read into a tree for the schema check, then into the
+// struct) and the HTTP request; per session, starting the tracer, most of it its statsd client
+// for the tracer's health metrics, whose buffers (about 3 MB) also drive the garbage collector;
+// per span, the tracer's encoding. Grouping amortises the session. GOGC=400 and
+// DD_TRACE_INTERNAL_METRICS_ENABLED=false in the function's environment about double what a core
+// sends.
 // # Delivery through the serverless-init sidecar
 //
 // The deployment's default (terraform/trace.tf) runs the trace function as a Cloud Run service
