@@ -199,7 +199,7 @@ func writeVerdicts(ctx context.Context, w io.Writer, p benchPlan, reps []*bench.
 		return fmt.Errorf("encoding throughput: %w", err)
 	}
 	fmt.Fprintf(w, "\n== trace and sink, on %d deltas the polls above published\n", tp.Deltas)
-	fmt.Fprintf(w, "Trace:        %d spans in %s CPU = %.0f spans/s per core (tracer, msgpack, HTTP to a local receiver, ledger)\n", tp.Spans, tp.SpanCPU.Round(time.Millisecond), tp.SpansSec)
+	fmt.Fprintf(w, "Trace:        %d spans in %s CPU = %.0f spans/s per core (%d deliveries at a time: decode, group commit, tracer, msgpack, HTTP to a local receiver, ledger)\n", tp.Spans, tp.SpanCPU.Round(time.Millisecond), tp.SpansSec, bench.TraceConcurrency)
 	fmt.Fprintf(w, "BigQuerySink: %d rows in %s CPU = %.0f rows/s per core (rows built and encoded for the streaming insert)\n", tp.Rows, tp.RowCPU.Round(time.Millisecond), tp.RowsSec)
 	if err := writeBills(ctx, w, reps); err != nil {
 		return err

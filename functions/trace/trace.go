@@ -1,8 +1,11 @@
-// Package trace is the Trace function: Pub/Sub pushes each RunDelta (the push envelope, or the
-// same as a messagePublished CloudEvent) and pkg/apm sends its spans to the DataDog agent named
-// by the DD_* settings, answering only once the agent has them. It is an HTTP function so that
-// FARM reads the envelope itself (pkg/push): an error answer makes Pub/Sub redeliver (agent or
-// ledger unreachable); messages that can never be processed are dead-lettered and acknowledged.
+// Package trace is the Trace function: Pub/Sub pushes each message of RunDeltas (the push
+// envelope, or the same as a messagePublished CloudEvent) and pkg/apm sends its spans to the
+// DataDog agent named by the DD_* settings, answering only once the agent has them. It is an HTTP
+// function so that FARM reads the envelope itself (pkg/push): an error answer makes Pub/Sub
+// redeliver (agent or ledger unreachable); messages that can never be processed are dead-lettered
+// and acknowledged. It serves many requests at once: concurrent deliveries are group-committed by
+// pkg/apm (one tracer session and one ledger read and write for what arrives together), each
+// answered with its own outcome.
 package trace
 
 import (

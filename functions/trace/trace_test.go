@@ -3,14 +3,18 @@ package trace_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,5 +262,162 @@ func TestStuckAgentAnswers5xx(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode/100 != 5 {
 		t.Errorf("answered %d with the agent stuck, want 5xx", resp.StatusCode)
+	}
+}
+
+// wideWorkflow is workflow with pods pods: pods+1 spans.
+func wideWorkflow(uid string, now time.Time, pods int) *event.RunDelta {
+	d := workflow(uid, now)
+	tmpl := d.Events[0]
+	d.Events = d.Events[:0]
+	ids := make([]string, pods)
+	for i := range pods {
+		e := tmpl
+		e.NodeID = fmt.Sprintf("%s-%d", d.Run.Name, i)
+		e.DisplayName = fmt.Sprintf("part-%d", i)
+		e.ID = event.TaskEventID(d.Run.Key(), e.NodeID, 0, e.State, e.StartedAt, e.FinishedAt)
+		d.Events = append(d.Events, e)
+		ids[i] = e.ID
+	}
+	d.ID = event.DeltaID(d.Run.Key(), d.Run.Phase, 1, ids)
+	return d
+}
+
+// TestConcurrentDeliveriesAreGroupCommitted sends many deliveries at once through the function's
+// HTTP handler (request concurrency well above 1). Deliveries that arrive while a tracer session
+// runs are sent together by the next; each is answered once its own spans were accepted; and the
+// payload the agent refuses fails exactly the deliveries whose spans it held, while the other
+// groups succeed. Their redeliveries then send exactly what is missing, and the ledger cost at
+// most one read and one write per delivery.
+func TestConcurrentDeliveriesAreGroupCommitted(t *testing.T) {
+	const (
+		n    = 40  // deliveries
+		pods = 120 // spans per delivery: about four deliveries fill a session
+	)
+	now := time.Now()
+	var (
+		mu        sync.Mutex
+		faulted   bool
+		refused   = map[string]bool{} // runs whose spans were in the refused payload
+		firstIn   = make(chan struct{})
+		release   = make(chan struct{})
+		holdFirst sync.Once
+	)
+	agent := ddagent.New(ddagent.WithFault(func(chunks [][]ddagent.Span) int {
+		runs := map[string]bool{}
+		for _, c := range chunks {
+			for _, s := range c {
+				runs[s.Meta["run.name"]] = true
+			}
+		}
+		if runs["wf-first"] {
+			// The first group's payload waits at the agent until the others arrived, so they
+			// queue behind it and form groups of their own.
+			holdFirst.Do(func() { close(firstIn); <-release })
+			return 0
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if runs["wf-doomed"] && !faulted {
+			faulted = true
+			maps.Copy(refused, runs)
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	}))
+	srv := httptest.NewServer(agent)
+	t.Cleanup(srv.Close)
+	t.Setenv("DD_TRACE_AGENT_URL", srv.URL)
+	ledger := filestore.New(filepath.Join(t.TempDir(), "state.json"))
+	tr, err := apm.New(apm.Config{ServiceArgo: "argo", ServiceAirflow: "airflow", MaxAge: 18 * time.Hour, AgentTimeout: 10 * time.Second},
+		apm.Deps{Ledger: ledger, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := tracefn.Handler(tr)
+	var arrived atomic.Int32
+	allArrived := make(chan struct{})
+	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1) == n {
+			close(allArrived)
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(fn.Close)
+
+	uids := []string{"first", "doomed"}
+	for i := range n - 2 {
+		uids = append(uids, fmt.Sprint("u", i))
+	}
+	bodies := map[string][]byte{}
+	for _, uid := range uids {
+		bodies[uid] = envelope(t, "m-"+uid, encoded(t, wideWorkflow(uid, now, pods)))
+	}
+	post := func(uid string) (int, error) {
+		resp, err := http.Post(fn.URL, "application/json", bytes.NewReader(bodies[uid]))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	codes := make([]int, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	wg.Go(func() { codes[0], errs[0] = post(uids[0]) })
+	<-firstIn
+	for i := 1; i < n; i++ {
+		wg.Go(func() { codes[i], errs[i] = post(uids[i]) })
+	}
+	<-allArrived
+	time.Sleep(300 * time.Millisecond) // decoded and queued; only how they group depends on it
+	close(release)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+
+	if !refused["wf-doomed"] {
+		t.Fatalf("the doomed run's payload was not refused: refused %v", refused)
+	}
+	var failed []string
+	for i, uid := range uids {
+		if want := !refused["wf-"+uid]; ok(codes[i]) != want {
+			t.Errorf("delivery %s answered %d; its spans were refused by the agent: %v", uid, codes[i], !want)
+		}
+		if !ok(codes[i]) {
+			failed = append(failed, uid)
+		}
+	}
+	if len(failed) == 0 || len(failed) > n/2 {
+		t.Errorf("%d of %d deliveries failed (%v): want the doomed one's group alone", len(failed), n, failed)
+	}
+	t.Logf("failed %v, agent %+v", failed, agent.Counts())
+	if c := agent.Counts(); c.TracePayloads < 3 || c.TracePayloads > n/2 {
+		t.Errorf("%d trace payloads accepted for %d deliveries: want them grouped, in more than one group", c.TracePayloads, n)
+	}
+
+	// Pub/Sub redelivers the failed ones (and, as it may, one that succeeded).
+	for _, uid := range append(failed, "u0") {
+		if code, err := post(uid); err != nil || !ok(code) {
+			t.Fatalf("redelivery of %s: %d, %v", uid, code, err)
+		}
+	}
+	seen := map[[2]uint64]int{}
+	for _, s := range agent.Spans() {
+		seen[[2]uint64{s.TraceID, s.SpanID}]++
+	}
+	if len(seen) != n*(pods+1) {
+		t.Errorf("the agent has %d distinct spans, want %d", len(seen), n*(pods+1))
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Errorf("span %v received %d times", id, k)
+		}
+	}
+	deliveries := int64(n + len(failed) + 1)
+	if reads, writes := ledger.Usage(); reads > deliveries || writes > deliveries {
+		t.Errorf("the ledger cost %d reads and %d writes for %d deliveries: want at most one of each per delivery", reads, writes, deliveries)
 	}
 }

@@ -156,7 +156,7 @@ var BillAssumptions = []string{
 	"request-based functions (terraform defaults: 512Mi = 1/3 vCPU, concurrency 1): poll billed its measured poll wall, trace and sink their mean measured handler wall per delivery, each rounded up to 100 ms per request",
 	"handler walls are in-process (tracer to a local receiver, rows encoded): the round trips to BigQuery, Firestore and DataDog are not in them; below 100 ms they change nothing",
 	"Pub/Sub: one publish request per message (every run is its own ordering key), billed max(1,000 B, data + attributes + ordering key); the same for each push delivery",
-	"Firestore: the poll's measured reads and writes; the trace ledger's reads and writes as the tracer made them (1 per id); TTL deletes: one per run reaching a final state (runs) and one per ledger write (farm_ledger), an upper bound",
+	"Firestore: the poll's measured reads and writes; the trace ledger's reads and writes as the tracer made them (at most 1 of each per message); TTL deletes: one per run reaching a final state (runs) and one per ledger write (farm_ledger), an upper bound",
 	"BigQuery: the sink's legacy streaming inserts, each row billed max(1 KB, its JSON size)",
 	"sidecar mode (the default, datadog_site): instance-based, no request fee; at least one instance all month, or the deliveries' wall if longer: a lower bound",
 	"network: ingress (orchestrator API responses, Pub/Sub inside Google) is free; egress of spans to DataDog is not measured here (0 above)",

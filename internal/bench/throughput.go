@@ -2,12 +2,14 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/farmobs/farm/internal/ddagent"
@@ -27,11 +29,16 @@ type Throughput struct {
 	RowCPU   time.Duration
 	SpanWall time.Duration
 	RowWall  time.Duration
-	// LedgerReads and LedgerWrites are the trace ledger's operations (one per id, as Firestore's).
+	// LedgerReads and LedgerWrites are the trace ledger's operations (one per document, as
+	// Firestore bills them: at most one of each per message).
 	LedgerReads, LedgerWrites int64
 	SpansSec                  float64 // spans per CPU-second
 	RowsSec                   float64 // rows per CPU-second
 }
+
+// TraceConcurrency is the request concurrency of the measured Trace function: how many deliveries
+// one instance takes at once (terraform's max_instance_request_concurrency for it).
+const TraceConcurrency = 80
 
 // EncodeThroughput traces ds through the real tracer to a local DataDog receiver (msgpack encoding,
 // HTTP, the receiver's decoding) and encodes their BigQuery rows as the streaming insert does.
@@ -68,7 +75,7 @@ func EncodeThroughput(ctx context.Context, ds []Delivery) (Throughput, error) {
 }
 
 func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
-	recv := ddagent.New(ddagent.WithLogger(slog.New(slog.DiscardHandler)))
+	recv := ddagent.New(ddagent.WithLogger(slog.New(slog.DiscardHandler)), ddagent.MaxSpans(10_000))
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 	dir, err := os.MkdirTemp("", "farm-bench-ledger-")
@@ -84,16 +91,28 @@ func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 	if err != nil {
 		return fmt.Errorf("tracer: %w", err)
 	}
+	// The deliveries reach the function as Pub/Sub pushes them to one instance: TraceConcurrency
+	// at a time, each through the whole handler (decode, plan, group commit).
 	u, err := Measure(func() error {
-		for _, d := range ds {
-			res, err := tr.Trace(ctx, d.Delta)
-			if err != nil {
-				return fmt.Errorf("trace %s: %w", d.Delta.ID, err)
-			}
-			tp.Spans += res.Sent
-			recv.Reset()
+		next := make(chan Delivery)
+		errs := make([]error, TraceConcurrency)
+		var wg sync.WaitGroup
+		for w := range TraceConcurrency {
+			wg.Go(func() {
+				for d := range next {
+					if err := tr.HandleMessage(ctx, d.Message); err != nil && errs[w] == nil {
+						errs[w] = fmt.Errorf("trace %s: %w", d.Delta.ID, err)
+					}
+				}
+			})
 		}
-		return nil
+		for _, d := range ds {
+			next <- d
+		}
+		close(next)
+		wg.Wait()
+		tp.Spans = int(tr.Stats().Sent)
+		return errors.Join(errs...)
 	})
 	tp.SpanCPU, tp.SpanWall = u.CPU, u.Wall
 	tp.LedgerReads, tp.LedgerWrites = ledger.Usage()

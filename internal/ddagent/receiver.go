@@ -52,6 +52,7 @@ type Counts struct {
 	Chunks        int // traces (chunks) in accepted payloads
 	Spans         int // spans in accepted payloads
 	Rejected      int // trace payloads refused with 400
+	Faults        int // trace payloads refused by the WithFault function
 	Info          int // GET /info
 	Telemetry     int
 	Stats         int
@@ -82,6 +83,7 @@ type Receiver struct {
 	out      io.Writer
 	maxSpans int
 	notify   func(chunks [][]Span)
+	fault    func([][]Span) int
 
 	mu     sync.Mutex
 	traces map[uint64]*Trace
@@ -109,6 +111,12 @@ func MaxSpans(n int) Option { return func(r *Receiver) { r.maxSpans = n } }
 // Notify calls fn with the spans of every accepted payload, as it is accepted (before the answer
 // is written): the freshness benchmark dates arrivals with it. fn must not keep the slices.
 func Notify(fn func(chunks [][]Span)) Option { return func(r *Receiver) { r.notify = fn } }
+// WithFault makes the receiver ask fault about every trace payload it decoded, before keeping it:
+// a status of 400 or more is answered instead, and the payload is not kept (an agent that refused
+// it). Tests use it to fail the payloads holding given spans; fault may block to hold a payload.
+func WithFault(fault func(chunks [][]Span) (status int)) Option {
+	return func(r *Receiver) { r.fault = fault }
+}
 
 // New returns a Receiver.
 func New(opts ...Option) *Receiver {
@@ -164,6 +172,13 @@ func (r *Receiver) traces04(w http.ResponseWriter, req *http.Request) {
 		r.log.WarnContext(req.Context(), "local DataDog receiver refused a trace payload", "error", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
+	}
+	if r.fault != nil {
+		if status := r.fault(chunks); status >= 400 {
+			r.count(func(c *Counts) { c.Faults++ })
+			http.Error(w, "fault injected", status)
+			return
+		}
 	}
 	finished := r.store(chunks)
 	if r.notify != nil {

@@ -10,8 +10,9 @@
 //     still held); a Commit after the holder's own Commit or Release is ErrLeaseLost;
 //   - Acquire always returns a non-nil Index; LoadRuns returns runs with non-nil Tasks;
 //   - Commit replaces a stored run whole (tasks are not merged);
-//   - Seen ignores entries whose ExpireAt is not after the store's clock, even if still stored;
-//     Record replaces an entry (and its expiry); a zero expiry is refused;
+//   - Load ignores entries whose ExpireAt is not after the store's clock, even if still stored;
+//     Record replaces an entry (its data and its expiry); a zero expiry and data over
+//     state.MaxLedgerData are refused;
 //   - bad arguments are refused with state.ErrInvalid, a done context with its error;
 //   - times keep at least microsecond precision;
 //   - the index has no size ceiling (200,000 active runs commit), and a commit that changes k
@@ -23,6 +24,7 @@
 package statetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +65,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Ledger", testLedger},
 		{"LedgerExpiry", testLedgerExpiry},
 		{"LedgerManyIDs", testLedgerManyIDs},
+		{"LedgerData", testLedgerData},
 		{"ContextCanceled", testContextCanceled},
 		{"InvalidArguments", testInvalid},
 		{"Usage", testUsage},
@@ -450,32 +453,72 @@ func testConcurrentAcquire(t *testing.T, s state.Store, _ state.Ledger) {
 	}
 }
 
+// seen returns which of ids the ledger has in ns.
 func seen(t *testing.T, l state.Ledger, ns string, ids ...string) map[string]bool {
 	t.Helper()
-	got, err := l.Seen(t.Context(), ns, ids)
+	got, err := l.Load(t.Context(), ns, ids)
 	if err != nil {
-		t.Fatalf("Seen(%s): %v", ns, err)
+		t.Fatalf("Load(%s): %v", ns, err)
 	}
-	return got
+	out := make(map[string]bool, len(got))
+	for id := range got {
+		out[id] = true
+	}
+	return out
 }
 
+// record records ids in ns without data.
 func record(t *testing.T, l state.Ledger, ns string, expireAt time.Time, ids ...string) {
 	t.Helper()
-	if err := l.Record(t.Context(), ns, ids, expireAt); err != nil {
+	entries := make(map[string][]byte, len(ids))
+	for _, id := range ids {
+		entries[id] = nil
+	}
+	if err := l.Record(t.Context(), ns, entries, expireAt); err != nil {
 		t.Fatalf("Record(%s): %v", ns, err)
+	}
+}
+
+// testLedgerData: an entry keeps its data, a second Record replaces it, and data of the largest
+// size allowed fits; larger is refused.
+func testLedgerData(t *testing.T, _ state.Store, l state.Ledger) {
+	ctx := t.Context()
+	later := time.Now().Add(time.Hour)
+	big := make([]byte, state.MaxLedgerData)
+	for i := range big {
+		big[i] = byte(i * 31)
+	}
+	if err := l.Record(ctx, "trace", map[string][]byte{"m1": []byte("spans 1 2"), "m2": nil, "m3": big}, later); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Load(ctx, "trace", []string{"m1", "m2", "m3", "m4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || string(got["m1"]) != "spans 1 2" || len(got["m2"]) != 0 || !bytes.Equal(got["m3"], big) {
+		t.Errorf("Load = %d entries, m1 %q, m2 %q, m3 %d bytes; want m1..m3 as recorded", len(got), got["m1"], got["m2"], len(got["m3"]))
+	}
+	if err := l.Record(ctx, "trace", map[string][]byte{"m1": []byte("spans 1 2 3")}, later); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.Load(ctx, "trace", []string{"m1"}); err != nil || string(got["m1"]) != "spans 1 2 3" {
+		t.Errorf("after a second Record: %q, %v; want the new data", got["m1"], err)
+	}
+	if err := l.Record(ctx, "trace", map[string][]byte{"m5": make([]byte, state.MaxLedgerData+1)}, later); !errors.Is(err, state.ErrInvalid) {
+		t.Errorf("Record of %d bytes = %v, want ErrInvalid", state.MaxLedgerData+1, err)
 	}
 }
 
 func testLedger(t *testing.T, _ state.Store, l state.Ledger) {
 	later := time.Now().Add(time.Hour)
 	if got := seen(t, l, "trace", "d1", "d2"); len(got) != 0 {
-		t.Errorf("Seen on an empty ledger = %v", got)
+		t.Errorf("Load on an empty ledger = %v", got)
 	}
 	odd := "argo/prod/ns/u1/a_b.c %2F"
 	record(t, l, "trace", later, "d1", odd, "d1")
 	want := map[string]bool{"d1": true, odd: true}
 	if got := seen(t, l, "trace", "d1", odd, "d3", "d1"); !cmp.Equal(got, want) {
-		t.Errorf("Seen = %v, want %v", got, want)
+		t.Errorf("Load = %v, want %v", got, want)
 	}
 	if got := seen(t, l, "sink", "d1"); len(got) != 0 {
 		t.Errorf("namespaces are not kept apart: %v", got)
@@ -490,7 +533,7 @@ func testLedger(t *testing.T, _ state.Store, l state.Ledger) {
 		t.Errorf("namespace a_b id c lost after recording namespace a id b_c: %v", got)
 	}
 	if got := seen(t, l, "trace"); len(got) != 0 {
-		t.Errorf("Seen(no ids) = %v", got)
+		t.Errorf("Load(no ids) = %v", got)
 	}
 	record(t, l, "trace", later)
 }
@@ -508,7 +551,7 @@ func testLedgerExpiry(t *testing.T, _ state.Store, l state.Ledger) {
 	record(t, l, "trace", now.Add(-time.Minute), "new")
 	want = map[string]bool{"old": true}
 	if got := seen(t, l, "trace", "old", "new"); !cmp.Equal(got, want) {
-		t.Errorf("after re-recording: Seen = %v, want %v", got, want)
+		t.Errorf("after re-recording: Load = %v, want %v", got, want)
 	}
 }
 
@@ -520,7 +563,7 @@ func testLedgerManyIDs(t *testing.T, _ state.Store, l state.Ledger) {
 	record(t, l, "trace", time.Now().Add(time.Hour), ids[:600]...)
 	got := seen(t, l, "trace", ids...)
 	if len(got) != 600 {
-		t.Fatalf("Seen found %d of 600 recorded ids", len(got))
+		t.Fatalf("Load found %d of 600 recorded ids", len(got))
 	}
 	for _, id := range ids[600:] {
 		if got[id] {
@@ -546,8 +589,8 @@ func testContextCanceled(t *testing.T, s state.Store, l state.Ledger) {
 		"Commit": func() error {
 			return s.Commit(ctx, src, "a", sampleRuns(), t0.Add(time.Hour), state.Index{"k2": {Fingerprint: "2"}})
 		},
-		"Seen":   func() error { _, err := l.Seen(ctx, "trace", []string{"d1"}); return err },
-		"Record": func() error { return l.Record(ctx, "trace", []string{"d1"}, time.Now().Add(time.Hour)) },
+		"Load":   func() error { _, err := l.Load(ctx, "trace", []string{"d1"}); return err },
+		"Record": func() error { return l.Record(ctx, "trace", map[string][]byte{"d1": nil}, time.Now().Add(time.Hour)) },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, context.Canceled) {
@@ -588,9 +631,10 @@ func testInvalid(t *testing.T, s state.Store, l state.Ledger) {
 			return s.Commit(ctx, src, "a", []*state.Run{{Key: "k"}, {Key: "k"}}, t0, nil)
 		},
 		"Commit invalid UTF-8": func() error { return s.Commit(ctx, src, "a", []*state.Run{{Key: "\xff"}}, t0, nil) },
-		"Seen empty namespace": func() error { _, err := l.Seen(ctx, "", []string{"d"}); return err },
-		"Seen empty id":        func() error { _, err := l.Seen(ctx, "trace", []string{""}); return err },
-		"Record zero expiry":   func() error { return l.Record(ctx, "trace", []string{"d"}, time.Time{}) },
+		"Load empty namespace": func() error { _, err := l.Load(ctx, "", []string{"d"}); return err },
+		"Load empty id":        func() error { _, err := l.Load(ctx, "trace", []string{""}); return err },
+		"Record empty id":      func() error { return l.Record(ctx, "trace", map[string][]byte{"": nil}, time.Now().Add(time.Hour)) },
+		"Record zero expiry":   func() error { return l.Record(ctx, "trace", map[string][]byte{"d": nil}, time.Time{}) },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, state.ErrInvalid) {
@@ -638,9 +682,9 @@ func testUsage(t *testing.T, s state.Store, l state.Ledger) {
 		}, 3, 0},
 		{"Release by a non-holder", us, func() error { return s.Release(ctx, src, "b") }, 1, 0},
 		{"Release", us, func() error { return s.Release(ctx, src, "a") }, 1, 1},
-		{"Seen 2 ids", ul, func() error { _, err := l.Seen(ctx, "trace", []string{"d1", "d2"}); return err }, 2, 0},
-		{"Record 2 distinct ids", ul, func() error {
-			return l.Record(ctx, "trace", []string{"d1", "d2", "d1"}, time.Now().Add(time.Hour))
+		{"Load 2 distinct ids", ul, func() error { _, err := l.Load(ctx, "trace", []string{"d1", "d2", "d1"}); return err }, 2, 0},
+		{"Record 2 entries", ul, func() error {
+			return l.Record(ctx, "trace", map[string][]byte{"d1": []byte("x"), "d2": nil}, time.Now().Add(time.Hour))
 		}, 0, 2},
 	}
 	for _, st := range steps {

@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,4 +71,63 @@ func BenchmarkTrace(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(deltas), "ms/message")
 		})
 	}
+}
+
+// BenchmarkConcurrentDeliveries is the Trace function under load: messages of small deltas (a
+// finished run of two pods, three spans, about what a poll publishes per changed run) handled by
+// concurrent requests, as Cloud Run hands them to one instance, through decode, plan, the group's
+// ledger read, one tracer session per group, the ledger write. One op is 2,000 messages. It
+// reports spans per second of wall time and per CPU-second of the whole process (the in-process
+// agent's decoding included, so a lower bound of what the function alone does).
+func BenchmarkConcurrentDeliveries(b *testing.B) {
+	const messages = 2000
+	msgs := make([]event.Message, messages)
+	for i := range msgs {
+		d := argoDelta("Succeeded", at(300), nRoot, nExtract0, nExtract1)
+		d.Run.UID = fmt.Sprintf("bench-%d", i)
+		msgs[i] = message(b, finish(d), fmt.Sprint(i))
+	}
+	for _, conc := range []int{1, 16, 80} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			var spans int64
+			var cpu time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				tr, r := benchTracer(b)
+				b.StartTimer()
+				cpu0 := processCPU(b)
+				next := make(chan event.Message)
+				var wg sync.WaitGroup
+				for range conc {
+					wg.Go(func() {
+						for m := range next {
+							if err := tr.HandleMessage(b.Context(), m); err != nil {
+								b.Error(err)
+							}
+						}
+					})
+				}
+				for _, m := range msgs {
+					next <- m
+				}
+				close(next)
+				wg.Wait()
+				cpu += processCPU(b) - cpu0
+				spans += tr.Stats().Sent
+				r.Reset()
+			}
+			b.ReportMetric(float64(spans)/b.Elapsed().Seconds(), "spans/s")
+			b.ReportMetric(float64(spans)/cpu.Seconds(), "spans/CPU-s")
+			b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "GOMAXPROCS")
+		})
+	}
+}
+
+// processCPU is the CPU time (user and system) the process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -61,15 +61,47 @@
 //
 // # Delivery
 //
-// The tracer is process-global: each call serialises on a mutex, starts the tracer, emits, and
+// The tracer is process-global: a session serialises on a mutex, starts the tracer, emits, and
 // stops it. tracer.Flush does not wait for delivery; tracer.Stop does (it drains the queue and
 // waits for the HTTP sends). The tracer's HTTP client records the outcome of every trace request
-// (X-Datadog-Trace-Count and the status), and the call fails with ErrDelivery unless the agent
+// (X-Datadog-Trace-Count and the status), and a session fails with ErrDelivery unless the agent
 // accepted every span emitted, so Pub/Sub redelivers. Each span is its own locally rooted chunk
 // (its parent is given as a remote context), with manual keep, so a span looks the same whichever
 // invocation sends it, and counting chunks counts spans. The tracer drops chunks beyond a queue
-// of 1,000, so a call sends at most sessionSpans spans per Start/Stop.
+// of 1,000, so a session sends at most sessionSpans spans.
 //
+// # Concurrent deliveries: group commit
+//
+// The function takes many requests at once (its request concurrency) and each delivery goes
+// through event.DecodeDeltas and the planner in its own request. The spans then join a queue, and
+// one goroutine sends groups while any wait: a group is the queue's head, as many deliveries as fit
+// one session (at least one), so deliveries that arrived while a session ran share the next one.
+// There is no waiting window: a delivery that finds no session running starts one at once, so
+// grouping adds no latency when the function is idle and the group grows with the load. A group
+//
+//  1. reads the ledger entries of its messages in one call (one document read per message);
+//  2. sends every span no entry holds, once even when several deliveries carry it (Pub/Sub may
+//     deliver a message again while the first delivery is in flight), in one tracer session, or
+//     a few when a large message exceeds sessionSpans;
+//  3. records what the agent accepted in one call (one document write per message that sent
+//     something);
+//  4. answers each delivery with its own outcome.
+//
+// A session's barrier is the tracer's Stop, so a failed session fails the deliveries whose spans
+// it held, and only them; their spans in later sessions are then not sent (the redelivery sends
+// whatever is missing), and what earlier sessions sent is recorded. Within a session the tracer
+// may split its spans over several payloads, of which the agent might accept some: the session
+// still fails, and the redelivery sends the accepted ones again. A short session sends one
+// payload, so this is rare. A group's work does not stop when the request that started it is
+// cancelled: the other deliveries wait for it.
+//
+// Throughput (BenchmarkConcurrentDeliveries, the bench's trace line; figures in BENCHMARKS.md):
+// per message the cost is decoding (the JSON read into a tree for the schema check, then into the
+// struct) and the HTTP request; per session, starting the tracer, most of it its statsd client
+// for the tracer's health metrics, whose buffers (about 3 MB) also drive the garbage collector;
+// per span, the tracer's encoding. Grouping amortises the session. GOGC=400 and
+// DD_TRACE_INTERNAL_METRICS_ENABLED=false in the function's environment about double what a core
+// sends.
 // # Delivery through the serverless-init sidecar
 //
 // The deployment's default (terraform/trace.tf) runs the trace function as a Cloud Run service
@@ -105,12 +137,35 @@
 //
 // # Redelivery and age
 //
-// Before sending, the span keys are looked up in a state.Ledger; after the agent accepted them
-// they are recorded. A span is sent at most once per ledger lifetime: a redelivered message, a
-// replayed backfill, or the run's status repeated by a later delta send nothing new, and a group
-// that finishes again within one run execution keeps its first span. Spans that start more than
-// MaxAge (DataDog's 18-hour intake window) in the past, or over 2 hours in the future, are not
-// sent: they are logged and counted, and the message is acknowledged.
+// The ledger (state.Ledger, namespace LedgerNamespace) keeps one entry per message: its name is
+// the message's run executions (the trace ids of its deltas; the trace id itself for a message of
+// one run, a hash of the sorted ids for several), its data the ids of the spans sent for them (8
+// bytes each, oldest first; beyond state.MaxLedgerData, about 115,000 spans, the oldest are
+// forgotten). Before sending, a group reads its messages' entries; after the agent accepted the
+// spans, it writes each entry again with the new ids added, expiring MaxAge later (Firestore's TTL
+// policy deletes it). A message therefore costs at most one read and one write, whatever its
+// number of spans; a message with nothing to send (only open tasks) costs neither.
+//
+// What that guarantees:
+//
+//   - a redelivered message sends nothing twice, and a retried partial failure sends only what is
+//     missing: the same message names the same entry;
+//   - with messages of one run each (today's format), every message about a run execution — a
+//     redelivery, a replay (new delta id, same spans), a later delta repeating the finished run —
+//     names the same entry, so a span, the finished root among them, is sent once per entry
+//     lifetime, and a group that finishes again within one run execution keeps its first span;
+//   - with messages of several runs, a message finds only the spans sent by messages of the same
+//     runs. A poll that crashed after publishing and publishes the same deltas (same delta and
+//     event ids) composed differently, a replay composed differently, or a later poll's message
+//     that repeats a finished run among other runs names another entry: their spans are sent
+//     again. DataDog then holds the span twice (same trace and span id): the waterfall shows it
+//     once per copy and APM counts it twice. Nothing is lost. The poll publishes a delta of a
+//     finished run only when a task of it changed, so outside crashes and replays this is rare;
+//   - a concurrent redelivery of one message in one instance is sent once (one group); two
+//     instances handling copies of a message at the same time may both send it (as before).
+//
+// Spans that start more than MaxAge (DataDog's 18-hour intake window) in the past, or over 2 hours
+// in the future, are not sent: they are logged and counted, and the message is acknowledged.
 //
 // # Agent and tracer settings
 //
@@ -121,8 +176,8 @@
 // (the function's name; the tracer's own service), DD_ENV and DD_VERSION (the source archive). DD_TRACE_SEND_RETRIES and the other DD_* settings apply as usual; New
 // refuses DD_TRACE_ENABLED=false, under which no message could ever be delivered. Deployments
 // should set DD_INSTRUMENTATION_TELEMETRY_ENABLED=false and DD_REMOTE_CONFIGURATION_ENABLED=false
-// in the function's environment: a tracer that lives for one call would otherwise report a start
-// and a stop to telemetry per message. The tracer reads the telemetry switch once, when the process
+// in the function's environment: a tracer that lives for one session would otherwise report a
+// start and a stop to telemetry per group of deliveries. The tracer reads the telemetry switch once, when the process
 // starts, so setting it from code is too late. Propagation settings must keep the datadog or
 // tracecontext extraction style (the default keeps both): parents are given to the tracer as
 // remote contexts in those headers.

@@ -20,25 +20,32 @@ func (t *Tracer) HandleEnvelope(ctx context.Context, body []byte) error {
 	return t.HandleMessage(ctx, m)
 }
 
-// HandleMessage traces the RunDelta in m. A message that can never be processed (not a RunDelta
+// HandleMessage traces the RunDeltas in m. A message that can never be processed (not a RunDelta
 // by its schema, an unknown schema version) is never traced: it is dead-lettered and
 // acknowledged (nil). An error means a transient failure (agent unreachable, ledger unavailable,
 // dead-letter topic unavailable): the message should be delivered again.
 func (t *Tracer) HandleMessage(ctx context.Context, m event.Message) error {
-	d, err := event.Decode(m.Data)
+	ds, err := event.DecodeDeltas(m.Data)
 	if err != nil {
 		return t.poison(ctx, m, m.Data, err)
 	}
+	if len(ds) == 0 {
+		return nil
+	}
 	t.stats.messages.Add(1)
-	res, err := t.Trace(ctx, d)
+	deltas := make([]*event.RunDelta, len(ds))
+	for i := range ds {
+		deltas[i] = &ds[i]
+	}
+	res, err := t.deliver(ctx, deltas)
 	attrs := []any{
-		"run", d.Run.Key(), "delta_id", d.ID, "message_id", m.ID,
+		"run", ds[0].Run.Key(), "delta_id", ds[0].ID, "deltas", len(ds), "message_id", m.ID,
 		"sent", res.Sent, "duplicates", res.Duplicates, "too_old", res.TooOld, "future", res.Future, "untimed", res.Untimed,
 	}
 	if err != nil {
 		t.stats.failed.Add(1)
 		t.log.WarnContext(ctx, "spans not delivered; the message will be redelivered", append(attrs, "error", err.Error())...)
-		return fmt.Errorf("trace run %s (delta %s, message %s): %w", d.Run.Key(), d.ID, m.ID, err)
+		return fmt.Errorf("trace run %s (delta %s, message %s): %w", ds[0].Run.Key(), ds[0].ID, m.ID, err)
 	}
 	switch {
 	case res.TooOld > 0 || res.Future > 0:

@@ -75,9 +75,6 @@ func id64(hexID string) uint64 {
 	return v
 }
 
-// ledgerKey names a sent span in the ledger.
-func ledgerKey(t traceID, spanID uint64) string { return fmt.Sprintf("%016x%016x", t.low, spanID) }
-
 func stamp(t *time.Time) string {
 	if t == nil || t.IsZero() {
 		return ""

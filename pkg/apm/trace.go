@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/farmobs/farm/pkg/clock"
@@ -14,8 +13,9 @@ import (
 	"github.com/farmobs/farm/pkg/state"
 )
 
-// LedgerNamespace is the state.Ledger namespace of the span keys this package records.
-const LedgerNamespace = "trace-spans"
+// LedgerNamespace is the state.Ledger namespace of the entries this package records: one per
+// message, named by the message's run executions, holding the ids of the spans sent for them.
+const LedgerNamespace = "trace-sent"
 
 // Config is the trace function's. pkg/config reads it from the variables named below, starting
 // from DefaultConfig. The agent's address is DataDog's own setting (DD_TRACE_AGENT_URL,
@@ -72,12 +72,13 @@ type Deps struct {
 	DeadLetter *deadletter.Keeper
 }
 
-// Tracer turns RunDeltas into spans at the agent. It is safe for concurrent use: calls share the
-// process's one tracer one at a time.
+// Tracer turns RunDeltas into spans at the agent. It is safe for concurrent use: deliveries that
+// arrive while a tracer session runs are sent together by the next one (see group.go).
 type Tracer struct {
 	planner planner
 	sender  sender
 	ledger  state.Ledger
+	groups  committer
 	clock   clock.Clock
 	log     *slog.Logger
 	stats   counters
@@ -142,64 +143,9 @@ type Result struct {
 	Open       int // events not finished yet: no span
 }
 
-// Trace sends the spans of d that were not sent before and returns once the agent has accepted
-// them, recording them in the ledger. An error wrapping ErrDelivery (or a ledger read error) is
-// transient: deliver the message again.
-func (t *Tracer) Trace(ctx context.Context, d *event.RunDelta) (res Result, err error) {
-	defer func() { t.stats.add(res) }()
-	now := t.clock.Now()
-	spans, sk := t.planner.plan(d, now)
-	res = Result{TooOld: sk.tooOld, Future: sk.future, Untimed: sk.untimed, Open: sk.open}
-	fresh, err := t.unsent(ctx, spans)
-	if err != nil {
-		return res, err
-	}
-	res.Duplicates = len(spans) - len(fresh)
-	// Each session is recorded once accepted, so a failure later in a large delta does not make
-	// the redelivery send the earlier sessions again.
-	for batch := range slices.Chunk(fresh, sessionSpans) {
-		if err = t.sender.session(ctx, batch); err != nil {
-			return res, err
-		}
-		res.Sent += len(batch)
-		t.record(ctx, d, batch, now)
-	}
-	return res, nil
-}
-
-// unsent returns the spans the ledger has not seen.
-func (t *Tracer) unsent(ctx context.Context, spans []span) ([]span, error) {
-	if len(spans) == 0 {
-		return nil, nil
-	}
-	seen, err := t.ledger.Seen(ctx, LedgerNamespace, ledgerKeys(spans))
-	if err != nil {
-		return nil, fmt.Errorf("trace: read the ledger of sent spans: %w", err)
-	}
-	var fresh []span
-	for _, s := range spans {
-		if !seen[ledgerKey(s.trace, s.id)] {
-			fresh = append(fresh, s)
-		}
-	}
-	return fresh, nil
-}
-
-// record notes spans the agent accepted. A failure is logged, not returned: the spans are
-// delivered, and a redelivery would only duplicate them.
-func (t *Tracer) record(ctx context.Context, d *event.RunDelta, spans []span, now time.Time) {
-	// A span is never sent once its start is MaxAge old, so its record is useless after that.
-	if err := t.ledger.Record(ctx, LedgerNamespace, ledgerKeys(spans), now.Add(t.planner.maxAge)); err != nil {
-		t.stats.ledgerErrors.Add(1)
-		t.log.ErrorContext(ctx, "spans were delivered but could not be recorded: a redelivery of this message would send them again",
-			"run", d.Run.Key(), "delta_id", d.ID, "spans", len(spans), "error", err)
-	}
-}
-
-func ledgerKeys(spans []span) []string {
-	keys := make([]string, len(spans))
-	for i, s := range spans {
-		keys[i] = ledgerKey(s.trace, s.id)
-	}
-	return keys
+// Trace sends the spans of d that were not sent before, as a message holding d alone would, and
+// returns once the agent has accepted them, recording them in the ledger. An error wrapping
+// ErrDelivery (or a ledger read error) is transient: deliver the message again.
+func (t *Tracer) Trace(ctx context.Context, d *event.RunDelta) (Result, error) {
+	return t.deliver(ctx, []*event.RunDelta{d})
 }

@@ -594,7 +594,7 @@ func Test64BitTraceIDs(t *testing.T) {
 // recorded.
 type ledgerFault struct{ state.Ledger }
 
-func (ledgerFault) Record(context.Context, string, []string, time.Time) error {
+func (ledgerFault) Record(context.Context, string, map[string][]byte, time.Time) error {
 	return errors.New("disk full")
 }
 
@@ -610,7 +610,7 @@ func TestLedgerFaults(t *testing.T) {
 
 	// An unreadable ledger: nothing is known, so nothing is sent and the message is retried.
 	blocker := filepath.Join(t.TempDir(), "file")
-	if err := (filestore.New(blocker)).Record(t.Context(), "x", []string{"y"}, day0.Add(time.Hour)); err != nil {
+	if err := (filestore.New(blocker)).Record(t.Context(), "x", map[string][]byte{"y": nil}, day0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	broken := e.newTracer(t, filestore.New(filepath.Join(blocker, "state.json")))
@@ -750,5 +750,27 @@ func TestRescheduledSensorTryIsOneSpanWithItsPokes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConcurrentRedeliveriesSendOnce: Pub/Sub may deliver a message again while the first
+// delivery is still in flight. Deliveries of the same spans in one group send them once, and all
+// succeed; the ledger holds them for what comes later.
+func TestConcurrentRedeliveriesSendOnce(t *testing.T) {
+	e := newEnv(t)
+	const copies = 8
+	var wg sync.WaitGroup
+	errs := make([]error, copies)
+	m := message(t, nestedArgoDelta(), "7002")
+	for i := range copies {
+		wg.Go(func() { errs[i] = e.tracer.HandleMessage(t.Context(), m) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, e.agent.Spans(), serviceArgo, day0, commonArgo, wantArgo())
+	if s := e.tracer.Stats(); s.Sent != 9 || s.Duplicates != 9*(copies-1) {
+		t.Errorf("stats %+v: want 9 spans sent once, the other copies duplicates", s)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -192,19 +194,19 @@ func Encode(d *RunDelta) ([]byte, error) {
 // ErrUnsupportedVersion; a document that breaks schemas/rundelta.schema.json is ErrInvalid (see
 // ValidateJSON: the one validation of a message, used by every consumer).
 func Decode(data []byte) (*RunDelta, error) {
-	var probe struct {
-		SchemaVersion *int `json:"schema_version"`
+	// The document is read once into a tree for the version and the schema, then into the struct.
+	doc, err := parseDocument(data)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	if err := checkVersion(data, doc); err != nil {
+		return nil, err
 	}
-	if probe.SchemaVersion == nil {
-		return nil, fmt.Errorf("%w: no schema_version", ErrInvalid)
+	root, err := compiledSchema()
+	if err != nil {
+		return nil, err
 	}
-	if *probe.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrUnsupportedVersion, *probe.SchemaVersion, SchemaVersion)
-	}
-	if err := ValidateJSON(data); err != nil {
+	if err := validateDocument(root, doc); err != nil {
 		return nil, err
 	}
 	var d RunDelta
@@ -213,6 +215,81 @@ func Decode(data []byte) (*RunDelta, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return &d, nil
+}
+
+// parseDocument reads one JSON document (numbers kept as written), refusing anything but
+// whitespace after it, as json.Unmarshal does.
+func parseDocument(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 {
+		return nil, fmt.Errorf("%w: data after the JSON document", ErrInvalid)
+	}
+	return doc, nil
+}
+
+// checkVersion refuses a document without schema_version, or of another version, the way
+// json.Unmarshal reads the field into an int: by a key equal to schema_version under case
+// folding, the last one winning.
+func checkVersion(data []byte, doc any) error {
+	obj, _ := doc.(map[string]any)
+	var keys []string
+	for k := range obj {
+		if strings.EqualFold(k, "schema_version") {
+			keys = append(keys, k)
+		}
+	}
+	var version *int
+	switch {
+	case len(keys) > 1:
+		// Which one json.Unmarshal keeps depends on the order in the text, which the tree lost.
+		var probe struct {
+			SchemaVersion *int `json:"schema_version"`
+		}
+		if err := json.Unmarshal(data, &probe); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		version = probe.SchemaVersion
+	case len(keys) == 1:
+		switch v := obj[keys[0]].(type) {
+		case nil:
+		case json.Number:
+			n, err := strconv.ParseInt(v.String(), 10, 64)
+			if err != nil || n != int64(int(n)) {
+				return fmt.Errorf("%w: schema_version %s is not an integer", ErrInvalid, v)
+			}
+			i := int(n)
+			version = &i
+		default:
+			return fmt.Errorf("%w: schema_version is %s, not an integer", ErrInvalid, typeName(v))
+		}
+	case doc != nil && obj == nil:
+		return fmt.Errorf("%w: the document is %s, not an object", ErrInvalid, typeName(doc))
+	}
+	if version == nil {
+		return fmt.Errorf("%w: no schema_version", ErrInvalid)
+	}
+	if *version != SchemaVersion {
+		return fmt.Errorf("%w: %d (this build reads %d)", ErrUnsupportedVersion, *version, SchemaVersion)
+	}
+	return nil
+}
+
+// DecodeDeltas reads the RunDeltas of one message, in the order the message holds them, with
+// the errors of Decode: ErrUnsupportedVersion for a schema version this build does not read,
+// ErrInvalid for a document that breaks the schema. Consumers handle every delivery through it,
+// so a message that carries several deltas changes this function alone; today a message is one
+// delta, so the slice has one element.
+func DecodeDeltas(data []byte) ([]RunDelta, error) {
+	d, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return []RunDelta{*d}, nil
 }
 
 // Validate checks d as a message would be checked: encoded, against the schema.

@@ -110,6 +110,14 @@ func TestDecode(t *testing.T) {
 			if tc.want == nil && !reflect.DeepEqual(d, validDelta()) {
 				t.Errorf("round trip changed the delta:\n got %+v\nwant %+v", d, validDelta())
 			}
+			// A consumer's view of the same message: its deltas, with the same errors.
+			ds, err := DecodeDeltas([]byte(tc.data))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("DecodeDeltas error = %v, want %v", err, tc.want)
+			}
+			if tc.want == nil && (len(ds) != 1 || !reflect.DeepEqual(&ds[0], validDelta())) {
+				t.Errorf("DecodeDeltas = %+v, want the one delta %+v", ds, validDelta())
+			}
 		})
 	}
 }
@@ -241,3 +249,66 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// decodeAsBefore is Decode as it was before it read the document once for the version and the
+// schema: a probe of schema_version by json.Unmarshal, the schema check, the struct.
+func decodeAsBefore(data []byte) (*RunDelta, error) {
+	var probe struct {
+		SchemaVersion *int `json:"schema_version"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if probe.SchemaVersion == nil {
+		return nil, fmt.Errorf("%w: no schema_version", ErrInvalid)
+	}
+	if *probe.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("%w: %d", ErrUnsupportedVersion, *probe.SchemaVersion)
+	}
+	if err := ValidateJSON(data); err != nil {
+		return nil, err
+	}
+	var d RunDelta
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return &d, nil
+}
+
+// TestDecodeAcceptsWhatItDidBefore: the one-read Decode refuses and accepts exactly what the
+// probe-first one did, with the same error, on the documents where the two could part: the
+// version's key in other cases or repeated, its value of every kind, data after the document,
+// documents that are not objects.
+func TestDecodeAcceptsWhatItDidBefore(t *testing.T) {
+	good, err := Encode(validDelta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.TrimPrefix(string(good), `{"schema_version":1,`)
+	if body == string(good) {
+		t.Fatal("the encoded delta does not start with its schema_version")
+	}
+	docs := []string{string(good), good2(good, " \n\t"), string(good) + " }", string(good) + "]", string(good) + "{}", string(good) + "x",
+		"null", "[]", `"x"`, "1", "true", "{}", "", " ", "{", `{"schema_version":null}`}
+	for _, v := range []string{"1", "2", "0", "-0", "1.0", "1e0", "99999999999999999999", `"1"`, "true", "null", "[]", "{}", "-1"} {
+		for _, k := range []string{"schema_version", "SCHEMA_VERSION", "Schema_Version", "ſchema_version", "schema_versioN", "schema-version"} {
+			docs = append(docs, `{"`+k+`":`+v+`,`+body)
+			docs = append(docs, `{"schema_version":1,"`+k+`":`+v+`,`+body)
+			docs = append(docs, `{"`+k+`":`+v+`,"schema_version":1,`+body)
+		}
+	}
+	for _, doc := range docs {
+		want, wantErr := decodeAsBefore([]byte(doc))
+		got, gotErr := Decode([]byte(doc))
+		for _, class := range []error{ErrInvalid, ErrUnsupportedVersion} {
+			if errors.Is(gotErr, class) != errors.Is(wantErr, class) {
+				t.Errorf("%.80q: Decode = %v, before %v", doc, gotErr, wantErr)
+			}
+		}
+		if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("%.80q: Decode = %v, %v; before %v, %v", doc, got != nil, gotErr, want != nil, wantErr)
+		}
+	}
+}
+
+func good2(b []byte, suffix string) string { return " " + string(b) + suffix }

@@ -58,7 +58,7 @@ func CheckLoad(source string, keys []string) error {
 	return CheckNames("run key", keys)
 }
 
-// CheckLedger validates the arguments of Ledger.Seen.
+// CheckLedger validates the arguments of Ledger.Load.
 func CheckLedger(namespace string, ids []string) error {
 	if err := CheckName("ledger namespace", namespace); err != nil {
 		return err
@@ -66,10 +66,19 @@ func CheckLedger(namespace string, ids []string) error {
 	return CheckNames("ledger id", ids)
 }
 
-// CheckRecord validates the arguments of Ledger.Record: entries need an expiry.
-func CheckRecord(namespace string, ids []string, expireAt time.Time) error {
-	if err := CheckLedger(namespace, ids); err != nil {
+// CheckRecord validates the arguments of Ledger.Record: entries need an expiry, and their data
+// fits a document.
+func CheckRecord(namespace string, entries map[string][]byte, expireAt time.Time) error {
+	if err := CheckName("ledger namespace", namespace); err != nil {
 		return err
+	}
+	for id, data := range entries {
+		if err := CheckName("ledger id", id); err != nil {
+			return err
+		}
+		if len(data) > MaxLedgerData {
+			return fmt.Errorf("%w: ledger entry %s of %s has %d bytes of data, more than %d", ErrInvalid, id, namespace, len(data), MaxLedgerData)
+		}
 	}
 	if expireAt.IsZero() {
 		return fmt.Errorf("%w: ledger entries of %s need an expiry time", ErrInvalid, namespace)

@@ -60,7 +60,7 @@ func TestCheckRunsAndRecord(t *testing.T) {
 			t.Errorf("CheckRuns(%s) = %v, want ErrInvalid", name, err)
 		}
 	}
-	if err := CheckRecord("trace", []string{"d"}, time.Time{}); !errors.Is(err, ErrInvalid) {
+	if err := CheckRecord("trace", map[string][]byte{"d": nil}, time.Time{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("CheckRecord(zero expiry) = %v, want ErrInvalid", err)
 	}
 }

@@ -104,11 +104,17 @@ type Store interface {
 	Commit(ctx context.Context, source, holder string, runs []*Run, cursor time.Time, index Index) error
 }
 
-// Ledger remembers ids a consumer has already handled (for example the trace function's delta
-// ids), so a redelivered message is recognised. Entries expire after their ExpireAt.
+// Ledger remembers what a consumer already handled, as entries named by id, each with a little
+// data (for example, per message, the ids of the spans the trace function sent for its runs), so a
+// redelivered message is recognised with one read. Entries expire after their ExpireAt.
 type Ledger interface {
-	// Seen returns the subset of ids already recorded in namespace.
-	Seen(ctx context.Context, namespace string, ids []string) (map[string]bool, error)
-	// Record marks ids as handled in namespace until expireAt.
-	Record(ctx context.Context, namespace string, ids []string, expireAt time.Time) error
+	// Load returns the entries of namespace under ids that are recorded and have not expired, by
+	// id, each with the data recorded with it (empty when none). One read per distinct id.
+	Load(ctx context.Context, namespace string, ids []string) (map[string][]byte, error)
+	// Record records entries (id → data) in namespace until expireAt, replacing earlier entries of
+	// the same ids. One write per entry.
+	Record(ctx context.Context, namespace string, entries map[string][]byte, expireAt time.Time) error
 }
+
+// MaxLedgerData bounds the data of one ledger entry: a Firestore document holds at most 1 MiB.
+const MaxLedgerData = 900 << 10

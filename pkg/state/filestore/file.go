@@ -21,8 +21,24 @@ const formatVersion = 2
 type fileData struct {
 	Version int                    `json:"version"`
 	Sources map[string]*sourceData `json:"sources"`
-	// Ledger holds, per namespace, the expiry of each recorded id.
-	Ledger map[string]map[string]time.Time `json:"ledger"`
+	// Ledger holds, per namespace, each recorded id's entry.
+	Ledger map[string]map[string]ledgerEntry `json:"ledger"`
+}
+
+// ledgerEntry is one ledger entry: its expiry and its data.
+type ledgerEntry struct {
+	ExpireAt time.Time `json:"expire_at"`
+	Data     []byte    `json:"data,omitempty"`
+}
+
+// UnmarshalJSON also reads the entries of earlier files, which were their expiry alone.
+func (e *ledgerEntry) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		*e = ledgerEntry{}
+		return json.Unmarshal(b, &e.ExpireAt)
+	}
+	type plain ledgerEntry
+	return json.Unmarshal(b, (*plain)(e))
 }
 
 type sourceData struct {
@@ -45,7 +61,7 @@ type runData struct {
 }
 
 func newFileData() *fileData {
-	return &fileData{Version: formatVersion, Sources: map[string]*sourceData{}, Ledger: map[string]map[string]time.Time{}}
+	return &fileData{Version: formatVersion, Sources: map[string]*sourceData{}, Ledger: map[string]map[string]ledgerEntry{}}
 }
 
 // source returns the source's data, creating it if asked.
@@ -64,7 +80,7 @@ func (d *fileData) prune(now time.Time) {
 		maps.DeleteFunc(sd.Runs, func(_ string, r *runData) bool { return !r.ExpireAt.IsZero() && !now.Before(r.ExpireAt) })
 	}
 	for ns, ids := range d.Ledger {
-		maps.DeleteFunc(ids, func(_ string, exp time.Time) bool { return !now.Before(exp) })
+		maps.DeleteFunc(ids, func(_ string, e ledgerEntry) bool { return !now.Before(e.ExpireAt) })
 		if len(ids) == 0 {
 			delete(d.Ledger, ns)
 		}
@@ -91,7 +107,7 @@ func readFile(path string) (*fileData, fs.FileInfo, error) {
 		d.Sources = map[string]*sourceData{}
 	}
 	if d.Ledger == nil {
-		d.Ledger = map[string]map[string]time.Time{}
+		d.Ledger = map[string]map[string]ledgerEntry{}
 	}
 	info, err := os.Stat(path)
 	if err != nil {

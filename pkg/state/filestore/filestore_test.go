@@ -108,11 +108,11 @@ func TestInstancesShareTheFile(t *testing.T) {
 	if _, err := a.Acquire(t.Context(), src, "a", t0, time.Minute); !errors.Is(err, state.ErrLeaseHeld) {
 		t.Errorf("a.Acquire after b took the lease = %v, want ErrLeaseHeld", err)
 	}
-	if err := a.Record(t.Context(), "trace", []string{"d1"}, time.Now().Add(time.Hour)); err != nil {
+	if err := a.Record(t.Context(), "trace", map[string][]byte{"d1": nil}, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if seen, err := b.Seen(t.Context(), "trace", []string{"d1"}); err != nil || !seen["d1"] {
-		t.Errorf("b.Seen = %v, %v", seen, err)
+	if seen, err := b.Load(t.Context(), "trace", []string{"d1"}); err != nil || len(seen) != 1 {
+		t.Errorf("b.Load = %v, %v", seen, err)
 	}
 	// Copies, not shared maps: changing what was returned changes nothing stored.
 	runs, err := b.LoadRuns(t.Context(), src, []string{run.Key})
@@ -184,19 +184,21 @@ func TestExpiryPrunes(t *testing.T) {
 	}
 	mustAcquire(t, s, "a", t0)
 	mustCommit(t, s, "a", runs, t0, nil)
-	if err := s.Record(t.Context(), "trace", []string{"d-short"}, t0.Add(time.Hour)); err != nil {
+	if err := s.Record(t.Context(), "trace", map[string][]byte{"d-short": nil}, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Record(t.Context(), "trace", []string{"d-long"}, t0.Add(48*time.Hour)); err != nil {
+	if err := s.Record(t.Context(), "trace", map[string][]byte{"d-long": nil}, t0.Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if seen, _ := s.Seen(t.Context(), "trace", []string{"d-short", "d-long"}); len(seen) != 2 {
-		t.Fatalf("Seen before expiry = %v", seen)
+	if seen, _ := s.Load(t.Context(), "trace", []string{"d-short", "d-long"}); len(seen) != 2 {
+		t.Fatalf("Load before expiry = %v", seen)
 	}
 
 	clk.Set(t0.Add(2 * time.Hour))
-	if seen, _ := s.Seen(t.Context(), "trace", []string{"d-short", "d-long"}); !seen["d-long"] || seen["d-short"] {
-		t.Errorf("Seen after d-short expired = %v", seen)
+	seen, _ := s.Load(t.Context(), "trace", []string{"d-short", "d-long"})
+	_, long := seen["d-long"]
+	if _, short := seen["d-short"]; !long || short {
+		t.Errorf("Load after d-short expired = %v", seen)
 	}
 	mustAcquire(t, s, "a", clk.Now()) // any write prunes
 	got, err := s.LoadRuns(t.Context(), src, []string{"argo/prod/ns/short", "argo/prod/ns/long", "argo/prod/ns/forever"})
@@ -269,7 +271,7 @@ func helperMain(mode string) {
 		}
 	case "record":
 		for i := range 25 {
-			if err := s.Record(ctx, "trace", []string{fmt.Sprintf("%s-%d", id, i)}, time.Now().Add(time.Hour)); err != nil {
+			if err := s.Record(ctx, "trace", map[string][]byte{fmt.Sprintf("%s-%d", id, i): nil}, time.Now().Add(time.Hour)); err != nil {
 				fmt.Println("error:", err)
 				os.Exit(1)
 			}
@@ -349,7 +351,7 @@ func TestProcessesShareTheFile(t *testing.T) {
 					ids = append(ids, fmt.Sprintf("p%d-%d", i, j))
 				}
 			}
-			seen, err := filestore.New(path).Seen(t.Context(), "trace", ids)
+			seen, err := filestore.New(path).Load(t.Context(), "trace", ids)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -484,5 +486,23 @@ func TestVersion1File(t *testing.T) {
 	}
 	if idx := mustAcquire(t, filestore.New(path), "a", t0.Add(2*time.Hour)).Index; !maps.Equal(idx, got.Index) {
 		t.Errorf("index read back from its parts: %v, want %v", idx, got.Index)
+	}
+}
+
+// TestLedgerOfEarlierFiles: a file written before ledger entries had data, whose entries are
+// their expiry alone, is read; its entries have no data.
+func TestLedgerOfEarlierFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	later := time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+	old := `{"version":2,"sources":{},"ledger":{"trace":{"d1":"` + later + `","d2":"2000-01-01T00:00:00Z"}}}`
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := filestore.New(path).Load(t.Context(), "trace", []string{"d1", "d2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["d1"]; !ok || len(got) != 1 || len(got["d1"]) != 0 {
+		t.Errorf("Load = %v, want d1 alone (d2 expired), without data", got)
 	}
 }

@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -200,19 +201,20 @@ func (r *runData) run(key string) *state.Run {
 	return &state.Run{Key: key, Fingerprint: r.Fingerprint, Phase: r.Phase, Tasks: tasks, UpdatedAt: r.UpdatedAt, ExpireAt: r.ExpireAt}
 }
 
-// Seen returns the ids recorded in namespace whose entry has not expired by the store's clock.
-func (s *Store) Seen(ctx context.Context, namespace string, ids []string) (map[string]bool, error) {
+// Load returns the entries recorded in namespace under ids whose entry has not expired by the
+// store's clock, with their data.
+func (s *Store) Load(ctx context.Context, namespace string, ids []string) (map[string][]byte, error) {
 	if err := state.CheckLedger(namespace, ids); err != nil {
 		return nil, err
 	}
 	ids = state.Unique(ids)
 	now := s.clock.Now()
-	seen := make(map[string]bool)
+	found := make(map[string][]byte)
 	err := s.view(ctx, func(d *fileData) error {
 		s.usage.Read(len(ids))
 		for _, id := range ids {
-			if exp, ok := d.Ledger[namespace][id]; ok && now.Before(exp) {
-				seen[id] = true
+			if e, ok := d.Ledger[namespace][id]; ok && now.Before(e.ExpireAt) {
+				found[id] = bytes.Clone(e.Data)
 			}
 		}
 		return nil
@@ -220,33 +222,32 @@ func (s *Store) Seen(ctx context.Context, namespace string, ids []string) (map[s
 	if err != nil {
 		return nil, wrap("read the ledger of "+namespace, err)
 	}
-	return seen, nil
+	return found, nil
 }
 
-// Record marks ids as handled in namespace until expireAt, replacing earlier entries.
-func (s *Store) Record(ctx context.Context, namespace string, ids []string, expireAt time.Time) error {
-	if err := state.CheckRecord(namespace, ids, expireAt); err != nil {
+// Record records entries in namespace until expireAt, replacing earlier entries.
+func (s *Store) Record(ctx context.Context, namespace string, entries map[string][]byte, expireAt time.Time) error {
+	if err := state.CheckRecord(namespace, entries, expireAt); err != nil {
 		return err
 	}
-	ids = state.Unique(ids)
-	if len(ids) == 0 {
+	if len(entries) == 0 {
 		return nil
 	}
 	err := s.update(ctx, func(d *fileData) (bool, error) {
-		entries := d.Ledger[namespace]
-		if entries == nil {
-			entries = make(map[string]time.Time, len(ids))
-			d.Ledger[namespace] = entries
+		stored := d.Ledger[namespace]
+		if stored == nil {
+			stored = make(map[string]ledgerEntry, len(entries))
+			d.Ledger[namespace] = stored
 		}
-		for _, id := range ids {
-			entries[id] = expireAt
+		for id, data := range entries {
+			stored[id] = ledgerEntry{ExpireAt: expireAt, Data: bytes.Clone(data)}
 		}
 		return true, nil
 	})
 	if err != nil {
 		return wrap("record ledger entries of "+namespace, err)
 	}
-	s.usage.Wrote(len(ids))
+	s.usage.Wrote(len(entries))
 	return nil
 }
 

@@ -16,8 +16,9 @@
 //	                                    contain '/'): key, fingerprint, phase, tasks (gzip of the
 //	                                    JSON task map, bytes), tasks_encoding, task_count,
 //	                                    updated_at, expire_at
-//	farm_ledger/{namespace}_{id}        one document per handled id (both parts escaped; a hash
-//	                                    when too long): namespace, id, expire_at
+//	farm_ledger/{namespace}_{id}        one document per ledger entry (both parts escaped; a hash
+//	                                    when too long): namespace, id, expire_at, data (bytes: what
+//	                                    the consumer keeps, e.g. the span ids a message sent)
 //
 // expire_at (ExpireAtField) is a Timestamp for Firestore TTL policies on the collection groups
 // RunsCollection and LedgerCollection. TTL deletion is lazy (typically within a day), so readers
@@ -38,8 +39,8 @@
 //	WriteRuns    1 write per run (BulkWriter): the engine stores each published batch at once
 //	Commit       1 write per run (BulkWriter) + 1 write per index part that changed + 1 read
 //	             + 1 write (transaction); +1 read when the parts exceed 4 MiB (lease check)
-//	Seen         1 read per distinct id
-//	Record       1 write per distinct id
+//	Load         1 read per distinct id (GetAll batches of 300)
+//	Record       1 write per entry (BulkWriter)
 //
 // A poll that changes n runs therefore costs n+2 reads and n+2+p writes, p ≤ n the index parts
 // it changed (a part that only loses inactive entries is not rewritten); a transaction retried

@@ -87,7 +87,7 @@ func TestLayout(t *testing.T) {
 		UpdatedAt: t0, ExpireAt: t0.Add(720 * time.Hour)}
 	mustAcquire(t, s, "a", t0)
 	mustCommit(t, s, "a", []*state.Run{run}, t0, state.Index{run.Key: {Fingerprint: "17"}})
-	if err := s.Record(t.Context(), "trace", []string{"argo/prod/d_1"}, t0.Add(time.Hour)); err != nil {
+	if err := s.Record(t.Context(), "trace", map[string][]byte{"argo/prod/d_1": nil}, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -392,7 +392,7 @@ func TestUnreachable(t *testing.T) {
 	if _, err := s.Acquire(ctx, src, "a", t0, time.Minute); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "acquire the lease of argo/prod") {
 		t.Errorf("Acquire = %v, want a deadline error naming the operation", err)
 	}
-	if err := s.Record(ctx, "trace", []string{"d"}, t0); !errors.Is(err, context.DeadlineExceeded) {
+	if err := s.Record(ctx, "trace", map[string][]byte{"d": nil}, t0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Record = %v, want a deadline error", err)
 	}
 }
@@ -401,7 +401,7 @@ func TestLedgerUsesClock(t *testing.T) {
 	t.Parallel()
 	clk := clock.NewManual(t0)
 	s := firestore.New(testenv.Firestore(t), firestore.WithClock(clk))
-	if err := s.Record(t.Context(), "trace", []string{"d1"}, t0.Add(time.Hour)); err != nil {
+	if err := s.Record(t.Context(), "trace", map[string][]byte{"d1": nil}, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -409,12 +409,12 @@ func TestLedgerUsesClock(t *testing.T) {
 		want bool
 	}{{t0, true}, {t0.Add(time.Hour - time.Microsecond), true}, {t0.Add(time.Hour), false}, {t0.Add(48 * time.Hour), false}} {
 		clk.Set(tc.at)
-		got, err := s.Seen(t.Context(), "trace", []string{"d1"})
+		got, err := s.Load(t.Context(), "trace", []string{"d1"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got["d1"] != tc.want {
-			t.Errorf("Seen at %s = %v, want %v", tc.at, got["d1"], tc.want)
+		if _, ok := got["d1"]; ok != tc.want {
+			t.Errorf("Load at %s found d1: %v, want %v", tc.at, ok, tc.want)
 		}
 	}
 }
@@ -426,15 +426,17 @@ func TestLedgerLongIDs(t *testing.T) {
 	s := firestore.New(testenv.Firestore(t))
 	ns := strings.Repeat("n/", state.MaxNameBytes/2)
 	a, b := strings.Repeat("/", state.MaxNameBytes), strings.Repeat("/", state.MaxNameBytes-1)+"."
-	if err := s.Record(t.Context(), ns, []string{a}, time.Now().Add(time.Hour)); err != nil {
+	if err := s.Record(t.Context(), ns, map[string][]byte{a: nil}, time.Now().Add(time.Hour)); err != nil {
 		t.Fatalf("Record: %v", err)
 	}
-	got, err := s.Seen(t.Context(), ns, []string{a, b})
+	got, err := s.Load(t.Context(), ns, []string{a, b})
 	if err != nil {
-		t.Fatalf("Seen: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
-	if !got[a] || got[b] {
-		t.Errorf("Seen = %v, want only the recorded id", got)
+	_, hasA := got[a]
+	_, hasB := got[b]
+	if !hasA || hasB {
+		t.Errorf("Load = %v, want only the recorded id", got)
 	}
 }
 

@@ -15,15 +15,17 @@ type ledgerDoc struct {
 	Namespace string    `firestore:"namespace"`
 	ID        string    `firestore:"id"`
 	ExpireAt  time.Time `firestore:"expire_at"` // ExpireAtField
+	Data      []byte    `firestore:"data,omitempty"`
 }
 
 func (s *Store) ledgerRef(namespace, id string) *gfs.DocumentRef {
 	return s.client.Collection(LedgerCollection).Doc(ledgerID(namespace, id))
 }
 
-// Seen returns the ids recorded in namespace whose entry has not expired by the store's clock.
-// Expired entries count as absent even before the TTL policy deletes them, which it does lazily.
-func (s *Store) Seen(ctx context.Context, namespace string, ids []string) (map[string]bool, error) {
+// Load returns the entries recorded in namespace under ids whose entry has not expired by the
+// store's clock, with their data. Expired entries count as absent even before the TTL policy
+// deletes them, which it does lazily.
+func (s *Store) Load(ctx context.Context, namespace string, ids []string) (map[string][]byte, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if err := state.CheckLedger(namespace, ids); err != nil {
@@ -31,17 +33,17 @@ func (s *Store) Seen(ctx context.Context, namespace string, ids []string) (map[s
 	}
 	ids = state.Unique(ids)
 	now := s.clock.Now()
-	seen := make(map[string]bool)
+	found := make(map[string][]byte)
 	for start := 0; start < len(ids); start += getAllBatch {
 		batch := ids[start:min(start+getAllBatch, len(ids))]
-		if err := s.seenBatch(ctx, namespace, batch, now, seen); err != nil {
+		if err := s.loadEntries(ctx, namespace, batch, now, found); err != nil {
 			return nil, err
 		}
 	}
-	return seen, nil
+	return found, nil
 }
 
-func (s *Store) seenBatch(ctx context.Context, namespace string, ids []string, now time.Time, seen map[string]bool) error {
+func (s *Store) loadEntries(ctx context.Context, namespace string, ids []string, now time.Time, found map[string][]byte) error {
 	refs := make([]*gfs.DocumentRef, len(ids))
 	for i, id := range ids {
 		refs[i] = s.ledgerRef(namespace, id)
@@ -61,23 +63,23 @@ func (s *Store) seenBatch(ctx context.Context, namespace string, ids []string, n
 		}
 		// The id is compared too: a long id's document id is only a hash of it.
 		if d.Namespace == namespace && d.ID == ids[i] && now.Before(d.ExpireAt) {
-			seen[ids[i]] = true
+			found[ids[i]] = d.Data
 		}
 	}
 	return nil
 }
 
-// Record writes one ledger document per id, replacing any earlier entry (and its expiry).
-func (s *Store) Record(ctx context.Context, namespace string, ids []string, expireAt time.Time) error {
+// Record records entries in namespace until expireAt, replacing earlier entries (BulkWriter: one
+// write per entry).
+func (s *Store) Record(ctx context.Context, namespace string, entries map[string][]byte, expireAt time.Time) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if err := state.CheckRecord(namespace, ids, expireAt); err != nil {
+	if err := state.CheckRecord(namespace, entries, expireAt); err != nil {
 		return err
 	}
-	ids = state.Unique(ids)
-	writes := make([]write, len(ids))
-	for i, id := range ids {
-		writes[i] = write{name: "id " + id, ref: s.ledgerRef(namespace, id), data: &ledgerDoc{Namespace: namespace, ID: id, ExpireAt: expireAt}}
+	writes := make([]write, 0, len(entries))
+	for id, data := range entries {
+		writes = append(writes, write{name: "id " + id, ref: s.ledgerRef(namespace, id), data: &ledgerDoc{Namespace: namespace, ID: id, ExpireAt: expireAt, Data: data}})
 	}
 	return s.bulkSet(ctx, "record ledger entries of "+namespace, writes)
 }

@@ -34,8 +34,10 @@ func TestStuckFirestoreCallsEndAtTheTimeout(t *testing.T) {
 		"Commit": func(ctx context.Context) error {
 			return s.Commit(ctx, "argo/x", "h", []*state.Run{{Key: "k", ExpireAt: now.Add(time.Hour)}}, now, state.Index{})
 		},
-		"Seen":   func(ctx context.Context) error { _, err := s.Seen(ctx, "trace", []string{"a"}); return err },
-		"Record": func(ctx context.Context) error { return s.Record(ctx, "trace", []string{"a"}, now.Add(time.Hour)) },
+		"Load": func(ctx context.Context) error { _, err := s.Load(ctx, "trace", []string{"a"}); return err },
+		"Record": func(ctx context.Context) error {
+			return s.Record(ctx, "trace", map[string][]byte{"a": nil}, now.Add(time.Hour))
+		},
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
