@@ -16,8 +16,13 @@ import (
 	"time"
 )
 
-// SchemaVersion is the version of the RunDelta JSON this code writes and accepts.
-const SchemaVersion = 1
+// SchemaVersion is the version of the messages this code writes: a Batch of RunDeltas. It also
+// reads SchemaVersion1, one RunDelta per message, so that messages in flight during an upgrade
+// are still processed.
+const (
+	SchemaVersion  = 2
+	SchemaVersion1 = 1
+)
 
 // Sources FARM knows.
 const (
@@ -33,10 +38,12 @@ const (
 	AttrTenant        = "tenant"
 	AttrEnvironment   = "environment"
 	AttrInstance      = "instance"
-	AttrDeltaID       = "delta_id"
+	AttrDeltaID       = "delta_id" // version 1: the delta's id
+	AttrBatchID       = "batch_id" // version 2: the batch's id
+	AttrDeltas        = "deltas"   // version 2: how many deltas the batch carries
 )
 
-// RunDelta is one message: a run's current state and the task transitions seen since the
+// RunDelta is one run's delta, inside a Batch (or, in version 1, a message of its own): a run's current state and the task transitions seen since the
 // previous poll (or, on replay, every transition still visible).
 type RunDelta struct {
 	SchemaVersion int    `json:"schema_version"`
@@ -188,40 +195,29 @@ func Encode(d *RunDelta) ([]byte, error) {
 	return b, nil
 }
 
-// Decode reads a RunDelta message. A schema version this build does not read is
-// ErrUnsupportedVersion; a document that breaks schemas/rundelta.schema.json is ErrInvalid (see
-// ValidateJSON: the one validation of a message, used by every consumer).
+// Decode reads a message that holds one RunDelta: a version-1 message, or a batch of one. A
+// schema version this build does not read is ErrUnsupportedVersion; a document that breaks
+// schemas/rundelta.schema.json is ErrInvalid (see ValidateJSON: the one validation of a message,
+// used by every consumer). Consumers read messages with DecodeDeltas.
 func Decode(data []byte) (*RunDelta, error) {
-	var probe struct {
-		SchemaVersion *int `json:"schema_version"`
-	}
-	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if probe.SchemaVersion == nil {
-		return nil, fmt.Errorf("%w: no schema_version", ErrInvalid)
-	}
-	if *probe.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrUnsupportedVersion, *probe.SchemaVersion, SchemaVersion)
-	}
-	if err := ValidateJSON(data); err != nil {
+	ds, err := DecodeDeltas(data)
+	if err != nil {
 		return nil, err
 	}
-	var d RunDelta
-	if err := json.Unmarshal(data, &d); err != nil {
-		// Valid by the schema but not decodable (an integer written as 1.0, or beyond int64).
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	if len(ds) != 1 {
+		return nil, fmt.Errorf("%w: a batch of %d deltas where one was expected", ErrInvalid, len(ds))
 	}
-	return &d, nil
+	return &ds[0], nil
 }
 
-// Validate checks d as a message would be checked: encoded, against the schema.
+// Validate checks d as a delta would be checked: encoded as a version-1 message, against the
+// schema's run_delta.
 func (d *RunDelta) Validate() error {
 	b, err := Encode(d)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return ValidateJSON(b)
+	return validateDelta(b)
 }
 
 func joinProblems(p []string) string {
@@ -239,7 +235,7 @@ func joinProblems(p []string) string {
 	return b.String()
 }
 
-// Attributes returns the Pub/Sub attributes of d.
+// Attributes returns the Pub/Sub attributes of d as a version-1 message.
 func (d *RunDelta) Attributes() map[string]string {
 	return map[string]string{
 		AttrSource:        d.Run.Source,

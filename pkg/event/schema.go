@@ -26,11 +26,25 @@ var SchemaKeywords = []string{
 // annotations are keywords that describe and constrain nothing.
 var annotations = []string{"$schema", "$id", "$defs", "title", "description"}
 
-// ValidateJSON checks a RunDelta document against the schema, the way a JSON Schema (2020-12)
-// validator asserting formats would, with one difference the schema itself documents: properties
-// it does not name are ignored, because a newer release may add optional ones without a new
-// schema_version. The error wraps ErrInvalid and names the first few violations by JSON path.
+// ValidateJSON checks a message against the schema, the way a JSON Schema (2020-12) validator
+// asserting formats would, with one difference the schema itself documents: properties it does
+// not name are ignored, because a newer release may add optional ones without a new
+// schema_version. A document whose schema_version is 1 is a version-1 message, checked against
+// $defs/run_delta; any other against the schema itself (a version-2 batch). The error wraps
+// ErrInvalid and names the first few violations by JSON path.
 func ValidateJSON(data []byte) error {
+	return validate(data, "")
+}
+
+// validateDelta checks one RunDelta document against $defs/run_delta.
+func validateDelta(data []byte) error {
+	return validate(data, deltaDef)
+}
+
+// deltaDef is the definition of one RunDelta in the schema.
+const deltaDef = "run_delta"
+
+func validate(data []byte, def string) error {
 	root, err := rundeltaSchema()
 	if err != nil {
 		return err
@@ -44,8 +58,15 @@ func ValidateJSON(data []byte) error {
 	if dec.More() {
 		return fmt.Errorf("%w: data after the JSON document", ErrInvalid)
 	}
+	node := root.node
+	if obj, ok := doc.(map[string]any); def == "" && ok && jsonEqual(float64(SchemaVersion1), obj["schema_version"]) {
+		def = deltaDef
+	}
+	if def != "" {
+		node, _ = root.defs[def].(map[string]any)
+	}
 	v := validator{defs: root.defs}
-	v.check("", root.node, doc)
+	v.check("", node, doc)
 	if len(v.problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, joinProblems(v.problems))
 	}

@@ -8,8 +8,9 @@
 //     active any more (they finished, possibly long after they started);
 //  3. skips every run whose fingerprint matches the index (no store operation at all), reads the
 //     stored state of the others in one batch and diffs them task by task (diff.go);
-//  4. publishes one RunDelta per changed run (split if large), ordered by run, and waits until
-//     Pub/Sub has acknowledged every message;
+//  4. makes one RunDelta per changed run (split if large), publishes them packed into batches
+//     (event.Pack: several runs per message, each run always under the same ordering key, so its
+//     deltas stay in order), and waits until Pub/Sub has acknowledged every message;
 //  5. only then writes the run states, the index and the cursor.
 //
 // A crash before 5 leaves the cursor and the run states where they were, so the next poll
@@ -90,6 +91,9 @@ type Options struct {
 	SourceKind string
 	// MaxBackfillWindow is the largest since..until a backfill may ask for (0: no limit).
 	MaxBackfillWindow time.Duration
+	// Batch bounds a message's deltas and sets the ordering keys' shards (zero fields:
+	// event.DefaultBatchLimits).
+	Batch event.BatchLimits
 }
 
 func (o *Options) defaults() {
@@ -113,6 +117,16 @@ func (o *Options) defaults() {
 	}
 	if o.DiffBatch <= 0 {
 		o.DiffBatch = 256
+	}
+	def := event.DefaultBatchLimits
+	if o.Batch.MaxDeltas <= 0 {
+		o.Batch.MaxDeltas = def.MaxDeltas
+	}
+	if o.Batch.MaxBytes <= 0 {
+		o.Batch.MaxBytes = def.MaxBytes
+	}
+	if o.Batch.Shards <= 0 {
+		o.Batch.Shards = def.Shards
 	}
 }
 
@@ -306,7 +320,7 @@ type CommitChecker interface {
 
 // publish sends deltas (split into messages) and counts them in res; a dry run only counts them.
 func (e *Engine) publish(ctx context.Context, deltas []*event.RunDelta, dryRun bool, res *Result) error {
-	msgs, err := e.messages(deltas)
+	msgs, _, err := event.Pack(deltas, e.opts.Batch)
 	if err != nil {
 		return err
 	}
@@ -586,18 +600,6 @@ func truncateArgs(annotations map[string]string, params []event.Parameter) (map[
 		}
 	}
 	return a, p
-}
-
-func (e *Engine) messages(deltas []*event.RunDelta) ([]event.Message, error) {
-	msgs := make([]event.Message, 0, len(deltas))
-	for _, d := range deltas {
-		data, err := event.Encode(d)
-		if err != nil {
-			return nil, err
-		}
-		msgs = append(msgs, event.Message{Data: data, OrderingKey: d.Run.Key(), Attributes: d.Attributes()})
-	}
-	return msgs, nil
 }
 
 // nextIndex is what the index should hold after this poll. An incremental poll keeps exactly the

@@ -66,6 +66,7 @@ type bqEnv struct {
 	emu    *testenv.BigQuery
 	client *bigquery.Client
 	sink   *sink.Sink
+	w      *sink.BigQueryWriter // what sink writes with
 	logs   *logBuffer
 }
 
@@ -84,7 +85,7 @@ func newBQEnv(t *testing.T, setup bool) *bqEnv {
 		Project: testProject, Dataset: testDataset, Endpoint: emu.Endpoint, Timeout: callTimeout,
 	})
 	t.Cleanup(func() { _ = w.Close() })
-	e.sink = sink.New(w, e.logs.logger())
+	e.w, e.sink = w, sink.New(w, e.logs.logger())
 	return e
 }
 
