@@ -1,5 +1,7 @@
-// Package event is FARM's message contract: the RunDelta that a poll publishes for every run that
-// changed, the task events inside it, and the deterministic ids that make replays recognisable.
+// Package event is FARM's message contract: the RunDelta a poll makes of every run that changed,
+// published several to a message (Batch, schema version 2; Pack composes them, DecodeDeltas reads
+// both versions), the task events inside it, and the deterministic ids that make replays
+// recognisable.
 //
 // Every consumer (trace, BigQuery sink) depends on this package and nothing else from the poll
 // side, so a change here is a change of the wire format, and schemas/rundelta.schema.json changes
