@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"cloud.google.com/go/bigquery"
 
 	"github.com/farmobs/farm/internal/sinktest"
 	"github.com/farmobs/farm/pkg/event"
@@ -199,4 +202,24 @@ func (r *rejecting) Write(_ context.Context, table string, rows []sink.Row) erro
 		}
 	}
 	return nil
+}
+
+// TestBatchesAndVersionOneMessagesAreWritten: a batch's deltas (several runs) are written from
+// one delivery, and a version-1 message still in flight during an upgrade is written as before.
+// Against the BigQuery emulator.
+func TestBatchesAndVersionOneMessagesAreWritten(t *testing.T) {
+	env := newBQEnv(t, true)
+	a, b, c := deltaOfRun("a"), deltaOfRun("b"), deltaOfRun("c")
+	env.mustDeliver(t, sinktest.Batch(t, []*event.RunDelta{a, b}, "500", sinktest.Day0))
+	env.mustDeliver(t, sinktest.MessageV1(t, c, "501", sinktest.Day0))
+	got := env.query(t, "SELECT message_id, schema_version, run_uid, COUNT(*) AS n FROM farm.argo GROUP BY message_id, schema_version, run_uid ORDER BY run_uid")
+	n := int64(len(a.Events))
+	want := []map[string]bigquery.Value{
+		{"message_id": "500", "schema_version": int64(2), "run_uid": "a", "n": n},
+		{"message_id": "500", "schema_version": int64(2), "run_uid": "b", "n": n},
+		{"message_id": "501", "schema_version": int64(1), "run_uid": "c", "n": n},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rows by message and run:\n got %v\nwant %v", got, want)
+	}
 }
