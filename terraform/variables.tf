@@ -457,7 +457,7 @@ variable "retry_backoff" {
 }
 
 variable "message_ordering" {
-  description = "Deliver each run's messages in publish order (the poll publishes with the run as ordering key)."
+  description = "Deliver each run's messages in publish order (the poll publishes under <source>/<instance>/<shard>, a run always in the same shard, as ordering key)."
   type        = bool
   default     = true
 }

@@ -110,8 +110,8 @@ type Parameter struct {
 	Value *string `json:"value,omitempty"`
 }
 
-// Key is the run's identity, stable across polls and machines. It is the Pub/Sub ordering key
-// and the state store's document key.
+// Key is the run's identity, stable across polls and machines: the state store's document key,
+// and what chooses the run's Pub/Sub ordering key (OrderingKey).
 func (r Run) Key() string {
 	return r.Source + "/" + r.Instance + "/" + r.Namespace + "/" + r.UID
 }
