@@ -31,7 +31,7 @@ func FromConfig(cfg config.Sink, log *slog.Logger, opts ...Option) (*Sink, error
 
 // Close releases the writer's resources (the BigQuery client), if it has any.
 func (s *Sink) Close() error {
-	if c, ok := s.w.(io.Closer); ok {
+	if c, ok := s.dest.(io.Closer); ok {
 		return c.Close()
 	}
 	return nil
@@ -41,7 +41,7 @@ func (s *Sink) Close() error {
 // schemas directory (for emulators and local runs; terraform owns them in Google Cloud), for files
 // nothing (the directory is created on first write).
 func (s *Sink) Prepare(ctx context.Context, schemas fs.FS) error {
-	w, ok := s.w.(*BigQueryWriter)
+	w, ok := s.dest.(*BigQueryWriter)
 	if !ok {
 		return nil
 	}

@@ -42,7 +42,8 @@ func (e *RejectedError) Error() string {
 // Sink handles RunDelta messages: one row per task event, routed to its source's table. The rows
 // of deliveries handled at the same time share insert requests (Group).
 type Sink struct {
-	w            Writer
+	w            Writer // the Group in front of dest
+	dest         Writer
 	log          *slog.Logger
 	subscription string
 	deadLetter   *deadletter.Keeper
@@ -75,7 +76,7 @@ func (s *Sink) Group() *Group { return s.w.(*Group) }
 
 // WithGroupLimits bounds the shared insert requests (default GroupRows, GroupBytes).
 func WithGroupLimits(rows, bytes int) Option {
-	return func(s *Sink) { s.w = NewGroup(s.w.(*Group).w, rows, bytes) }
+	return func(s *Sink) { s.w = NewGroup(s.dest, rows, bytes) }
 }
 
 // New returns a Sink writing with w and logging to log (slog.Default() when nil).
@@ -83,7 +84,7 @@ func New(w Writer, log *slog.Logger, opts ...Option) *Sink {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Sink{w: NewGroup(w, GroupRows, GroupBytes), log: log}
+	s := &Sink{w: NewGroup(w, GroupRows, GroupBytes), dest: w, log: log}
 	for _, o := range opts {
 		o(s)
 	}
