@@ -195,10 +195,11 @@ resource "google_cloudfunctions2_function" "trace" {
   service_config {
     service_account_email = google_service_account.trace.email
     available_memory      = var.function_memory.trace
+    available_cpu         = var.consumer_cpu.trace
     timeout_seconds       = var.consumer_timeout_seconds
     max_instance_count    = local.datadog_sidecar ? 1 : var.consumer_max_instances
-    # One message per instance at a time: the handler flushes the tracer before it answers.
-    max_instance_request_concurrency = 1
+    # Deliveries that arrive together share an instance's billed time (and the tracer's session).
+    max_instance_request_concurrency = var.consumer_concurrency.trace
     # Only Pub/Sub push (from inside Google Cloud) calls it.
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
@@ -255,11 +256,13 @@ resource "google_cloudfunctions2_function" "sink" {
   }
 
   service_config {
-    service_account_email            = google_service_account.sink.email
-    available_memory                 = var.function_memory.sink
-    timeout_seconds                  = var.consumer_timeout_seconds
-    max_instance_count               = var.consumer_max_instances
-    max_instance_request_concurrency = 1
+    service_account_email = google_service_account.sink.email
+    available_memory      = var.function_memory.sink
+    available_cpu         = var.consumer_cpu.sink
+    timeout_seconds       = var.consumer_timeout_seconds
+    max_instance_count    = var.consumer_max_instances
+    # Deliveries that arrive together share an instance's billed time and insert requests.
+    max_instance_request_concurrency = var.consumer_concurrency.sink
     ingress_settings                 = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision   = true
     environment_variables            = { for k, v in local.sink_env : k => v if v != null }

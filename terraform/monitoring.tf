@@ -293,7 +293,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
       Pub/Sub moved them to `${google_pubsub_subscription.dead_letter.name}`. Their spans or rows are
       missing until they are delivered again. Read them with
       `gcloud pubsub subscriptions pull ${google_pubsub_subscription.dead_letter.name} --limit=10`
-      (the `delta_id` and `source` attributes name the run), fix the cause (the functions' error
+      (the `source` and `batch_id` attributes name the batch, the data its runs; messages of releases before batches carry `delta_id`), fix the cause (the functions' error
       logs), then replay the window with a backfill ({"since", "until", "replay": true}) and
       acknowledge the dead letters. The incident closes when the subscription is empty.
     EOT

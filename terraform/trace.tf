@@ -76,8 +76,8 @@ resource "google_cloud_run_v2_service" "trace" {
   template {
     service_account = google_service_account.trace.email
     timeout         = "${var.consumer_timeout_seconds}s"
-    # One message per instance at a time: the handler stops the tracer before it answers.
-    max_instance_request_concurrency = 1
+    # Deliveries that arrive together share an instance (and the tracer's session).
+    max_instance_request_concurrency = var.consumer_concurrency.trace
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
 
     scaling {
@@ -103,7 +103,7 @@ resource "google_cloud_run_v2_service" "trace" {
 
       resources {
         limits = {
-          cpu    = "1"
+          cpu    = var.consumer_cpu.trace
           memory = var.function_memory.trace
         }
         cpu_idle          = false

@@ -375,7 +375,7 @@ variable "function_memory" {
   description = "Memory of each function kind."
   type = object({
     poll  = optional(string, "512Mi")
-    trace = optional(string, "512Mi")
+    trace = optional(string, "1Gi")
     sink  = optional(string, "512Mi")
   })
   default = {}
@@ -383,6 +383,34 @@ variable "function_memory" {
   validation {
     condition     = alltrue([for m in values(var.function_memory) : can(regex("^[0-9]+(Mi|Gi)$", m))])
     error_message = "Each function_memory value must be a size such as \"512Mi\" or \"1Gi\"."
+  }
+}
+
+variable "consumer_concurrency" {
+  description = "Deliveries one instance of the trace or sink function takes at a time. Concurrent deliveries share the instance's billed time, the sink's insert requests and the tracer's session; Pub/Sub delivers one message per ordering key at a time, so a source's deliveries arrive at most 4 at a time (its shards), several sources more."
+  type = object({
+    trace = optional(number, 40)
+    sink  = optional(number, 80)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for c in values(var.consumer_concurrency) : c >= 1 && c <= 1000 && floor(c) == c])
+    error_message = "Each consumer_concurrency value must be a whole number between 1 and 1000 (Cloud Run's limit)."
+  }
+}
+
+variable "consumer_cpu" {
+  description = "vCPUs of an instance of the trace or sink function. Cloud Run takes more than one request at a time only with at least 1 vCPU; 1 vCPU needs at least 512Mi of memory (function_memory)."
+  type = object({
+    trace = optional(string, "1")
+    sink  = optional(string, "1")
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for c in values(var.consumer_cpu) : contains(["1", "2", "4", "6", "8"], c)])
+    error_message = "Each consumer_cpu value must be \"1\", \"2\", \"4\", \"6\" or \"8\" vCPUs: concurrency above 1 needs at least one whole vCPU."
   }
 }
 
@@ -429,7 +457,7 @@ variable "retry_backoff" {
 }
 
 variable "message_ordering" {
-  description = "Deliver each run's messages in publish order (the poll publishes with the run as ordering key)."
+  description = "Deliver each run's messages in publish order (the poll publishes under <source>/<instance>/<shard>, a run always in the same shard, as ordering key)."
   type        = bool
   default     = true
 }

@@ -59,7 +59,11 @@ func deltas(t *testing.T, out []byte) []*event.RunDelta {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
-		d, err := event.Decode(sc.Bytes())
+		d := new(event.RunDelta)
+		err := json.Unmarshal(sc.Bytes(), d)
+		if err == nil {
+			err = d.Validate()
+		}
 		if err != nil {
 			t.Fatalf("stdout line is not a RunDelta: %v\n%s", err, sc.Text())
 		}

@@ -44,18 +44,22 @@ func published(t *testing.T, deltas ...*event.RunDelta) []event.Message {
 	t.Cleanup(func() { _ = pub.Close() })
 	var msgs []event.Message
 	for _, d := range deltas {
-		data, err := event.Encode(d)
+		m, err := event.MessageOf(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgs = append(msgs, event.Message{Data: data, Attributes: d.Attributes(), OrderingKey: d.Run.Key()})
+		msgs = append(msgs, m)
 	}
 	if err := pub.Publish(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
 	byDelta := map[string]event.Message{}
 	for _, m := range srv.Messages() {
-		byDelta[m.Attributes[event.AttrDeltaID]] = event.Message{
+		ds, err := event.DecodeDeltas(m.Data)
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("published message %s: %d deltas, %v", m.ID, len(ds), err)
+		}
+		byDelta[ds[0].ID] = event.Message{
 			ID: m.ID, PublishTime: m.PublishTime, Attributes: m.Attributes, Data: m.Data,
 			OrderingKey: m.OrderingKey, Subscription: sinktest.Subscription,
 		}

@@ -93,11 +93,11 @@ func envelope(t *testing.T, id string, data []byte) []byte {
 
 func encoded(t *testing.T, d *event.RunDelta) []byte {
 	t.Helper()
-	b, err := event.Encode(d)
+	m, err := event.MessageOf(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return m.Data
 }
 
 func ok(code int) bool { return code/100 == 2 }
@@ -147,7 +147,7 @@ func TestTraceFunction(t *testing.T) {
 	})
 
 	t.Run("poison is acknowledged", func(t *testing.T) {
-		bad := strings.Replace(string(encoded(t, workflow("u2", time.Now()))), `"schema_version":1`, `"schema_version":2`, 1)
+		bad := strings.Replace(string(encoded(t, workflow("u2", time.Now()))), `"schema_version":2`, `"schema_version":3`, 1)
 		before := len(dlq.Letters())
 		bodies := [][]byte{[]byte("not an envelope"), envelope(t, "m-2", []byte(bad)), envelope(t, "m-3", []byte("{"))}
 		for i, body := range bodies {

@@ -25,15 +25,17 @@ type Function struct {
 	Concurrency int     // max_instance_request_concurrency
 }
 
-// Deployed are terraform's defaults (terraform/functions.tf, trace.tf, variables.tf): every function
-// 512Mi, whose default CPU is 1/3 vCPU, one request at a time; the trace service with the DataDog
-// sidecar (datadog_site, the default path) runs 1 vCPU + 512Mi for the tracer and 1 vCPU + 512Mi
-// for serverless-init, CPU always allocated (instance-based billing).
+// Deployed are terraform's defaults (terraform/functions.tf, trace.tf, variables.tf): the poll
+// 512Mi, whose default CPU is 1/3 vCPU, one request at a time; the trace function 1 vCPU + 1Gi and
+// the sink 1 vCPU + 512Mi (consumer_cpu, function_memory) taking 40 and 80 deliveries at a time
+// (consumer_concurrency); the trace service with the DataDog sidecar (datadog_site, the default
+// path) runs 1 vCPU + 1Gi for the tracer and 1 vCPU + 512Mi for serverless-init, CPU always
+// allocated (instance-based billing).
 var Deployed = Deployment{
 	Poll:         Function{"poll", 1.0 / 3, 0.5, 1},
-	Trace:        Function{"trace", 1.0 / 3, 0.5, 1},
-	Sink:         Function{"sink", 1.0 / 3, 0.5, 1},
-	TraceSidecar: Function{"trace+sidecar", 2, 1, 1},
+	Trace:        Function{"trace", 1, 1, 40},
+	Sink:         Function{"sink", 1, 0.5, 80},
+	TraceSidecar: Function{"trace+sidecar", 2, 1.5, 40},
 }
 
 // Deployment is the functions a bill is computed for.
@@ -48,10 +50,14 @@ type BillInput struct {
 	Interval          time.Duration // between polls: one Cloud Scheduler request each
 	TaskExecs         float64       // task events reaching a final state
 	Messages          float64       // published messages: one push delivery to each consumer
+	Keys              float64       // ordering keys among them: Pub/Sub delivers one message per key at a time
 	PubSubBytes       float64       // billed bytes of one publish or one delivery of every message: max(1,000, size) each
 	PollWall          time.Duration // the poll's wall time (one request)
 	TraceWall         time.Duration // the trace handler's wall per delivery
+	TraceCPU          time.Duration // … and its CPU time
 	SinkWall          time.Duration // the sink handler's wall per delivery
+	SinkCPU           time.Duration // … and its CPU time
+	EgressBytes       float64       // spans sent towards DataDog (the tracer's msgpack payloads)
 	PollReads         float64       // Firestore, by the poll
 	PollWrites        float64       //
 	RunDeletes        float64       // run documents that will expire (TTL): runs reaching a final state
@@ -95,10 +101,29 @@ func billedSeconds(d time.Duration) float64 {
 	return (n * g).Seconds()
 }
 
-// requestTime is the CPU and memory cost of requests of wall each, on f: with concurrency c, at
-// best c requests share an instance's billed time.
+// requestTime is the CPU and memory cost of requests of wall each, on f, one at a time.
 func requestTime(f Function, requests float64, wall time.Duration) (secs, usd float64) {
-	secs = requests * billedSeconds(wall) / float64(max(f.Concurrency, 1))
+	secs = requests * billedSeconds(wall)
+	return secs, secs * (f.VCPU*PriceRunCPU.Each() + f.GiB*PriceRunMemory.Each())
+}
+
+// consumerSeconds is the billed instance time of deliveries of wall and cpu each on f: Pub/Sub
+// pushes one message per ordering key at a time, so up to min(concurrency, keys) of them are in
+// flight together on one instance, a wave, billed once (rounded up to 100 ms) for as long as its
+// slowest delivery or as its CPU work takes on f's vCPUs, whichever is longer.
+func consumerSeconds(f Function, deliveries, keys float64, wall, cpu time.Duration) float64 {
+	if deliveries <= 0 {
+		return 0
+	}
+	wave := max(1, min(float64(max(f.Concurrency, 1)), keys, deliveries))
+	waves := math.Ceil(deliveries / wave)
+	busy := max(wall, time.Duration(wave*float64(cpu)/max(f.VCPU, 1e-9)))
+	return waves * billedSeconds(busy)
+}
+
+// consumerTime prices consumerSeconds.
+func consumerTime(f Function, deliveries, keys float64, wall, cpu time.Duration) (secs, usd float64) {
+	secs = consumerSeconds(f, deliveries, keys, wall, cpu)
 	return secs, secs * (f.VCPU*PriceRunCPU.Each() + f.GiB*PriceRunMemory.Each())
 }
 
@@ -122,11 +147,11 @@ func Compute(name string, in BillInput, dep Deployment) (Bill, error) {
 	add("Cloud Run requests: push deliveries (trace, sink)", pushes, "requests", pushes*PriceRunRequest.Each())
 	s, usd := requestTime(dep.Poll, in.PollRequests, in.PollWall)
 	add(fmt.Sprintf("Cloud Run CPU+memory: poll (%.2f vCPU, %.2g GiB)", dep.Poll.VCPU, dep.Poll.GiB), s, "billed s", usd)
-	s, usd = requestTime(dep.Trace, in.Messages, in.TraceWall)
-	add(fmt.Sprintf("Cloud Run CPU+memory: trace (%.2f vCPU, %.2g GiB)", dep.Trace.VCPU, dep.Trace.GiB), s, "billed s", usd)
+	s, usd = consumerTime(dep.Trace, in.Messages, in.Keys, in.TraceWall, in.TraceCPU)
+	add(fmt.Sprintf("Cloud Run CPU+memory: trace (%.2f vCPU, %.2g GiB, concurrency %d)", dep.Trace.VCPU, dep.Trace.GiB, dep.Trace.Concurrency), s, "billed s", usd)
 	traceFn := b.Lines[len(b.Lines)-1].USD + in.Messages*PriceRunRequest.Each()*per
-	s, usd = requestTime(dep.Sink, in.Messages, in.SinkWall)
-	add(fmt.Sprintf("Cloud Run CPU+memory: sink (%.2f vCPU, %.2g GiB)", dep.Sink.VCPU, dep.Sink.GiB), s, "billed s", usd)
+	s, usd = consumerTime(dep.Sink, in.Messages, in.Keys, in.SinkWall, in.SinkCPU)
+	add(fmt.Sprintf("Cloud Run CPU+memory: sink (%.2f vCPU, %.2g GiB, concurrency %d)", dep.Sink.VCPU, dep.Sink.GiB, dep.Sink.Concurrency), s, "billed s", usd)
 	psBytes := in.PubSubBytes * (1 + consumers)
 	add("Pub/Sub: publish + each subscription's delivery", psBytes, "billed bytes", psBytes*PricePubSub.Each())
 	add("Firestore reads: poll", in.PollReads, "reads", in.PollReads*PriceFirestoreRead.Each())
@@ -138,11 +163,15 @@ func Compute(name string, in BillInput, dep Deployment) (Bill, error) {
 	add(fmt.Sprintf("BigQuery streaming inserts (%.1f rows)", in.Rows), in.BigQueryRowBytes, "billed bytes", in.BigQueryRowBytes*PriceBigQueryStreaming.Each())
 	jobs := in.SchedulerJobs / pollsPerMonth
 	add("Cloud Scheduler (job-months, amortised)", jobs, "job-months", jobs*PriceSchedulerJob.Each())
-	add("Network", 0, "bytes", 0)
+	add("Network: ingress (API responses; Pub/Sub, Firestore, BigQuery in region)", 0, "bytes", 0)
+	add("Network: egress of spans to DataDog (upper bound)", in.EgressBytes, "bytes", in.EgressBytes*PriceInternetEgress.Each())
 	for _, l := range b.Lines {
 		b.Total += l.USD
 	}
 	f := dep.TraceSidecar
+	if in.TraceInstanceSecs == 0 {
+		in.TraceInstanceSecs = max(in.Interval.Seconds(), consumerSeconds(f, in.Messages, in.Keys, in.TraceWall, in.TraceCPU))
+	}
 	side := in.TraceInstanceSecs * (f.VCPU*PriceRunCPUInstance.Each() + f.GiB*PriceRunMemoryInstance.Each())
 	b.Sidecar = Line{fmt.Sprintf("trace service with sidecar (%.0f vCPU, %.2g GiB, CPU always allocated)", f.VCPU, f.GiB), in.TraceInstanceSecs, "instance s", side * per}
 	b.TotalSide = b.Total - traceFn + b.Sidecar.USD
@@ -152,14 +181,14 @@ func Compute(name string, in BillInput, dep Deployment) (Bill, error) {
 // BillAssumptions are printed in the bill's header (and written down in BENCHMARKS.md).
 var BillAssumptions = []string{
 	"a task execution is a task event whose status is final (an Argo node or an Airflow try), counted in what the measured polls published",
-	"one Cloud Run request per scheduled poll and per push delivery to each of the 2 consumers (trace, sink); one Cloud Scheduler job per source, month of 30 days",
-	"request-based functions (terraform defaults: 512Mi = 1/3 vCPU, concurrency 1): poll billed its measured poll wall, trace and sink their mean measured handler wall per delivery, each rounded up to 100 ms per request",
+	"a message is a batch of the deltas of several runs of one poll (schema version 2): one Cloud Run request per scheduled poll and per message pushed to each of the 2 consumers (trace, sink); one Cloud Scheduler job per source, month of 30 days",
+	"request-based functions as terraform deploys them: the poll (512Mi = 1/3 vCPU, one request at a time) billed its measured wall rounded up to 100 ms; trace (1 vCPU, 1Gi, concurrency 40) and sink (1 vCPU, 512Mi, concurrency 80) billed per wave of deliveries in flight together (at most one per ordering key: min(concurrency, keys)), each wave as long as its mean handler wall or its deliveries' CPU on the instance's vCPU, rounded up to 100 ms",
 	"handler walls are in-process (tracer to a local receiver, rows encoded): the round trips to BigQuery, Firestore and DataDog are not in them; below 100 ms they change nothing",
-	"Pub/Sub: one publish request per message (every run is its own ordering key), billed max(1,000 B, data + attributes + ordering key); the same for each push delivery",
-	"Firestore: the poll's measured reads and writes; the trace ledger's reads and writes as the tracer made them (at most 1 of each per message); TTL deletes: one per run reaching a final state (runs) and one per ledger write (farm_ledger), an upper bound",
+	"Pub/Sub: every message billed max(1,000 B, data + attributes + ordering key) at publish and at each push delivery (the client batches a key's messages into fewer publish requests: an upper bound)",
+	"Firestore: the poll's measured reads and writes; the trace ledger at 1 read + 1 write per delivered message (the tracer keeps one ledger entry per message: pkg/apm's group commit); TTL deletes: one per run reaching a final state (runs) and one per ledger write (farm_ledger), an upper bound",
 	"BigQuery: the sink's legacy streaming inserts, each row billed max(1 KB, its JSON size)",
-	"sidecar mode (the default, datadog_site): instance-based, no request fee; at least one instance all month, or the deliveries' wall if longer: a lower bound",
-	"network: ingress (orchestrator API responses, Pub/Sub inside Google) is free; egress of spans to DataDog is not measured here (0 above)",
+	"sidecar mode (the default, datadog_site): instance-based, no request fee; at least one instance all month, or the deliveries' billed waves if longer: a lower bound",
+	"network: ingress (orchestrator API responses) is free, and Pub/Sub, Firestore and BigQuery in the functions' region cost no transfer; egress of spans to DataDog billed as Premium Tier internet egress of the tracer's msgpack payloads (an upper bound: the agent compresses, and an agent reached in-region over internal IPs costs none)",
 	"list prices, no free tier (2 M Run requests, 10 GiB Pub/Sub, 3 Scheduler jobs a month), Firestore regional",
 }
 
@@ -175,6 +204,8 @@ func (b Bill) Write(w io.Writer) {
 	fmt.Fprintf(tw, "%s\t%.4g\t%s\t%.4f\t\n", b.Sidecar.Component, b.Sidecar.PerPoll, b.Sidecar.Unit, b.Sidecar.USD)
 	fmt.Fprintf(tw, "TOTAL, trace with the DataDog sidecar (datadog_site, default)\t\t\t%.4f\t\n", b.TotalSide)
 	_ = tw.Flush()
+	fmt.Fprintf(w, "%s  bill under $%.2f per 1,000,000 task executions, trace as a function: $%.4f\n", passMiss(b.Total < BillTarget), BillTarget, b.Total)
+	fmt.Fprintf(w, "%s  … with the DataDog sidecar: $%.4f (its always-on instance: $%.4f)\n", passMiss(b.TotalSide < BillTarget), b.TotalSide, b.Sidecar.USD)
 }
 
 // WriteBillHeader prints the prices and assumptions once before the bills.
@@ -187,10 +218,20 @@ func WriteBillHeader(w io.Writer) {
 	}
 }
 
+// BillTarget is issue 14's target, in USD per 1,000,000 task executions, DataDog's own price excluded.
+const BillTarget = 0.50
+
+func passMiss(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
 // month is the billing month of the bill.
 const month = 30 * 24 * time.Hour
 
-// BillOf measures what r's published deliveries cost the consumers (the real tracer to a local
+// BillOf measures what r's published messages cost the consumers (the real tracer to a local
 // receiver, the sink's rows) and prices r for dep.
 func BillOf(ctx context.Context, r *Report, dep Deployment) (Bill, error) {
 	s := r.Summarize()
@@ -206,23 +247,26 @@ func BillOf(ctx context.Context, r *Report, dep Deployment) (Bill, error) {
 	if err != nil {
 		return Bill{Name: name}, fmt.Errorf("%s: %w", name, err)
 	}
-	n := float64(len(r.Sample))
-	scale := s.Messages / n // per-delivery figures, to all the messages of a poll
-	traceWall := tp.SpanWall / time.Duration(len(r.Sample))
+	msgs := time.Duration(c.messages)
+	scale := s.Messages / float64(c.messages) // per-message figures of the sample, to all the messages of a poll
 	in := BillInput{
 		Interval:         r.Config.Estate.Interval,
 		TaskExecs:        float64(c.taskExecs) * scale,
 		Messages:         s.Messages,
+		Keys:             min(s.Messages, float64(c.keys)),
 		PubSubBytes:      float64(c.pubsubBytes) * scale,
 		PollWall:         s.Wall,
-		TraceWall:        traceWall,
-		SinkWall:         tp.RowWall / time.Duration(len(r.Sample)),
+		TraceWall:        tp.SpanWall / msgs,
+		TraceCPU:         tp.SpanCPU / msgs,
+		SinkWall:         tp.RowWall / msgs,
+		SinkCPU:          tp.RowCPU / msgs,
+		EgressBytes:      float64(tp.SpanBytes) * scale,
 		PollReads:        s.Reads,
 		PollWrites:       s.Writes,
 		RunDeletes:       float64(c.runsFinished) * scale,
-		LedgerReads:      float64(tp.LedgerReads) * scale,
-		LedgerWrites:     float64(tp.LedgerWrites) * scale,
-		LedgerDeletes:    float64(tp.LedgerWrites) * scale,
+		LedgerReads:      s.Messages, // at most 1 read + 1 write per delivered message (see BillAssumptions)
+		LedgerWrites:     s.Messages,
+		LedgerDeletes:    s.Messages,
 		BigQueryRowBytes: float64(c.rowBytes) * scale,
 		Rows:             float64(c.rows) * scale,
 		SchedulerJobs:    1,
@@ -230,18 +274,19 @@ func BillOf(ctx context.Context, r *Report, dep Deployment) (Bill, error) {
 		Consumers:        2,
 		MonthSeconds:     month.Seconds(),
 	}
-	in.TraceInstanceSecs = math.Max(r.Config.Estate.Interval.Seconds(), s.Messages*traceWall.Seconds())
 	return Compute(name, in, dep)
 }
 
 // deliveryCounts are what a set of deliveries holds that the bill prices.
 type deliveryCounts struct {
 	taskExecs, runsFinished, rows int
+	messages, keys                int // distinct messages and ordering keys
 	pubsubBytes, rowBytes         int64
 }
 
 func countDeliveries(ds []Delivery) (deliveryCounts, error) {
 	var c deliveryCounts
+	seen, keys := map[string]bool{}, map[string]bool{}
 	for _, d := range ds {
 		for _, e := range d.Delta.Events {
 			if e.Status.Terminal() {
@@ -251,11 +296,15 @@ func countDeliveries(ds []Delivery) (deliveryCounts, error) {
 		if d.Delta.Part == d.Delta.Parts && d.Delta.Run.Status.Terminal() && d.Delta.Run.PrevPhase != d.Delta.Run.Phase {
 			c.runsFinished++
 		}
-		size := len(d.Message.Data) + len(d.Message.OrderingKey)
-		for k, v := range d.Message.Attributes {
-			size += len(k) + len(v)
+		if !seen[d.Message.ID] { // a batch's deltas share their message
+			seen[d.Message.ID] = true
+			keys[d.Message.OrderingKey] = true
+			size := len(d.Message.Data) + len(d.Message.OrderingKey)
+			for k, v := range d.Message.Attributes {
+				size += len(k) + len(v)
+			}
+			c.pubsubBytes += int64(max(size, PubSubMinRequestBytes))
 		}
-		c.pubsubBytes += int64(max(size, PubSubMinRequestBytes))
 		_, rows, err := sink.Rows(d.Message, d.Delta)
 		if err != nil {
 			return c, fmt.Errorf("rows of %s: %w", d.Delta.ID, err)
@@ -273,5 +322,6 @@ func countDeliveries(ds []Delivery) (deliveryCounts, error) {
 			c.rowBytes += int64(max(len(j), BigQueryMinRowBytes))
 		}
 	}
+	c.messages, c.keys = len(seen), len(keys)
 	return c, nil
 }

@@ -13,8 +13,9 @@ import (
 // The bill's arithmetic on numbers computed by hand from the price table.
 func TestComputeBill(t *testing.T) {
 	in := BillInput{
-		Interval: time.Minute, TaskExecs: 100, Messages: 50, PubSubBytes: 50_000,
-		PollWall: 250 * time.Millisecond, TraceWall: 20 * time.Millisecond, SinkWall: 150 * time.Millisecond,
+		Interval: time.Minute, TaskExecs: 100, Messages: 50, Keys: 4, PubSubBytes: 50_000,
+		PollWall: 250 * time.Millisecond, TraceWall: 20 * time.Millisecond, TraceCPU: 10 * time.Millisecond,
+		SinkWall: 150 * time.Millisecond, SinkCPU: 30 * time.Millisecond, EgressBytes: 1 << 20,
 		PollReads: 60, PollWrites: 70, RunDeletes: 10, LedgerReads: 200, LedgerWrites: 200, LedgerDeletes: 200,
 		BigQueryRowBytes: 102_400, Rows: 100, SchedulerJobs: 1, PollRequests: 1, Consumers: 2,
 		MonthSeconds: month.Seconds(), TraceInstanceSecs: 60,
@@ -22,26 +23,28 @@ func TestComputeBill(t *testing.T) {
 	dep := Deployment{
 		Poll:         Function{"poll", 1, 1, 1},
 		Trace:        Function{"trace", 0.5, 0.5, 1},
-		Sink:         Function{"sink", 1, 2, 2}, // two requests share an instance's billed time
+		Sink:         Function{"sink", 1, 2, 8}, // up to min(8, 4 keys) deliveries share an instance's billed time
 		TraceSidecar: Function{"trace+sidecar", 2, 1, 1},
 	}
 	// USD per 1,000,000 task executions = cost per poll x 1e6 / 100 task executions.
 	want := map[string]float64{
-		"Cloud Run requests: scheduled polls":               1 * 0.40e-6 * 1e4,
-		"Cloud Run requests: push deliveries (trace, sink)": 100 * 0.40e-6 * 1e4,
-		"Cloud Run CPU+memory: poll (1.00 vCPU, 1 GiB)":     0.3 * (0.000024 + 0.0000025) * 1e4,       // 250 ms billed as 300
-		"Cloud Run CPU+memory: trace (0.50 vCPU, 0.5 GiB)":  5 * (0.5*0.000024 + 0.5*0.0000025) * 1e4, // 50 x 100 ms
-		"Cloud Run CPU+memory: sink (1.00 vCPU, 2 GiB)":     5 * (0.000024 + 2*0.0000025) * 1e4,       // 50 x 200 ms / 2
-		"Pub/Sub: publish + each subscription's delivery":   150_000 * 40 / math.Pow(2, 40) * 1e4,
-		"Firestore reads: poll":                             60 * 0.03e-5 * 1e4,
-		"Firestore writes: poll":                            70 * 0.09e-5 * 1e4,
-		"Firestore deletes: run documents (TTL)":            10 * 0.01e-5 * 1e4,
-		"Firestore reads: trace ledger":                     200 * 0.03e-5 * 1e4,
-		"Firestore writes: trace ledger":                    200 * 0.09e-5 * 1e4,
-		"Firestore deletes: trace ledger (TTL)":             200 * 0.01e-5 * 1e4,
-		"BigQuery streaming inserts (100.0 rows)":           102_400 * 0.01 / 200e6 * 1e4,
-		"Cloud Scheduler (job-months, amortised)":           0.10 / 43_200 * 1e4, // 43,200 one-minute polls in 30 days
-		"Network": 0,
+		"Cloud Run requests: scheduled polls":                             1 * 0.40e-6 * 1e4,
+		"Cloud Run requests: push deliveries (trace, sink)":               100 * 0.40e-6 * 1e4,
+		"Cloud Run CPU+memory: poll (1.00 vCPU, 1 GiB)":                   0.3 * (0.000024 + 0.0000025) * 1e4,       // 250 ms billed as 300
+		"Cloud Run CPU+memory: trace (0.50 vCPU, 0.5 GiB, concurrency 1)": 5 * (0.5*0.000024 + 0.5*0.0000025) * 1e4, // 50 x 100 ms
+		// 13 waves of 4 (50 messages over 4 keys), each 150 ms (longer than 4 x 30 ms of CPU) billed as 200.
+		"Cloud Run CPU+memory: sink (1.00 vCPU, 2 GiB, concurrency 8)":             13 * 0.2 * (0.000024 + 2*0.0000025) * 1e4,
+		"Pub/Sub: publish + each subscription's delivery":                          150_000 * 40 / math.Pow(2, 40) * 1e4,
+		"Firestore reads: poll":                                                    60 * 0.03e-5 * 1e4,
+		"Firestore writes: poll":                                                   70 * 0.09e-5 * 1e4,
+		"Firestore deletes: run documents (TTL)":                                   10 * 0.01e-5 * 1e4,
+		"Firestore reads: trace ledger":                                            200 * 0.03e-5 * 1e4,
+		"Firestore writes: trace ledger":                                           200 * 0.09e-5 * 1e4,
+		"Firestore deletes: trace ledger (TTL)":                                    200 * 0.01e-5 * 1e4,
+		"BigQuery streaming inserts (100.0 rows)":                                  102_400 * 0.01 / 200e6 * 1e4,
+		"Cloud Scheduler (job-months, amortised)":                                  0.10 / 43_200 * 1e4, // 43,200 one-minute polls in 30 days
+		"Network: ingress (API responses; Pub/Sub, Firestore, BigQuery in region)": 0,
+		"Network: egress of spans to DataDog (upper bound)":                        0.12 / 1024 * 1e4, // 1 MiB at $0.12 per GiB
 	}
 	b, err := Compute("hand", in, dep)
 	if err != nil {
@@ -60,14 +63,40 @@ func TestComputeBill(t *testing.T) {
 			t.Errorf("%s: $%.8f, want $%.8f", l.Component, l.USD, w)
 		}
 	}
-	// 0.004 + 0.4 + 0.0795 + 0.6625 + 1.45 + 0.05457 + 0.18 + 0.63 + 0.01 + 0.6 + 1.8 + 0.2 + 0.0512 + 0.02315
-	if !near(b.Total, 6.144917828) {
-		t.Errorf("total $%.6f, want $6.144918", b.Total)
+	total := 0.0
+	for _, usd := range want {
+		total += usd
+	}
+	if !near(b.Total, total) {
+		t.Errorf("total $%.6f, want $%.6f", b.Total, total)
 	}
 	// The sidecar replaces the trace function's requests ($0.2) and time ($0.6625): 60 instance
 	// seconds x (2 x 0.000018 + 1 x 0.000002) per poll.
-	if !near(b.Sidecar.USD, 22.8) || !near(b.TotalSide, 6.144917828-0.8625+22.8) {
-		t.Errorf("sidecar $%.6f, total $%.6f; want $22.8 and $%.6f", b.Sidecar.USD, b.TotalSide, 6.144917828-0.8625+22.8)
+	if !near(b.Sidecar.USD, 22.8) || !near(b.TotalSide, total-0.8625+22.8) {
+		t.Errorf("sidecar $%.6f, total $%.6f; want $22.8 and $%.6f", b.Sidecar.USD, b.TotalSide, total-0.8625+22.8)
+	}
+}
+
+// Waves of concurrent deliveries: Pub/Sub pushes one message per ordering key at a time.
+func TestConsumerSeconds(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name             string
+		f                Function
+		deliveries, keys float64
+		wall, cpu        time.Duration
+		want             float64
+	}{
+		{"one at a time", Function{"f", 1, 1, 1}, 10, 4, 30 * ms, 30 * ms, 1.0},
+		{"keys bound the wave", Function{"f", 1, 1, 80}, 10, 4, 30 * ms, 10 * ms, 0.3},        // 3 waves (4, 4, 2) of 100 ms
+		{"concurrency bounds the wave", Function{"f", 1, 1, 2}, 10, 4, 30 * ms, 10 * ms, 0.5}, // 5 waves of 2
+		{"CPU of a wave on one vCPU", Function{"f", 1, 1, 80}, 8, 8, 30 * ms, 30 * ms, 0.3},   // 8 x 30 ms of CPU: 240 ms billed 300
+		{"two vCPUs", Function{"f", 2, 1, 80}, 8, 8, 30 * ms, 30 * ms, 0.2},                   // 120 ms billed 200
+		{"nothing delivered", Function{"f", 1, 1, 80}, 0, 0, 0, 0, 0},
+	} {
+		if got := consumerSeconds(c.f, c.deliveries, c.keys, c.wall, c.cpu); !near(got, c.want) {
+			t.Errorf("%s: %g billed seconds, want %g", c.name, got, c.want)
+		}
 	}
 }
 
@@ -124,8 +153,15 @@ func TestBillOfRun(t *testing.T) {
 	if c.taskExecs != final || final == 0 {
 		t.Errorf("%d task executions counted, %d final events of %d published", c.taskExecs, final, events)
 	}
-	if c.pubsubBytes < int64(len(rep.Sample))*PubSubMinRequestBytes || c.rows != events || c.rowBytes < int64(events)*BigQueryMinRowBytes {
-		t.Errorf("counts %+v for %d deliveries and %d events: below the billing minimums", c, len(rep.Sample), events)
+	ids := map[string]bool{}
+	for _, d := range rep.Sample {
+		ids[d.Message.ID] = true
+	}
+	if c.messages != len(ids) || c.messages >= len(rep.Sample) || c.keys == 0 {
+		t.Errorf("%d messages (%d ordering keys) counted for %d distinct messages carrying %d deltas: want them distinct, and batches", c.messages, c.keys, len(ids), len(rep.Sample))
+	}
+	if c.pubsubBytes < int64(c.messages)*PubSubMinRequestBytes || c.rows != events || c.rowBytes < int64(events)*BigQueryMinRowBytes {
+		t.Errorf("counts %+v for %d messages and %d events: below the billing minimums", c, c.messages, events)
 	}
 	b, err := BillOf(t.Context(), rep, Deployed)
 	if err != nil {

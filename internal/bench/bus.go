@@ -64,7 +64,8 @@ func (b *Bus) Close() {
 	_ = b.Server.Close()
 }
 
-// Delivery is one published message and the delta it carries.
+// Delivery is one delta and the published message that carried it (a batch: its other deltas
+// have Deliveries of their own with the same Message).
 type Delivery struct {
 	Message event.Message
 	Delta   *event.RunDelta
@@ -124,12 +125,14 @@ func (b *Bus) Drain() ([]Delivery, error) {
 func decodeAll(msgs []*pstest.Message) ([]Delivery, error) {
 	out := make([]Delivery, 0, len(msgs))
 	for _, m := range msgs {
-		d, err := event.Decode(m.Data)
+		ds, err := event.DecodeDeltas(m.Data)
 		if err != nil {
-			return nil, fmt.Errorf("published message %s is not a RunDelta: %w", m.ID, err)
+			return nil, fmt.Errorf("published message %s is not a RunDelta batch: %w", m.ID, err)
 		}
-		out = append(out, Delivery{Delta: d, Message: event.Message{ID: m.ID, PublishTime: m.PublishTime,
-			Attributes: m.Attributes, Data: m.Data, OrderingKey: m.OrderingKey}})
+		msg := event.Message{ID: m.ID, PublishTime: m.PublishTime, Attributes: m.Attributes, Data: m.Data, OrderingKey: m.OrderingKey}
+		for i := range ds {
+			out = append(out, Delivery{Delta: &ds[i], Message: msg})
+		}
 	}
 	return out, nil
 }

@@ -18,6 +18,7 @@ const (
 	pagePubSub    = "https://cloud.google.com/pubsub/pricing"
 	pageBigQuery  = "https://cloud.google.com/bigquery/pricing"
 	pageScheduler = "https://cloud.google.com/scheduler/pricing"
+	pageNetwork   = "https://cloud.google.com/vpc/network-pricing"
 )
 
 // Price is one list price: USD per Per units of Unit (Quantity says Per units in words).
@@ -53,6 +54,8 @@ var (
 	// BigQuery legacy streaming inserts (what the sink uses).
 	PriceBigQueryStreaming = Price{"BigQuery streaming insert", 0.01, 200e6, "byte", "200 MB (10^6 bytes each)", pageBigQuery}
 	PriceSchedulerJob      = Price{"Cloud Scheduler job", 0.10, 1, "job-month", "job a month", pageScheduler}
+	// Premium Tier internet egress, to North America, 1 GiB to 1 TiB a month (the first GiB free).
+	PriceInternetEgress = Price{"Internet egress (Premium Tier, 1 GiB-1 TiB)", 0.12, 1 << 30, "byte", "GiB", pageNetwork}
 )
 
 // Billing rules that go with the prices.
@@ -65,7 +68,7 @@ const (
 // Prices lists the table, for printing.
 func Prices() []Price {
 	return []Price{PriceRunRequest, PriceRunCPU, PriceRunMemory, PriceRunCPUInstance, PriceRunMemoryInstance,
-		PriceFirestoreRead, PriceFirestoreWrite, PriceFirestoreDelete, PricePubSub, PriceBigQueryStreaming, PriceSchedulerJob}
+		PriceFirestoreRead, PriceFirestoreWrite, PriceFirestoreDelete, PricePubSub, PriceBigQueryStreaming, PriceSchedulerJob, PriceInternetEgress}
 }
 
 // WritePrices prints the price table with its date and sources.

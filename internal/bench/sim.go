@@ -92,8 +92,15 @@ func NewSim(e Estate) (*Sim, error) {
 		return nil, fmt.Errorf("airflow simulator: %w", err)
 	}
 	// A run changes once per StepEvery on average: Interval/Churn makes Churn of them change per poll.
-	spec := airflowsim.EstateSpec{DAGs: e.DAGs, ActiveRuns: e.Runs, TasksPerRun: e.Tasks, MappedWidth: 3,
-		StepEvery: time.Duration(float64(e.Interval) / e.Churn), Seed: e.Seed}
+	step := time.Duration(float64(e.Interval) / e.Churn)
+	const mapped = 3
+	// The runs start one after the other over about one run's life (its steps: the run's start and
+	// end, a rescheduled sensor's six, about three per task and per mapped instance), so the polls
+	// find them lived-in, at every stage, as the Argo estate's: tasks finish in the measured polls.
+	// Started all at once, they would all be in their first steps for hours of simulated time.
+	life := time.Duration(2+6+3*(e.Tasks+mapped)) * step
+	spec := airflowsim.EstateSpec{DAGs: e.DAGs, ActiveRuns: e.Runs, TasksPerRun: e.Tasks, MappedWidth: mapped,
+		StepEvery: step, Backdate: life, Seed: e.Seed}
 	if _, err := srv.StartEstate(spec); err != nil {
 		return nil, fmt.Errorf("airflow estate: %w", err)
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/farmobs/farm/internal/ddagent"
@@ -29,6 +32,8 @@ type Throughput struct {
 	RowCPU   time.Duration
 	SpanWall time.Duration
 	RowWall  time.Duration
+	// SpanBytes is what the tracer sent to the agent (its msgpack trace payloads).
+	SpanBytes int64
 	// LedgerReads and LedgerWrites are the trace ledger's operations (one per document, as
 	// Firestore bills them: at most one of each per message).
 	LedgerReads, LedgerWrites int64
@@ -76,7 +81,13 @@ func EncodeThroughput(ctx context.Context, ds []Delivery) (Throughput, error) {
 
 func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 	recv := ddagent.New(ddagent.WithLogger(slog.New(slog.DiscardHandler)), ddagent.MaxSpans(10_000))
-	srv := httptest.NewServer(recv)
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/traces") {
+			r.Body = countingBody{r.Body, &sent}
+		}
+		recv.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
 	dir, err := os.MkdirTemp("", "farm-bench-ledger-")
 	if err != nil {
@@ -114,9 +125,21 @@ func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 		tp.Spans = int(tr.Stats().Sent)
 		return errors.Join(errs...)
 	})
-	tp.SpanCPU, tp.SpanWall = u.CPU, u.Wall
+	tp.SpanCPU, tp.SpanWall, tp.SpanBytes = u.CPU, u.Wall, sent.Load()
 	tp.LedgerReads, tp.LedgerWrites = ledger.Usage()
 	return err
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }
 
 func perSecond(n int, d time.Duration) float64 {

@@ -252,8 +252,8 @@ func (d *deployment) checkSidecar(t *testing.T, target, site string) {
 	if len(tmpl.VPCAccess) != 0 {
 		t.Errorf("%s has VPC access: the agent beside it needs none", target)
 	}
-	if tmpl.MaxInstanceRequestConcurrency != 1 {
-		t.Errorf("%s takes %d requests at a time per instance, want 1 (the handler stops the tracer before it answers)", target, tmpl.MaxInstanceRequestConcurrency)
+	if tmpl.MaxInstanceRequestConcurrency <= 1 {
+		t.Errorf("%s takes %d requests at a time per instance, want more than 1: deliveries that arrive together share an instance's time and the tracer's session", target, tmpl.MaxInstanceRequestConcurrency)
 	}
 	app, sidecars := s.ingress(), s.sidecars()
 	if len(app.Ports) != 1 || len(app.Resources) != 1 {

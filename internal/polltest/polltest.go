@@ -4,6 +4,7 @@
 package polltest
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -31,7 +32,9 @@ type Harness struct {
 	Store     state.Store
 	Server    *pstest.Server
 	Publisher *publish.Publisher
-	seen      int // messages already returned by Published
+	// OrderingShards is the Options.Batch.Shards of the engines under test (0: the default).
+	OrderingShards int
+	seen           int // messages already returned by Published
 }
 
 // New starts the in-process Pub/Sub server with the topic and a publisher, closed at the end of
@@ -72,7 +75,8 @@ func Config(cfg poll.Config) poll.Config {
 	for _, n := range []struct {
 		v   *int
 		def int
-	}{{&cfg.MaxEventsPerMessage, d.MaxEventsPerMessage}, {&cfg.LoadParallelism, d.LoadParallelism}, {&cfg.DiffBatch, d.DiffBatch}} {
+	}{{&cfg.MaxEventsPerMessage, d.MaxEventsPerMessage}, {&cfg.LoadParallelism, d.LoadParallelism}, {&cfg.DiffBatch, d.DiffBatch},
+		{&cfg.Batch.MaxDeltas, d.Batch.MaxDeltas}, {&cfg.Batch.MaxBytes, d.Batch.MaxBytes}, {&cfg.Batch.Shards, d.Batch.Shards}} {
 		if *n.v == 0 {
 			*n.v = n.def
 		}
@@ -81,26 +85,48 @@ func Config(cfg poll.Config) poll.Config {
 }
 
 // Published returns the deltas published since the previous call, decoded and checked, in
-// publication order.
+// publication order. Every message must be a batch whose ordering key is the one event.OrderingKey
+// gives each of its runs (so a run never changes key, and its deltas stay in publish order) and
+// whose attributes describe it.
 func (h *Harness) Published() []*event.RunDelta {
 	h.T.Helper()
 	msgs := h.Server.Messages() // in publication order
 	var out []*event.RunDelta
 	for _, m := range msgs[h.seen:] {
-		d, err := event.Decode(m.Data)
+		ds, err := event.DecodeDeltas(m.Data)
 		if err != nil {
-			h.T.Fatalf("published message %s is not a valid RunDelta: %v", m.ID, err)
+			h.T.Fatalf("published message %s is not a valid RunDelta batch: %v", m.ID, err)
 		}
-		if m.OrderingKey != d.Run.Key() {
-			h.T.Errorf("message %s has ordering key %q, want the run key %q", m.ID, m.OrderingKey, d.Run.Key())
+		if len(ds) == 0 {
+			h.T.Errorf("message %s carries no delta", m.ID)
 		}
-		if m.Attributes[event.AttrSource] != d.Run.Source || m.Attributes[event.AttrDeltaID] != d.ID {
-			h.T.Errorf("message %s attributes %v do not match its delta", m.ID, m.Attributes)
+		ids := make([]string, len(ds))
+		for i := range ds {
+			d := &ds[i]
+			ids[i] = d.ID
+			if key := event.OrderingKey(d.Run, h.Shards()); m.OrderingKey != key {
+				h.T.Errorf("message %s has ordering key %q, want %q for its run %s", m.ID, m.OrderingKey, key, d.Run.Key())
+			}
+			if m.Attributes[event.AttrSource] != d.Run.Source || m.Attributes[event.AttrInstance] != d.Run.Instance {
+				h.T.Errorf("message %s attributes %v do not match its delta of run %s", m.ID, m.Attributes, d.Run.Key())
+			}
+			out = append(out, d)
 		}
-		out = append(out, d)
+		if m.Attributes[event.AttrBatchID] != event.BatchID(ids) || m.Attributes[event.AttrDeltas] != strconv.Itoa(len(ds)) {
+			h.T.Errorf("message %s attributes %v do not match its %d deltas", m.ID, m.Attributes, len(ds))
+		}
 	}
 	h.seen = len(msgs)
 	return out
+}
+
+// Shards is the ordering keys' shards of the engines the harness checks: Options.Batch.Shards
+// when set on the harness, else the engine's default.
+func (h *Harness) Shards() int {
+	if h.OrderingShards > 0 {
+		return h.OrderingShards
+	}
+	return event.DefaultBatchLimits.Shards
 }
 
 // Events flattens deltas into their events, each prefixed by nothing but itself.

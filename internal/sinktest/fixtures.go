@@ -288,16 +288,42 @@ func RetriedMappedAirflowDelta() *event.RunDelta {
 	)
 }
 
-// Message wraps a delta the way Pub/Sub delivers it from Subscription.
+// Message wraps a delta the way a poll publishes it and Pub/Sub delivers it from Subscription: a
+// batch of one.
 func Message(t testing.TB, d *event.RunDelta, id string, published time.Time) event.Message {
 	t.Helper()
-	data, err := event.Encode(d)
+	return Batch(t, []*event.RunDelta{d}, id, published)
+}
+
+// Batch wraps deltas of one source in one message, as a poll packs them, delivered from
+// Subscription.
+func Batch(t testing.TB, ds []*event.RunDelta, id string, published time.Time) event.Message {
+	t.Helper()
+	msgs, _, err := event.Pack(ds, event.BatchLimits{MaxDeltas: len(ds), MaxBytes: 1 << 30, Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("%d deltas packed into %d messages, want one (one source)", len(ds), len(msgs))
+	}
+	m := msgs[0]
+	m.ID, m.PublishTime, m.Subscription = id, published, Subscription
+	return m
+}
+
+// MessageV1 wraps a delta as a version-1 message (one delta, the run as ordering key), as
+// releases before batches published it and consumers still read it.
+func MessageV1(t testing.TB, d *event.RunDelta, id string, published time.Time) event.Message {
+	t.Helper()
+	v1 := *d
+	v1.SchemaVersion = event.SchemaVersion1
+	data, err := event.Encode(&v1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return event.Message{
-		ID: id, PublishTime: published, Attributes: d.Attributes(), Data: data,
-		OrderingKey: d.Run.Key(), Subscription: Subscription,
+		ID: id, PublishTime: published, Attributes: v1.Attributes(), Data: data,
+		OrderingKey: v1.Run.Key(), Subscription: Subscription,
 	}
 }
 

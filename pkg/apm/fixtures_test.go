@@ -193,12 +193,10 @@ func firstNonEmpty(a, b string) string {
 // message wraps d the way Pub/Sub delivers it.
 func message(t testing.TB, d *event.RunDelta, id string) event.Message {
 	t.Helper()
-	data, err := event.Encode(d)
+	m, err := event.MessageOf(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return event.Message{
-		ID: id, PublishTime: d.ObservedAt.Add(time.Second), Attributes: d.Attributes(), Data: data,
-		OrderingKey: d.Run.Key(), Subscription: "projects/farm-test/subscriptions/farm-trace",
-	}
+	m.ID, m.PublishTime, m.Subscription = id, d.ObservedAt.Add(time.Second), "projects/farm-test/subscriptions/farm-trace"
+	return m
 }

@@ -20,10 +20,12 @@ func (t *Tracer) HandleEnvelope(ctx context.Context, body []byte) error {
 	return t.HandleMessage(ctx, m)
 }
 
-// HandleMessage traces the RunDeltas in m. A message that can never be processed (not a RunDelta
-// by its schema, an unknown schema version) is never traced: it is dead-lettered and
-// acknowledged (nil). An error means a transient failure (agent unreachable, ledger unavailable,
-// dead-letter topic unavailable): the message should be delivered again.
+// HandleMessage traces the RunDeltas in m (a batch, or a version-1 message of one), in order. A
+// message that can never be processed (not a RunDelta batch by its schema, an unknown schema
+// version) is never traced: it is dead-lettered and acknowledged (nil). An error means a
+// transient failure (agent unreachable, ledger unavailable, dead-letter topic unavailable): the
+// message should be delivered again, and the ledger keeps the spans already sent from being
+// sent twice.
 func (t *Tracer) HandleMessage(ctx context.Context, m event.Message) error {
 	ds, err := event.DecodeDeltas(m.Data)
 	if err != nil {
@@ -72,7 +74,7 @@ func (t *Tracer) poison(ctx context.Context, m event.Message, data []byte, err e
 
 // Stats are cumulative counts since the Tracer was created.
 type Stats struct {
-	Messages     int64 // RunDeltas handled (poison excluded)
+	Messages     int64 // RunDeltas handled (poison excluded; a batch counts its deltas)
 	Poison       int64 // messages acknowledged because they can never be processed
 	Failed       int64 // messages that returned an error (to be redelivered)
 	Sent         int64 // spans the agent accepted

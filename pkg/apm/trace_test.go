@@ -3,7 +3,6 @@ package apm_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -385,10 +384,11 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := event.Encode(nestedArgoDelta())
+	goodMsg, err := event.MessageOf(nestedArgoDelta())
 	if err != nil {
 		t.Fatal(err)
 	}
+	good := goodMsg.Data
 	envelope := func(data []byte) []byte {
 		b, err := event.EnvelopeJSON(event.Message{ID: "9", PublishTime: day0, Data: data, Attributes: map[string]string{"source": "argo"}})
 		if err != nil {
@@ -399,11 +399,11 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 	broken := func(mod func(*event.RunDelta)) []byte {
 		d := nestedArgoDelta()
 		mod(d)
-		b, err := json.Marshal(d)
+		m, err := event.MessageOf(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return envelope(b)
+		return envelope(m.Data)
 	}
 	tests := []struct {
 		name, reason string
@@ -413,7 +413,7 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 		{"no message", `no "message" field`, []byte(`{"subscription":"s"}`)},
 		{"data not base64", "not a Pub/Sub message envelope", []byte(`{"message":{"messageId":"1","data":"!!"}}`)},
 		{"data not json", "invalid RunDelta", envelope([]byte("not json"))},
-		{"unknown schema version", "unsupported RunDelta schema version", envelope([]byte(strings.Replace(string(good), `"schema_version":1`, `"schema_version":99`, 1)))},
+		{"unknown schema version", "unsupported RunDelta schema version", envelope([]byte(strings.Replace(string(good), `"schema_version":2`, `"schema_version":99`, 1)))},
 		{"not a run delta", "tenant is required", envelope([]byte(`{"schema_version":1,"id":"x","run":{"source":"jenkins"}}`))},
 		{"task status outside the enum", "events[0].status", broken(func(d *event.RunDelta) { d.Events[0].Status = "exploded" })},
 		{"no tenant", "tenant is required", envelope(bytes.Replace(good, []byte(`"tenant":"acme",`), nil, 1))},

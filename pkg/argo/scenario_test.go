@@ -340,8 +340,8 @@ func testScenarioWorkflowArrivesMidListing(t *testing.T, listing argo.Listing) {
 func (s *scenario) allRuns() map[string]int {
 	out := map[string]int{}
 	for _, m := range s.h.Server.Messages() {
-		d, err := event.Decode(m.Data)
-		if err == nil {
+		ds, _ := event.DecodeDeltas(m.Data)
+		for _, d := range ds {
 			out[d.Run.Name]++
 		}
 	}

@@ -1,5 +1,7 @@
-// Package event is FARM's message contract: the RunDelta that a poll publishes for every run that
-// changed, the task events inside it, and the deterministic ids that make replays recognisable.
+// Package event is FARM's message contract: the RunDelta a poll makes of every run that changed,
+// published several to a message (Batch, schema version 2; Pack composes them, DecodeDeltas reads
+// both versions), the task events inside it, and the deterministic ids that make replays
+// recognisable.
 //
 // Every consumer (trace, BigQuery sink) depends on this package and nothing else from the poll
 // side, so a change here is a change of the wire format, and schemas/rundelta.schema.json changes
@@ -13,13 +15,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 )
 
-// SchemaVersion is the version of the RunDelta JSON this code writes and accepts.
-const SchemaVersion = 1
+// SchemaVersion is the version of the messages this code writes: a Batch of RunDeltas. It also
+// reads SchemaVersion1, one RunDelta per message, so that messages in flight during an upgrade
+// are still processed.
+const (
+	SchemaVersion  = 2
+	SchemaVersion1 = 1
+)
 
 // Sources FARM knows.
 const (
@@ -35,10 +40,12 @@ const (
 	AttrTenant        = "tenant"
 	AttrEnvironment   = "environment"
 	AttrInstance      = "instance"
-	AttrDeltaID       = "delta_id"
+	AttrDeltaID       = "delta_id" // version 1: the delta's id
+	AttrBatchID       = "batch_id" // version 2: the batch's id
+	AttrDeltas        = "deltas"   // version 2: how many deltas the batch carries
 )
 
-// RunDelta is one message: a run's current state and the task transitions seen since the
+// RunDelta is one run's delta, inside a Batch (or, in version 1, a message of its own): a run's current state and the task transitions seen since the
 // previous poll (or, on replay, every transition still visible).
 type RunDelta struct {
 	SchemaVersion int    `json:"schema_version"`
@@ -103,8 +110,8 @@ type Parameter struct {
 	Value *string `json:"value,omitempty"`
 }
 
-// Key is the run's identity, stable across polls and machines. It is the Pub/Sub ordering key
-// and the state store's document key.
+// Key is the run's identity, stable across polls and machines: the state store's document key,
+// and what chooses the run's Pub/Sub ordering key (OrderingKey).
 func (r Run) Key() string {
 	return r.Source + "/" + r.Instance + "/" + r.Namespace + "/" + r.UID
 }
@@ -190,115 +197,29 @@ func Encode(d *RunDelta) ([]byte, error) {
 	return b, nil
 }
 
-// Decode reads a RunDelta message. A schema version this build does not read is
-// ErrUnsupportedVersion; a document that breaks schemas/rundelta.schema.json is ErrInvalid (see
-// ValidateJSON: the one validation of a message, used by every consumer).
+// Decode reads a message that holds one RunDelta: a version-1 message, or a batch of one. A
+// schema version this build does not read is ErrUnsupportedVersion; a document that breaks
+// schemas/rundelta.schema.json is ErrInvalid (see ValidateJSON: the one validation of a message,
+// used by every consumer). Consumers read messages with DecodeDeltas.
 func Decode(data []byte) (*RunDelta, error) {
-	// The document is read once into a tree for the version and the schema, then into the struct.
-	doc, err := parseDocument(data)
+	ds, err := DecodeDeltas(data)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkVersion(data, doc); err != nil {
-		return nil, err
+	if len(ds) != 1 {
+		return nil, fmt.Errorf("%w: a batch of %d deltas where one was expected", ErrInvalid, len(ds))
 	}
-	root, err := compiledSchema()
-	if err != nil {
-		return nil, err
-	}
-	if err := validateDocument(root, doc); err != nil {
-		return nil, err
-	}
-	var d RunDelta
-	if err := json.Unmarshal(data, &d); err != nil {
-		// Valid by the schema but not decodable (an integer written as 1.0, or beyond int64).
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	return &d, nil
+	return &ds[0], nil
 }
 
-// parseDocument reads one JSON document (numbers kept as written), refusing anything but
-// whitespace after it, as json.Unmarshal does.
-func parseDocument(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 {
-		return nil, fmt.Errorf("%w: data after the JSON document", ErrInvalid)
-	}
-	return doc, nil
-}
-
-// checkVersion refuses a document without schema_version, or of another version, the way
-// json.Unmarshal reads the field into an int: by a key equal to schema_version under case
-// folding, the last one winning.
-func checkVersion(data []byte, doc any) error {
-	obj, _ := doc.(map[string]any)
-	var keys []string
-	for k := range obj {
-		if strings.EqualFold(k, "schema_version") {
-			keys = append(keys, k)
-		}
-	}
-	var version *int
-	switch {
-	case len(keys) > 1:
-		// Which one json.Unmarshal keeps depends on the order in the text, which the tree lost.
-		var probe struct {
-			SchemaVersion *int `json:"schema_version"`
-		}
-		if err := json.Unmarshal(data, &probe); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-		version = probe.SchemaVersion
-	case len(keys) == 1:
-		switch v := obj[keys[0]].(type) {
-		case nil:
-		case json.Number:
-			n, err := strconv.ParseInt(v.String(), 10, 64)
-			if err != nil || n != int64(int(n)) {
-				return fmt.Errorf("%w: schema_version %s is not an integer", ErrInvalid, v)
-			}
-			i := int(n)
-			version = &i
-		default:
-			return fmt.Errorf("%w: schema_version is %s, not an integer", ErrInvalid, typeName(v))
-		}
-	case doc != nil && obj == nil:
-		return fmt.Errorf("%w: the document is %s, not an object", ErrInvalid, typeName(doc))
-	}
-	if version == nil {
-		return fmt.Errorf("%w: no schema_version", ErrInvalid)
-	}
-	if *version != SchemaVersion {
-		return fmt.Errorf("%w: %d (this build reads %d)", ErrUnsupportedVersion, *version, SchemaVersion)
-	}
-	return nil
-}
-
-// DecodeDeltas reads the RunDeltas of one message, in the order the message holds them, with
-// the errors of Decode: ErrUnsupportedVersion for a schema version this build does not read,
-// ErrInvalid for a document that breaks the schema. Consumers handle every delivery through it,
-// so a message that carries several deltas changes this function alone; today a message is one
-// delta, so the slice has one element.
-func DecodeDeltas(data []byte) ([]RunDelta, error) {
-	d, err := Decode(data)
-	if err != nil {
-		return nil, err
-	}
-	return []RunDelta{*d}, nil
-}
-
-// Validate checks d as a message would be checked: encoded, against the schema.
+// Validate checks d as a delta would be checked: encoded as a version-1 message, against the
+// schema's run_delta.
 func (d *RunDelta) Validate() error {
 	b, err := Encode(d)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return ValidateJSON(b)
+	return validateDelta(b)
 }
 
 func joinProblems(p []string) string {
@@ -316,7 +237,7 @@ func joinProblems(p []string) string {
 	return b.String()
 }
 
-// Attributes returns the Pub/Sub attributes of d.
+// Attributes returns the Pub/Sub attributes of d as a version-1 message.
 func (d *RunDelta) Attributes() map[string]string {
 	return map[string]string{
 		AttrSource:        d.Run.Source,

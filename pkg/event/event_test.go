@@ -65,10 +65,11 @@ func TestDeltaIDIgnoresEventOrder(t *testing.T) {
 	}
 }
 
+// validDelta is a version-1 message's delta.
 func validDelta() *RunDelta {
 	s := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	return &RunDelta{
-		SchemaVersion: SchemaVersion, ID: "d1", Tenant: "t", Environment: "prod", ObservedAt: s, Part: 1, Parts: 1,
+		SchemaVersion: SchemaVersion1, ID: "d1", Tenant: "t", Environment: "prod", ObservedAt: s, Part: 1, Parts: 1,
 		Run:    Run{Source: SourceArgo, Instance: "i", Namespace: "ns", UID: "u", Name: "wf", Pipeline: "p", Phase: "Running", Status: StatusRunning, StartedAt: &s},
 		Events: []TaskEvent{{ID: "e1", NodeID: "wf", Name: "wf", Type: "DAG", State: "Running", Status: StatusRunning, StartedAt: &s}},
 	}
@@ -179,7 +180,8 @@ func TestSchemaMatchesTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defs := schema["$defs"].(map[string]any)
-	compare(t, "RunDelta", reflect.TypeFor[RunDelta](), schema, defs)
+	compare(t, "Batch", reflect.TypeFor[Batch](), schema, defs)
+	compare(t, "RunDelta", reflect.TypeFor[RunDelta](), defs["run_delta"].(map[string]any), defs)
 }
 
 func compare(t *testing.T, path string, typ reflect.Type, obj map[string]any, defs map[string]any) {

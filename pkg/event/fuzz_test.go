@@ -15,7 +15,7 @@ func seedDeltas() [][]byte {
 	s := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	mi := 2.5
 	airflow := &RunDelta{
-		SchemaVersion: SchemaVersion, ID: "d2", Tenant: "t", Environment: "prod", ObservedAt: s, Part: 1, Parts: 2, Replay: true,
+		SchemaVersion: SchemaVersion1, ID: "d2", Tenant: "t", Environment: "prod", ObservedAt: s, Part: 1, Parts: 2, Replay: true,
 		Run: Run{Source: SourceAirflow, Instance: "composer", UID: "etl/scheduled__1", Name: "scheduled__1", Pipeline: "etl",
 			Phase: "failed", Status: StatusFailed, StartedAt: &s, FinishedAt: &s, RunType: "scheduled", LogicalDate: &s},
 		Events: []TaskEvent{{ID: "e2", NodeID: "load[3]", Name: "load", Type: "MappedTask", Attempt: 2, State: "up_for_retry",
@@ -27,35 +27,53 @@ func seedDeltas() [][]byte {
 		b, _ := Encode(d)
 		out = append(out, b)
 	}
+	// The same two as a version-2 batch.
+	v2, v2b := *validDelta(), *airflow
+	v2.SchemaVersion, v2b.SchemaVersion = SchemaVersion, SchemaVersion
+	v2b.Run.Instance = v2.Run.Instance
+	msgs, _, _ := Pack([]*RunDelta{&v2, &v2b}, BatchLimits{MaxDeltas: 10, MaxBytes: 1 << 20, Shards: 1})
+	for _, m := range msgs {
+		out = append(out, m.Data)
+	}
 	return out
 }
 
-// FuzzDecode: a message either decodes into a delta that satisfies the schema and encodes back
-// into one that decodes the same, or is refused with ErrInvalid or ErrUnsupportedVersion — the
+// FuzzDecode: a message either decodes into deltas that satisfy the schema and pack back into a
+// message that decodes the same, or is refused with ErrInvalid or ErrUnsupportedVersion — the
 // errors consumers dead-letter — never anything else, never a panic.
 func FuzzDecode(f *testing.F) {
 	for _, b := range seedDeltas() {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"schema_version":2}`))
+	f.Add([]byte(`{"schema_version":2,"id":"b","deltas":[]}`))
 	f.Add([]byte(`{"schema_version":1,"id":5}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, err := Decode(data)
+		ds, err := DecodeDeltas(data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrUnsupportedVersion) {
-				t.Fatalf("Decode(%q) = %v: neither ErrInvalid nor ErrUnsupportedVersion", data, err)
+				t.Fatalf("DecodeDeltas(%q) = %v: neither ErrInvalid nor ErrUnsupportedVersion", data, err)
 			}
 			return
 		}
-		b, err := Encode(d)
+		ptrs := make([]*RunDelta, len(ds))
+		for i := range ds {
+			if err := ds[i].Validate(); err != nil {
+				t.Fatalf("a decoded delta is not valid: %v", err)
+			}
+			ds[i].SchemaVersion = SchemaVersion
+			ptrs[i] = &ds[i]
+			_ = ds[i].Run.Key()
+		}
+		msgs, _, err := Pack(ptrs, BatchLimits{MaxDeltas: 1000, MaxBytes: 1 << 30})
 		if err != nil {
-			t.Fatalf("a decoded delta does not encode: %v", err)
+			t.Fatalf("decoded deltas do not pack: %v", err)
 		}
-		if _, err := Decode(b); err != nil {
-			t.Fatalf("a decoded delta, encoded again, is refused: %v\n%s", err, b)
+		for _, m := range msgs {
+			if _, err := DecodeDeltas(m.Data); err != nil {
+				t.Fatalf("decoded deltas, packed again, are refused: %v\n%s", err, m.Data)
+			}
 		}
-		_ = d.Attributes()
-		_ = d.Run.Key()
 	})
 }
 

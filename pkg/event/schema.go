@@ -26,12 +26,26 @@ var SchemaKeywords = []string{
 // annotations are keywords that describe and constrain nothing.
 var annotations = []string{"$schema", "$id", "$defs", "title", "description"}
 
-// ValidateJSON checks a RunDelta document against the schema, the way a JSON Schema (2020-12)
-// validator asserting formats would, with one difference the schema itself documents: properties
-// it does not name are ignored, because a newer release may add optional ones without a new
-// schema_version. The error wraps ErrInvalid and names the first few violations by JSON path.
+// ValidateJSON checks a message against the schema, the way a JSON Schema (2020-12) validator
+// asserting formats would, with one difference the schema itself documents: properties it does
+// not name are ignored, because a newer release may add optional ones without a new
+// schema_version. A document whose schema_version is 1 is a version-1 message, checked against
+// $defs/run_delta; any other against the schema itself (a version-2 batch). The error wraps
+// ErrInvalid and names the first few violations by JSON path.
 func ValidateJSON(data []byte) error {
-	root, err := compiledSchema()
+	return validate(data, "")
+}
+
+// validateDelta checks one RunDelta document against $defs/run_delta.
+func validateDelta(data []byte) error {
+	return validate(data, deltaDef)
+}
+
+// deltaDef is the definition of one RunDelta in the schema.
+const deltaDef = "run_delta"
+
+func validate(data []byte, def string) error {
+	root, err := rundeltaSchema()
 	if err != nil {
 		return err
 	}
@@ -44,17 +58,16 @@ func ValidateJSON(data []byte) error {
 	if dec.More() {
 		return fmt.Errorf("%w: data after the JSON document", ErrInvalid)
 	}
-	return validateDocument(root, doc)
-}
-
-// validateDocument checks a document read with numbers kept as written (json.Number).
-func validateDocument(root *schemaNode, doc any) error {
-	v := validator{}
-	v.check(nil, root, doc)
-	if v.failed {
-		// Again, naming every violation by path, in a stable order (the fast pass does neither).
-		v = validator{report: true}
-		v.check(nil, root, doc)
+	node := root.node
+	if obj, ok := doc.(map[string]any); def == "" && ok && jsonEqual(float64(SchemaVersion1), obj["schema_version"]) {
+		def = deltaDef
+	}
+	if def != "" {
+		node, _ = root.defs[def].(map[string]any)
+	}
+	v := validator{defs: root.defs}
+	v.check("", node, doc)
+	if len(v.problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, joinProblems(v.problems))
 	}
 	return nil
@@ -80,178 +93,51 @@ var loadSchema = sync.OnceValues(func() (schemaRoot, error) {
 
 func rundeltaSchema() (schemaRoot, error) { return loadSchema() }
 
-// compiledSchema is the schema compiled once into a tree of nodes, so that checking a message
-// does not look keywords up in the schema's maps.
-var compiledSchema = sync.OnceValues(func() (*schemaNode, error) {
-	root, err := rundeltaSchema()
-	if err != nil {
-		return nil, err
-	}
-	c := compiler{defs: root.defs, done: map[string]*schemaNode{}}
-	return c.compile(root.node), nil
-})
-
-// schemaNode is one schema object, its keywords read (what check used to look up per value).
-type schemaNode struct {
-	ref *schemaNode // $ref, resolved; nil when absent or naming no definition
-	// typ is the type keyword: hasType reports whether it is present, types its names; a value of
-	// any other kind than a string or an array makes every value fail it.
-	hasType  bool
-	types    []string
-	typeRaw  any // for the message
-	hasConst bool
-	constVal any
-	hasEnum  bool
-	enum     []any
-	hasMin   bool
-	minimum  float64
-	hasMinLn bool
-	minLen   float64
-	dateTime bool
-	required []string
-	props    map[string]*schemaNode
-	extra    *schemaNode // additionalProperties, when it is a schema
-	items    *schemaNode
-}
-
-type compiler struct {
-	defs map[string]any
-	done map[string]*schemaNode // compiled definitions, by name (a definition may refer to itself)
-}
-
-func (c *compiler) compile(s map[string]any) *schemaNode {
-	n := &schemaNode{}
-	if s == nil {
-		return n
-	}
-	if ref, ok := s["$ref"].(string); ok {
-		name := strings.TrimPrefix(ref, "#/$defs/")
-		if def, ok := c.done[name]; ok {
-			n.ref = def
-		} else {
-			def := &schemaNode{}
-			c.done[name] = def
-			m, _ := c.defs[name].(map[string]any)
-			*def = *c.compile(m)
-			n.ref = def
-		}
-	}
-	if t, ok := s["type"]; ok {
-		n.hasType, n.typeRaw = true, t
-		switch t := t.(type) {
-		case string:
-			n.types = []string{t}
-		case []any:
-			for _, e := range t {
-				name, _ := e.(string)
-				n.types = append(n.types, name)
-			}
-		}
-	}
-	n.constVal, n.hasConst = s["const"]
-	n.enum, n.hasEnum = s["enum"].([]any)
-	n.minimum, n.hasMin = s["minimum"].(float64)
-	n.minLen, n.hasMinLn = s["minLength"].(float64)
-	if f, ok := s["format"].(string); ok && f == "date-time" {
-		n.dateTime = true
-	}
-	if req, ok := s["required"].([]any); ok {
-		for _, r := range req {
-			n.required = append(n.required, r.(string))
-		}
-	}
-	if props, ok := s["properties"].(map[string]any); ok {
-		n.props = map[string]*schemaNode{}
-		for k, p := range props {
-			if p, ok := p.(map[string]any); ok {
-				n.props[k] = c.compile(p)
-			}
-		}
-	}
-	if ap, ok := s["additionalProperties"].(map[string]any); ok {
-		n.extra = c.compile(ap)
-	}
-	if items, ok := s["items"].(map[string]any); ok {
-		n.items = c.compile(items)
-	}
-	return n
-}
-
-// validator checks a document against the compiled schema. The fast pass only notes that
-// something failed; with report set it names each violation by its path, visiting properties in
-// sorted order so the problems come in a stable order.
 type validator struct {
-	report   bool
-	failed   bool
+	defs     map[string]any
 	problems []string
 }
 
 // maxProblems bounds the work on a document that is wrong everywhere.
 const maxProblems = 50
 
-// pathElem is one step of the path to a value: a property name, or an index when key is empty.
-type pathElem struct {
-	key   string
-	index int
-}
-
-func pathString(path []pathElem) string {
-	var b strings.Builder
-	for _, e := range path {
-		if e.key == "" {
-			fmt.Fprintf(&b, "[%d]", e.index)
-			continue
+func (v *validator) fail(path, format string, args ...any) {
+	if len(v.problems) < maxProblems {
+		if path == "" {
+			path = "(document)"
 		}
-		if b.Len() > 0 {
-			b.WriteByte('.')
-		}
-		b.WriteString(e.key)
-	}
-	return b.String()
-}
-
-func (v *validator) fail(path []pathElem, format string, args ...any) {
-	v.failed = true
-	if v.report && len(v.problems) < maxProblems {
-		p := pathString(path)
-		if p == "" {
-			p = "(document)"
-		}
-		v.problems = append(v.problems, p+" "+fmt.Sprintf(format, args...))
+		v.problems = append(v.problems, path+" "+fmt.Sprintf(format, args...))
 	}
 }
 
-func (v *validator) check(path []pathElem, s *schemaNode, x any) {
-	if s.ref != nil {
-		v.check(path, s.ref, x)
+func (v *validator) check(path string, s map[string]any, x any) {
+	if ref, ok := s["$ref"].(string); ok {
+		def, _ := v.defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any)
+		v.check(path, def, x)
 	}
-	if s.hasType && !slices.ContainsFunc(s.types, func(t string) bool { return isType(t, x) }) {
-		if v.report {
-			v.fail(path, "is %s, want %s", typeName(x), describeType(s.typeRaw))
-		} else {
-			v.failed = true
-		}
+	if t, ok := s["type"]; ok && !hasType(t, x) {
+		v.fail(path, "is %s, want %s", typeName(x), describeType(t))
 		return
 	}
-	if s.hasConst && !jsonEqual(s.constVal, x) {
-		v.fail(path, "is %s, want %s", short(x), short(s.constVal))
+	if c, ok := s["const"]; ok && !jsonEqual(c, x) {
+		v.fail(path, "is %s, want %s", short(x), short(c))
 	}
-	if s.hasEnum && !slices.ContainsFunc(s.enum, func(c any) bool { return jsonEqual(c, x) }) {
+	if e, ok := s["enum"].([]any); ok && !slices.ContainsFunc(e, func(c any) bool { return jsonEqual(c, x) }) {
 		v.fail(path, "is %s, not one of the schema's values", short(x))
 	}
-	if s.hasMin {
+	if m, ok := s["minimum"].(float64); ok {
 		if n, isNum := x.(json.Number); isNum {
-			if f, err := n.Float64(); err == nil && f < s.minimum {
-				v.fail(path, "is %s, below the minimum %v", n, s.minimum)
+			if f, err := n.Float64(); err == nil && f < m {
+				v.fail(path, "is %s, below the minimum %v", n, m)
 			}
 		}
 	}
-	if s.hasMinLn {
-		if str, isStr := x.(string); isStr && float64(utf8.RuneCountInString(str)) < s.minLen {
-			v.fail(path, "is %s, shorter than %v characters", short(x), s.minLen)
+	if m, ok := s["minLength"].(float64); ok {
+		if str, isStr := x.(string); isStr && float64(utf8.RuneCountInString(str)) < m {
+			v.fail(path, "is %s, shorter than %v characters", short(x), m)
 		}
 	}
-	if s.dateTime {
+	if f, ok := s["format"].(string); ok && f == "date-time" {
 		if str, isStr := x.(string); isStr {
 			if _, err := time.Parse(time.RFC3339Nano, str); err != nil {
 				v.fail(path, "is %s, not an RFC 3339 date-time", short(x))
@@ -262,44 +148,55 @@ func (v *validator) check(path []pathElem, s *schemaNode, x any) {
 	case map[string]any:
 		v.object(path, s, x)
 	case []any:
-		if s.items != nil {
+		if items, ok := s["items"].(map[string]any); ok {
 			for i, e := range x {
-				v.check(append(path, pathElem{index: i}), s.items, e)
+				v.check(fmt.Sprintf("%s[%d]", path, i), items, e)
 			}
 		}
 	}
 }
 
-func (v *validator) object(path []pathElem, s *schemaNode, x map[string]any) {
-	for _, r := range s.required {
-		if _, present := x[r]; !present {
-			v.fail(append(path, pathElem{key: r}), "is required")
+func (v *validator) object(path string, s map[string]any, x map[string]any) {
+	if req, ok := s["required"].([]any); ok {
+		for _, r := range req {
+			if _, present := x[r.(string)]; !present {
+				v.fail(join(path, r.(string)), "is required")
+			}
 		}
 	}
-	visit := func(k string, val any) {
-		if p, ok := s.props[k]; ok {
-			v.check(append(path, pathElem{key: k}), p, val)
-			return
-		}
-		// additionalProperties: false is not asserted (see ValidateJSON); a schema for them is.
-		if s.extra != nil {
-			v.check(append(path, pathElem{key: k}), s.extra, val)
-		}
-	}
-	if !v.report {
-		for k, val := range x {
-			visit(k, val)
-		}
-		return
-	}
+	props, _ := s["properties"].(map[string]any)
 	keys := make([]string, 0, len(x))
 	for k := range x {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys) // problems in a stable order
 	for _, k := range keys {
-		visit(k, x[k])
+		if p, ok := props[k].(map[string]any); ok {
+			v.check(join(path, k), p, x[k])
+			continue
+		}
+		// additionalProperties: false is not asserted (see ValidateJSON); a schema for them is.
+		if ap, ok := s["additionalProperties"].(map[string]any); ok {
+			v.check(join(path, k), ap, x[k])
+		}
 	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func hasType(t any, x any) bool {
+	switch t := t.(type) {
+	case string:
+		return isType(t, x)
+	case []any:
+		return slices.ContainsFunc(t, func(e any) bool { s, _ := e.(string); return isType(s, x) })
+	}
+	return false
 }
 
 func isType(t string, x any) bool {

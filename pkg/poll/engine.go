@@ -8,8 +8,9 @@
 //     active any more (they finished, possibly long after they started);
 //  3. skips every run whose fingerprint matches the index (no store operation at all), reads the
 //     stored state of the others in one batch and diffs them task by task (diff.go);
-//  4. publishes one RunDelta per changed run (split if large), ordered by run, and waits until
-//     Pub/Sub has acknowledged every message;
+//  4. makes one RunDelta per changed run (split if large), publishes them packed into batches
+//     (event.Pack: several runs per message, each run always under the same ordering key, so its
+//     deltas stay in order), and waits until Pub/Sub has acknowledged every message;
 //  5. only then writes the run states, the index and the cursor.
 //
 // A crash before 5 leaves the cursor and the run states where they were, so the next poll
@@ -95,6 +96,8 @@ type Config struct {
 	LoadParallelism int
 	// DiffBatch is how many changed runs are loaded, diffed and published at a time (memory).
 	DiffBatch int
+	// Batch bounds a message's deltas and sets the ordering keys' shards.
+	Batch event.BatchLimits
 }
 
 // DefaultConfig is the configuration FARM polls with when nothing is set.
@@ -110,6 +113,7 @@ func DefaultConfig() Config {
 		MaxEventsPerMessage: 500,
 		LoadParallelism:     8,
 		DiffBatch:           256,
+		Batch:               event.DefaultBatchLimits,
 	}
 }
 
@@ -133,6 +137,10 @@ func (c Config) Validate() error {
 	if c.MaxEventsPerMessage < 1 || c.LoadParallelism < 1 || c.DiffBatch < 1 {
 		errs = append(errs, fmt.Errorf("poll: events per message (%d), load parallelism (%d) and diff batch (%d) must be positive",
 			c.MaxEventsPerMessage, c.LoadParallelism, c.DiffBatch))
+	}
+	if b := c.Batch; b.MaxDeltas < 1 || b.MaxBytes < 1 || b.Shards < 1 {
+		errs = append(errs, fmt.Errorf("poll: a message's deltas (%d), bytes (%d) and ordering key shards (%d) must be positive",
+			b.MaxDeltas, b.MaxBytes, b.Shards))
 	}
 	return errors.Join(errs...)
 }
@@ -343,7 +351,7 @@ type CommitChecker interface {
 
 // publish sends deltas (split into messages) and counts them in res; a dry run only counts them.
 func (e *Engine) publish(ctx context.Context, deltas []*event.RunDelta, dryRun bool, res *Result) error {
-	msgs, err := e.messages(deltas)
+	msgs, _, err := event.Pack(deltas, e.cfg.Batch)
 	if err != nil {
 		return err
 	}
@@ -623,18 +631,6 @@ func truncateArgs(annotations map[string]string, params []event.Parameter) (map[
 		}
 	}
 	return a, p
-}
-
-func (e *Engine) messages(deltas []*event.RunDelta) ([]event.Message, error) {
-	msgs := make([]event.Message, 0, len(deltas))
-	for _, d := range deltas {
-		data, err := event.Encode(d)
-		if err != nil {
-			return nil, err
-		}
-		msgs = append(msgs, event.Message{Data: data, OrderingKey: d.Run.Key(), Attributes: d.Attributes()})
-	}
-	return msgs, nil
 }
 
 // nextIndex is what the index should hold after this poll. An incremental poll keeps exactly the

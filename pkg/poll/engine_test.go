@@ -256,25 +256,65 @@ func TestEngineBackfillAndReplay(t *testing.T) {
 }
 
 func TestEngineSplitsLargeRuns(t *testing.T) {
-	h := polltest.New(t, newStore(t), t0)
-	src := newScript()
-	e := h.Engine(src, poll.Config{MaxEventsPerMessage: 10})
-	var tasks []event.TaskEvent
-	for i := range 25 {
-		tasks = append(tasks, task(fmt.Sprintf("n%02d", i), "Succeeded", at(0), at(1)))
+	tests := []struct {
+		name     string
+		batch    event.BatchLimits
+		messages int
+	}{
+		{"the parts in one batch", event.BatchLimits{}, 1},
+		{"one part a message", event.BatchLimits{MaxDeltas: 1}, 3},
 	}
-	src.set("big", "Running", true, tasks...)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := polltest.New(t, newStore(t), t0)
+			src := newScript()
+			e := h.Engine(src, poll.Config{MaxEventsPerMessage: 10, Batch: tc.batch})
+			var tasks []event.TaskEvent
+			for i := range 25 {
+				tasks = append(tasks, task(fmt.Sprintf("n%02d", i), "Succeeded", at(0), at(1)))
+			}
+			src.set("big", "Running", true, tasks...)
+			res := mustPoll(t, e, poll.Request{})
+			got := h.Published()
+			if len(got) != 3 || res.Messages != tc.messages || res.Events != 25 {
+				t.Fatalf("%d deltas in %d messages (events %d), want 3 in %d carrying 25 events", len(got), res.Messages, res.Events, tc.messages)
+			}
+			seen := map[string]bool{}
+			for i, d := range got {
+				if d.Part != i+1 || d.Parts != 3 || seen[d.ID] {
+					t.Errorf("delta %d: part %d/%d id %s (duplicate %v)", i, d.Part, d.Parts, d.ID, seen[d.ID])
+				}
+				seen[d.ID] = true
+			}
+		})
+	}
+}
+
+// TestEngineBatchesRuns: the changed runs of a poll share messages, bounded by count, each run
+// under its shard's ordering key (polltest checks the key of every delta).
+func TestEngineBatchesRuns(t *testing.T) {
+	h := polltest.New(t, newStore(t), t0)
+	h.OrderingShards = 2
+	src := newScript()
+	e := h.Engine(src, poll.Config{Batch: event.BatchLimits{MaxDeltas: 7, Shards: 2}})
+	for i := range 30 {
+		src.set(fmt.Sprintf("run%02d", i), "Running", true, task("a", "Running", at(0), nil))
+	}
 	res := mustPoll(t, e, poll.Request{})
 	got := h.Published()
-	if len(got) != 3 || res.Messages != 3 || res.Events != 25 {
-		t.Fatalf("%d messages (result %d, events %d), want 3 carrying 25 events", len(got), res.Messages, res.Events)
+	if len(got) != 30 || res.RunsChanged != 30 {
+		t.Fatalf("%d deltas for %d changed runs, want 30", len(got), res.RunsChanged)
 	}
-	seen := map[string]bool{}
-	for i, d := range got {
-		if d.Part != i+1 || d.Parts != 3 || seen[d.ID] {
-			t.Errorf("delta %d: part %d/%d id %s (duplicate %v)", i, d.Part, d.Parts, d.ID, seen[d.ID])
-		}
-		seen[d.ID] = true
+	// 30 runs over 2 keys, at most 7 a message: at least ceil(30/7) = 5, at most 5 + 1 messages.
+	if res.Messages < 5 || res.Messages > 6 {
+		t.Errorf("%d messages for 30 runs, 7 a message over 2 keys: want 5 or 6", res.Messages)
+	}
+	keys := map[string]bool{}
+	for _, m := range h.Server.Messages() {
+		keys[m.OrderingKey] = true
+	}
+	if len(keys) != 2 {
+		t.Errorf("%d ordering keys, want the 2 shards", len(keys))
 	}
 }
 

@@ -27,7 +27,8 @@ type Config struct {
 	// before the message is handed back to Pub/Sub for redelivery.
 	Timeout time.Duration
 	// BatchRows is FARM_BIGQUERY_BATCH_ROWS: rows per streaming insert request (BigQuery
-	// recommends at most 500).
+	// recommends at most 500). The rows of deliveries handled at the same time share requests up
+	// to it (Group), whole deliveries at a time.
 	BatchRows int
 	// BatchBytes bounds the rows of one insert request by their JSON size. BigQuery refuses
 	// requests over 10 MB, and JSON columns travel as escaped strings, which can nearly double
@@ -119,12 +120,13 @@ func New(cfg Config, deps Deps) (*Sink, error) {
 			w = NewFileWriter(cfg.Dir)
 		}
 	}
-	return &Sink{w: w, log: deps.Log, subscription: cfg.Subscription, deadLetter: deps.DeadLetter}, nil
+	return &Sink{w: NewGroup(w, cfg.BatchRows, cfg.BatchBytes), dest: w, log: deps.Log,
+		subscription: cfg.Subscription, deadLetter: deps.DeadLetter}, nil
 }
 
 // Close releases the writer's resources (the BigQuery client), if it has any.
 func (s *Sink) Close() error {
-	if c, ok := s.w.(io.Closer); ok {
+	if c, ok := s.dest.(io.Closer); ok {
 		return c.Close()
 	}
 	return nil
@@ -134,7 +136,7 @@ func (s *Sink) Close() error {
 // schemas directory (for emulators and local runs; terraform owns them in Google Cloud), for files
 // nothing (the directory is created on first write).
 func (s *Sink) Prepare(ctx context.Context, schemas fs.FS) error {
-	w, ok := s.w.(*BigQueryWriter)
+	w, ok := s.dest.(*BigQueryWriter)
 	if !ok {
 		return nil
 	}

@@ -74,6 +74,7 @@ type bqEnv struct {
 	emu    *testenv.BigQuery
 	client *bigquery.Client
 	sink   *sink.Sink
+	w      *sink.BigQueryWriter // what sink writes with
 	logs   *logBuffer
 }
 
@@ -92,7 +93,7 @@ func newBQEnv(t *testing.T, setup bool) *bqEnv {
 		Project: testProject, Dataset: testDataset, Endpoint: emu.Endpoint, Timeout: callTimeout,
 	})
 	t.Cleanup(func() { _ = w.Close() })
-	e.sink = writeWith(w, e.logs.logger())
+	e.w, e.sink = w, writeWith(w, e.logs.logger())
 	return e
 }
 

@@ -221,7 +221,8 @@ func findRow(t *testing.T, rows []sink.Row, column, value string) map[string]big
 func TestArgoRows(t *testing.T) {
 	d := sinktest.NestedArgoDelta()
 	published := time.Date(2026, 3, 2, 1, 6, 1, 123456789, time.UTC)
-	table, rows, err := sink.Rows(sinktest.Message(t, d, "17623514820334", published), d)
+	m := sinktest.Message(t, d, "17623514820334", published)
+	table, rows, err := sink.Rows(m, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,10 +234,10 @@ func TestArgoRows(t *testing.T) {
 		"subscription_name":       sinktest.Subscription,
 		"message_id":              "17623514820334",
 		"publish_time":            "2026-03-02T01:06:01.123456Z",
-		"attributes":              `{"delta_id":"` + d.ID + `","environment":"prod","instance":"prod-eu","schema_version":"1","source":"argo","tenant":"acme"}`,
+		"attributes":              `{"batch_id":"` + m.Attributes[event.AttrBatchID] + `","deltas":"1","environment":"prod","instance":"prod-eu","schema_version":"2","source":"argo","tenant":"acme"}`,
 		"event_id":                d.Events[2].ID,
 		"delta_id":                d.ID,
-		"schema_version":          int64(1),
+		"schema_version":          int64(2),
 		"tenant":                  "acme",
 		"environment":             "prod",
 		"instance":                "prod-eu",

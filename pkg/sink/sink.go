@@ -39,13 +39,18 @@ func (e *RejectedError) Error() string {
 	return b.String()
 }
 
-// Sink handles RunDelta messages: one row per task event, routed to its source's table.
+// Sink handles RunDelta messages: one row per task event, routed to its source's table. The rows
+// of deliveries handled at the same time share insert requests (Group).
 type Sink struct {
-	w            Writer
+	w            Writer // the Group in front of dest
+	dest         Writer
 	log          *slog.Logger
 	subscription string
 	deadLetter   *deadletter.Keeper
 }
+
+// Group is the sink's group of insert requests.
+func (s *Sink) Group() *Group { return s.w.(*Group) }
 
 // HandleEnvelope handles the body of a Pub/Sub messagePublished CloudEvent. It returns an error
 // only when the message should be redelivered; a message that can never be processed is never
@@ -59,35 +64,53 @@ func (s *Sink) HandleEnvelope(ctx context.Context, body []byte) error {
 	return s.Handle(ctx, msg)
 }
 
-// Handle handles one delivered message, like HandleEnvelope.
+// Handle handles one delivered message, like HandleEnvelope: a batch of deltas (or a version-1
+// message of one), refused whole if any of it breaks the schema.
 func (s *Sink) Handle(ctx context.Context, msg event.Message) error {
 	if msg.Subscription == "" {
 		msg.Subscription = s.subscription
 	}
-	d, err := event.Decode(msg.Data)
+	ds, err := event.DecodeDeltas(msg.Data)
 	if err != nil {
 		return s.drop(ctx, msg, msg.Data, err)
 	}
-	table, rows, err := Rows(msg, d)
-	if err != nil {
-		return s.drop(ctx, msg, msg.Data, err)
+	var tables []string
+	byTable := map[string][]Row{}
+	for i := range ds {
+		table, rows, err := Rows(msg, &ds[i])
+		if err != nil {
+			return s.drop(ctx, msg, msg.Data, err)
+		}
+		if _, ok := byTable[table]; !ok {
+			tables = append(tables, table)
+		}
+		byTable[table] = append(byTable[table], rows...)
 	}
-	log := s.log.With("message_id", msg.ID, "delta_id", d.ID, "run", d.Run.Key(), "table", table)
-	if len(rows) == 0 {
-		log.DebugContext(ctx, "run delta has no task events")
+	log := s.log.With("message_id", msg.ID, "deltas", len(ds))
+	if len(ds) == 1 {
+		log = log.With("delta_id", ds[0].ID, "run", ds[0].Run.Key())
+	}
+	if len(tables) == 0 || len(byTable[tables[0]]) == 0 && len(tables) == 1 {
+		log.DebugContext(ctx, "run deltas have no task events")
 		return nil
 	}
-	err = s.w.Write(ctx, table, rows)
-	var rejected *RejectedError
-	switch {
-	case err == nil:
-		log.InfoContext(ctx, "rows written", "rows", len(rows))
-		return nil
-	case errors.As(err, &rejected):
-		s.logRejected(ctx, log, rejected, len(rows))
-		return nil
+	for _, table := range tables {
+		rows := byTable[table]
+		if len(rows) == 0 {
+			continue
+		}
+		err = s.w.Write(ctx, table, rows)
+		var rejected *RejectedError
+		switch {
+		case err == nil:
+			log.InfoContext(ctx, "rows written", "table", table, "rows", len(rows))
+		case errors.As(err, &rejected):
+			s.logRejected(ctx, log.With("table", table), rejected, len(rows))
+		default:
+			return fmt.Errorf("write %d rows of message %s (%d deltas) to %s: %w", len(rows), msg.ID, len(ds), table, err)
+		}
 	}
-	return fmt.Errorf("write %d rows of delta %s to %s: %w", len(rows), d.ID, table, err)
+	return nil
 }
 
 // Permanent reports whether err marks a message that can never be processed.

@@ -39,14 +39,18 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 		m.Data = []byte(data)
 		return sinktest.Envelope(t, m)
 	}
-	withDelta := func(mod func(*event.RunDelta)) []byte {
-		d := sinktest.NestedArgoDelta()
-		mod(d)
-		b, err := json.Marshal(d)
+	// batchOf wraps delta documents in a version-2 batch.
+	batchOf := func(deltas ...any) []byte {
+		b, err := json.Marshal(map[string]any{"schema_version": event.SchemaVersion, "id": "b1", "deltas": deltas})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return withData(string(b))
+	}
+	withDelta := func(mod func(*event.RunDelta)) []byte {
+		d := sinktest.NestedArgoDelta()
+		mod(d)
+		return batchOf(d)
 	}
 	withoutKey := func(key string) []byte {
 		b, err := json.Marshal(sinktest.NestedArgoDelta())
@@ -58,8 +62,22 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 			t.Fatal(err)
 		}
 		delete(m, key)
-		b, _ = json.Marshal(m)
-		return withData(string(b))
+		return batchOf(m)
+	}
+	// A version-1 message still in flight, broken the same way.
+	v1 := func(mod func(*event.RunDelta)) []byte {
+		d := sinktest.NestedArgoDelta()
+		mod(d)
+		return sinktest.Envelope(t, sinktest.MessageV1(t, d, "41", sinktest.Day0))
+	}
+	// A poison batch: good deltas of other runs beside one that breaks the schema. The batch is
+	// refused whole (kept as delivered in the dead-letter topic, where it can be replayed once
+	// fixed); nothing of it is written.
+	poisonBatch := func() []byte {
+		good, other, bad := sinktest.NestedArgoDelta(), sinktest.NestedArgoDelta(), sinktest.NestedArgoDelta()
+		other.Run.UID, bad.Run.UID = "other", "bad"
+		bad.Events[2].Status = "exploded"
+		return batchOf(good, bad, other)
 	}
 	cases := []struct {
 		name  string
@@ -72,7 +90,9 @@ func TestPoisonMessagesAreAcknowledged(t *testing.T) {
 		{"message has no id", []byte(`{"message":{"data":"e30="}}`), "no messageId", event.ErrBadEnvelope},
 		{"data is not JSON", withData("<html>502 Bad Gateway</html>"), "invalid RunDelta", event.ErrInvalid},
 		{"no schema version", withData(`{"id":"x"}`), "no schema_version", event.ErrInvalid},
-		{"unknown schema version", withData(`{"schema_version":2,"id":"x"}`), "unsupported RunDelta schema version: 2", event.ErrUnsupportedVersion},
+		{"unknown schema version", withData(`{"schema_version":3,"id":"x"}`), "unsupported RunDelta schema version: 3", event.ErrUnsupportedVersion},
+		{"a poison batch: one bad delta among good ones", poisonBatch(), `deltas[1].events[2].status is "exploded"`, event.ErrInvalid},
+		{"a version-1 message that breaks the schema", v1(func(d *event.RunDelta) { d.Run.Source = "luigi" }), `run.source is "luigi", not one of the schema's values`, event.ErrInvalid},
 		{"event without id", withDelta(func(d *event.RunDelta) { d.Events[3].ID = "" }), `events[3].id is "", shorter than 1 characters`, event.ErrInvalid},
 		{"unknown source", withDelta(func(d *event.RunDelta) { d.Run.Source = "luigi" }), `run.source is "luigi", not one of the schema's values`, event.ErrInvalid},
 		// What the sink used to write although the schema forbids it.

@@ -34,6 +34,30 @@ run "valid_configuration_plans" {
     condition     = google_cloudfunctions2_function.sink.service_config[0].environment_variables["FARM_SINK_SUBSCRIPTION"] == "projects/${var.project_id}/subscriptions/${google_pubsub_subscription.consumer["sink"].name}"
     error_message = "The sink must be told the full name of the subscription that pushes to it (the Functions Framework drops it from the push)."
   }
+  assert {
+    condition     = google_cloudfunctions2_function.sink.service_config[0].max_instance_request_concurrency == var.consumer_concurrency.sink && var.consumer_concurrency.sink > 1 && google_cloudfunctions2_function.trace.service_config[0].max_instance_request_concurrency == var.consumer_concurrency.trace && var.consumer_concurrency.trace > 1
+    error_message = "Both consumers must take several deliveries at a time, as consumer_concurrency says."
+  }
+  assert {
+    condition     = google_cloudfunctions2_function.sink.service_config[0].available_cpu == "1" && google_cloudfunctions2_function.trace.service_config[0].available_cpu == "1"
+    error_message = "Both consumers must have the whole vCPU that concurrency above 1 needs."
+  }
+}
+
+run "consumer_concurrency_out_of_range" {
+  command = plan
+  variables {
+    consumer_concurrency = { sink = 0 }
+  }
+  expect_failures = [var.consumer_concurrency]
+}
+
+run "consumer_cpu_below_one" {
+  command = plan
+  variables {
+    consumer_cpu = { trace = "0.5" }
+  }
+  expect_failures = [var.consumer_cpu]
 }
 
 # The default path: DataDog's agent as a sidecar of the trace function, nothing else to run.
