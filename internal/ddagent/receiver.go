@@ -111,6 +111,7 @@ func MaxSpans(n int) Option { return func(r *Receiver) { r.maxSpans = n } }
 // Notify calls fn with the spans of every accepted payload, as it is accepted (before the answer
 // is written): the freshness benchmark dates arrivals with it. fn must not keep the slices.
 func Notify(fn func(chunks [][]Span)) Option { return func(r *Receiver) { r.notify = fn } }
+
 // WithFault makes the receiver ask fault about every trace payload it decoded, before keeping it:
 // a status of 400 or more is answered instead, and the payload is not kept (an agent that refused
 // it). Tests use it to fail the payloads holding given spans; fault may block to hold a payload.
