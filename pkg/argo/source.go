@@ -276,17 +276,20 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 		return nil, fmt.Errorf("argo: window until %s is before since %s", w.Until.Format(time.RFC3339), w.Since.Format(time.RFC3339))
 	}
 	full := s.listing == ListingFull || (s.listing == ListingAuto && len(w.Known) == 0)
-	p := &pass{src: s, known: w.Known, full: full, budget: s.fullBudget}
+	p := &pass{src: s, known: w.Known, full: full, budget: s.fullBudget, limit: w.Limit}
 	set, err := s.listAll(ctx, w, p)
 	if err != nil {
 		return nil, err
 	}
 	if !full && s.listing == ListingAuto {
 		n, c := len(set.order), p.changed
+		if w.Limit > 0 {
+			c = min(c, w.Limit) // the poll loads no more
+		}
 		if slim, row := s.sizes.get(); s.fullCheaper(n, c, row) {
 			s.log.DebugContext(ctx, "most listed runs changed: listing again in full", "source", s.Name(),
 				"runs", n, "changed", c, "slim_row_bytes", int(slim), "full_row_bytes", int(row))
-			p = &pass{src: s, known: w.Known, full: true, budget: s.fullBudget}
+			p = &pass{src: s, known: w.Known, full: true, budget: s.fullBudget, limit: w.Limit}
 			if set, err = s.listAll(ctx, w, p); err != nil {
 				return nil, err
 			}
@@ -344,6 +347,7 @@ type pass struct {
 	known   state.Index
 	full    bool
 	budget  int64
+	limit   int // the most changed runs the poll loads (0: all): later ones keep no nodes
 	changed int // rows whose fingerprint the index does not know
 }
 
@@ -381,6 +385,16 @@ func (p *pass) page(items []*Workflow, fields string, size int64, completed bool
 			continue
 		}
 		p.changed++
+		if p.limit > 0 && p.changed > p.limit {
+			// Listed after the runs the poll will load: its next poll reads them again.
+			wf.Status.Nodes, wf.Status.CompressedNodes = nil, ""
+			if p.full {
+				p.full = false
+				p.src.log.Info("the listing holds more changed runs than the poll loads: the rest of the listing is slim",
+					"source", p.src.Name(), "limit", p.limit)
+			}
+			continue
+		}
 		if fields == listFields {
 			wf.Status.pack()
 			p.budget -= int64(len(wf.Status.packed) + len(wf.Status.CompressedNodes))
@@ -504,13 +518,19 @@ func (s *Source) listArchived(ctx context.Context, ns string, w poll.Window, set
 
 // paginate reads every page of path. perPage, when set, adjusts each page's query before it is
 // sent and returns what to do with the rows the page keeps.
+//
+// With integer offsets each page starts one row early, at the last row of the page before (its
+// anchor): found there or later, no row was skipped (new runs only shift rows down, and repeats
+// are removed by uid); missing, rows shifted up (a run deleted mid-listing) and the page is read
+// again from further back, the distance doubling until the anchor is found or the whole previous
+// page is re-read. The guard costs one row a page unless a shift happened.
 func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep func(*Workflow) bool, set *runSet,
 	perPage func(url.Values) func([]*Workflow, int64)) error {
 	q["listOptions.limit"] = []string{strconv.Itoa(s.cfg.PageSize)}
-	cont := ""
+	var pg pager
 	for range maxPages {
-		if cont != "" {
-			q["listOptions.continue"] = []string{cont}
+		if pg.cont != "" {
+			q["listOptions.continue"] = []string{pg.cont}
 		}
 		var onPage func([]*Workflow, int64)
 		if perPage != nil {
@@ -519,6 +539,11 @@ func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep f
 		items, next, size, err := s.listPage(ctx, path, q)
 		if err != nil {
 			return err
+		}
+		shifted := pg.shifted(items)
+		last := ""
+		if len(items) > 0 {
+			last = items[len(items)-1].Metadata.UID
 		}
 		if keep != nil {
 			items = slices.DeleteFunc(items, func(wf *Workflow) bool { return !keep(wf) })
@@ -531,14 +556,83 @@ func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep f
 				return err
 			}
 		}
+		if shifted {
+			pg.back() // the rows read are real, but some before them may have been skipped
+			continue
+		}
 		if next == "" {
 			return nil
 		}
-		if cont, err = nextContinue(cont, next, s.cfg.PageSize); err != nil {
+		if err := pg.advance(next, last, s.cfg.PageSize); err != nil {
 			return err
 		}
 	}
 	return fmt.Errorf("listing did not end after %d pages", maxPages)
+}
+
+// pager is where a listing stands: the continue value to send, and for integer offsets the
+// anchor the page must contain (see paginate).
+type pager struct {
+	cont   string
+	anchor string // uid of the previous page's last row; "" checks nothing
+	prev   int    // offset of the previous page
+	at     int    // offset of the anchor: the offset asked, before any step back
+	step   int    // how far back the next re-read goes
+}
+
+// shifted reports whether the page misses its anchor.
+func (p *pager) shifted(items []*Workflow) bool {
+	if p.anchor == "" {
+		return false
+	}
+	for _, wf := range items {
+		if wf.Metadata.UID == p.anchor {
+			p.anchor = "" // found: the page is complete
+			return false
+		}
+	}
+	return true
+}
+
+// back sets the next re-read further back, at most to the row after the previous page's first.
+func (p *pager) back() {
+	off := max(p.at-p.step, p.prev+1)
+	if off <= p.prev+1 {
+		p.anchor = "" // the whole previous page is re-read: nothing can be skipped before it
+	}
+	p.step *= 2
+	p.cont = strconv.Itoa(off)
+}
+
+// advance sets the continue value for the page after the one just read, given the server's next
+// and the uid of the page's last row. Argo 3.5.7+ continues by integer offset over rows ordered
+// by start time, newest first; older servers send opaque Kubernetes tokens, passed back
+// untouched.
+func (p *pager) advance(next, last string, limit int) error {
+	n, errN := strconv.Atoi(next)
+	c := 0
+	if p.cont != "" {
+		var err error
+		if c, err = strconv.Atoi(p.cont); err != nil {
+			c = -1
+		}
+	}
+	if errN != nil || c < 0 {
+		if next == p.cont {
+			return fmt.Errorf("server returned the same continue token %q again", next)
+		}
+		p.cont, p.anchor = next, ""
+		return nil
+	}
+	if n <= c {
+		return fmt.Errorf("server's continue offset %d does not advance past %d", n, c)
+	}
+	p.prev, p.anchor, p.at, p.step = c, "", n, 2
+	if limit > 1 && last != "" && n-1 > c {
+		p.anchor, p.at = last, n-1
+	}
+	p.cont = strconv.Itoa(p.at)
+	return nil
 }
 
 // snapshot maps a workflow; nodeCount only matters for rows without a resourceVersion.
