@@ -23,6 +23,10 @@ type Config struct {
 	Sink    Sink
 }
 
+// DefaultPollMaxRuns is FARM_POLL_MAX_RUNS's default: the changed runs a poll handles at its
+// deployed size (512 MiB, a third of a vCPU) well within the 540 s timeout (BENCHMARKS.md).
+const DefaultPollMaxRuns = 20_000
+
 // Common settings shared by all functions.
 type Common struct {
 	ProjectID   string // FARM_PROJECT_ID, else GOOGLE_CLOUD_PROJECT
@@ -38,6 +42,9 @@ type Common struct {
 	PollOverlap       time.Duration // FARM_POLL_OVERLAP: how far before the cursor each poll looks again
 	InitialLookback   time.Duration // FARM_INITIAL_LOOKBACK: how far back the very first poll looks
 	MaxBackfillWindow time.Duration // FARM_MAX_BACKFILL_WINDOW: largest since..until a backfill may ask for
+	// PollMaxRuns (FARM_POLL_MAX_RUNS) bounds the changed runs one poll handles, so that a cold
+	// poll of a large estate ends within the function's timeout; 0: no bound.
+	PollMaxRuns int
 	LeaseTTL          time.Duration // FARM_LEASE_TTL: how long a crashed poll's lease blocks the next
 	HTTPTimeout       time.Duration // FARM_HTTP_TIMEOUT: per request to an orchestrator
 	HTTPRetries       int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
@@ -78,6 +85,7 @@ func loadCommon(r *Reader) Common {
 		PollOverlap:       r.Duration("FARM_POLL_OVERLAP", 5*time.Minute),
 		InitialLookback:   r.Duration("FARM_INITIAL_LOOKBACK", time.Hour),
 		MaxBackfillWindow: r.Duration("FARM_MAX_BACKFILL_WINDOW", 7*24*time.Hour),
+		PollMaxRuns:       r.Int("FARM_POLL_MAX_RUNS", DefaultPollMaxRuns),
 		LeaseTTL:          r.Duration("FARM_LEASE_TTL", 10*time.Minute),
 		HTTPTimeout:       r.Duration("FARM_HTTP_TIMEOUT", 30*time.Second),
 		HTTPRetries:       r.Int("FARM_HTTP_RETRIES", 3),
@@ -105,6 +113,9 @@ func loadCommon(r *Reader) Common {
 	r.Positive("FARM_MAX_BACKFILL_WINDOW", c.MaxBackfillWindow)
 	if c.HTTPRetries < 0 {
 		r.Fail("FARM_HTTP_RETRIES", "must not be negative")
+	}
+	if c.PollMaxRuns < 0 {
+		r.Fail("FARM_POLL_MAX_RUNS", "must not be negative (0: no bound)")
 	}
 	if c.PollOverlap < 0 {
 		r.Fail("FARM_POLL_OVERLAP", "must not be negative")

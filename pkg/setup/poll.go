@@ -35,6 +35,7 @@ func (a *App) engine(ctx context.Context, src poll.Source, kind string) (*poll.E
 		RunRetention:      c.RunRetention,
 		SourceKind:        kind,
 		MaxBackfillWindow: c.MaxBackfillWindow,
+		MaxRunsPerPoll:    c.PollMaxRuns,
 	}), nil
 }
 
