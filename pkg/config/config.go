@@ -42,13 +42,13 @@ type Common struct {
 	PollOverlap       time.Duration // FARM_POLL_OVERLAP: how far before the cursor each poll looks again
 	InitialLookback   time.Duration // FARM_INITIAL_LOOKBACK: how far back the very first poll looks
 	MaxBackfillWindow time.Duration // FARM_MAX_BACKFILL_WINDOW: largest since..until a backfill may ask for
-	// PollMaxRuns (FARM_POLL_MAX_RUNS) bounds the changed runs one poll handles, so that a cold
-	// poll of a large estate ends within the function's timeout; 0: no bound.
-	PollMaxRuns int
 	LeaseTTL          time.Duration // FARM_LEASE_TTL: how long a crashed poll's lease blocks the next
 	HTTPTimeout       time.Duration // FARM_HTTP_TIMEOUT: per request to an orchestrator
 	HTTPRetries       int           // FARM_HTTP_RETRIES: retries on 5xx, 429 and timeouts
 	StoreTimeout      time.Duration // FARM_STORE_TIMEOUT: per call to the state store (Firestore)
+	// PollMaxRuns (FARM_POLL_MAX_RUNS) bounds the changed runs one poll handles, so that a cold
+	// poll of a large estate ends within the function's timeout; 0: no bound.
+	PollMaxRuns int
 	// DeadLetterTopic (FARM_DEAD_LETTER_TOPIC) keeps the messages the trace function and the sink
 	// can never process; empty: they are only logged.
 	DeadLetterTopic string
