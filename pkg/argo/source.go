@@ -298,6 +298,7 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 	out := make([]*poll.Snapshot, 0, len(set.order))
 	for _, uid := range set.order {
 		wf := set.byUID[uid]
+		delete(set.byUID, uid) // the row goes as its snapshot comes: never all of both at once
 		snap := s.snapshot(wf, 0)
 		if wf.Status.hasNodeData() {
 			// Only rows that carry nodes wait for Load; the others (slim rows, unchanged ones)
