@@ -213,7 +213,14 @@ func (m *meter) poll(ctx context.Context, floors bool) (PollFigures, error) {
 	}
 	var res *poll.Result
 	var err error
-	m.last, err = m.bus.During(SampleCap, func() error {
+	// The cold poll and its baseline keep no sample: thousands of messages, held and decoded in
+	// the measured process, would count in their peak as if the poll held them.
+	keep := 0
+	if floors {
+		keep = SampleCap
+	}
+	m.last = nil
+	m.last, err = m.bus.During(keep, func() error {
 		var perr error
 		f.Poll, perr = Measure(func() error {
 			res, err = m.engine.Poll(ctx, poll.Request{})
