@@ -520,11 +520,13 @@ func (s *Source) listArchived(ctx context.Context, ns string, w poll.Window, set
 // paginate reads every page of path. perPage, when set, adjusts each page's query before it is
 // sent and returns what to do with the rows the page keeps.
 //
-// With integer offsets each page starts one row early, at the last row of the page before (its
-// anchor): found there or later, no row was skipped (new runs only shift rows down, and repeats
-// are removed by uid); missing, rows shifted up (a run deleted mid-listing) and the page is read
-// again from further back, the distance doubling until the anchor is found or the whole previous
-// page is re-read. The guard costs one row a page unless a shift happened.
+// With integer offsets each page starts one row early, at the previous page's last row in paging
+// order, so it must hold a row of the previous page (which one is not known: the server sorts a
+// page's rows its own way). If it does, no row was skipped: new runs only shift rows down, and
+// repeats are removed by uid. If it does not, rows shifted up (a run deleted mid-listing) and the
+// page is read again from further back, the distance doubling until a row of the previous page
+// is found or the whole previous page is re-read. The guard costs one row a page unless a shift
+// happened.
 func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep func(*Workflow) bool, set *runSet,
 	perPage func(url.Values) func([]*Workflow, int64)) error {
 	q["listOptions.limit"] = []string{strconv.Itoa(s.cfg.PageSize)}
@@ -542,9 +544,9 @@ func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep f
 			return err
 		}
 		shifted := pg.shifted(items)
-		last := ""
-		if len(items) > 0 {
-			last = items[len(items)-1].Metadata.UID
+		uids := make([]string, len(items))
+		for i, wf := range items {
+			uids[i] = wf.Metadata.UID
 		}
 		if keep != nil {
 			items = slices.DeleteFunc(items, func(wf *Workflow) bool { return !keep(wf) })
@@ -564,31 +566,31 @@ func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep f
 		if next == "" {
 			return nil
 		}
-		if err := pg.advance(next, last, s.cfg.PageSize); err != nil {
+		if err := pg.advance(next, uids, s.cfg.PageSize); err != nil {
 			return err
 		}
 	}
 	return fmt.Errorf("listing did not end after %d pages", maxPages)
 }
 
-// pager is where a listing stands: the continue value to send, and for integer offsets the
-// anchor the page must contain (see paginate).
+// pager is where a listing stands: the continue value to send, and for integer offsets the rows
+// of the previous page, one of which the page must hold (see paginate).
 type pager struct {
-	cont   string
-	anchor string // uid of the previous page's last row; "" checks nothing
-	prev   int    // offset of the previous page
-	at     int    // offset of the anchor: the offset asked, before any step back
-	step   int    // how far back the next re-read goes
+	cont    string
+	anchors map[string]bool // uids of the previous page; nil checks nothing
+	prev    int             // offset of the previous page
+	at      int             // the offset asked, before any step back
+	step    int             // how far back the next re-read goes
 }
 
-// shifted reports whether the page misses its anchor.
+// shifted reports whether the page holds no row of the previous one.
 func (p *pager) shifted(items []*Workflow) bool {
-	if p.anchor == "" {
+	if p.anchors == nil {
 		return false
 	}
 	for _, wf := range items {
-		if wf.Metadata.UID == p.anchor {
-			p.anchor = "" // found: the page is complete
+		if p.anchors[wf.Metadata.UID] {
+			p.anchors = nil // found: the page is complete
 			return false
 		}
 	}
@@ -599,17 +601,17 @@ func (p *pager) shifted(items []*Workflow) bool {
 func (p *pager) back() {
 	off := max(p.at-p.step, p.prev+1)
 	if off <= p.prev+1 {
-		p.anchor = "" // the whole previous page is re-read: nothing can be skipped before it
+		p.anchors = nil // the whole previous page is re-read: nothing can be skipped before it
 	}
 	p.step *= 2
 	p.cont = strconv.Itoa(off)
 }
 
 // advance sets the continue value for the page after the one just read, given the server's next
-// and the uid of the page's last row. Argo 3.5.7+ continues by integer offset over rows ordered
+// and the uids of the page's rows. Argo 3.5.7+ continues by integer offset over rows ordered
 // by start time, newest first; older servers send opaque Kubernetes tokens, passed back
 // untouched.
-func (p *pager) advance(next, last string, limit int) error {
+func (p *pager) advance(next string, uids []string, limit int) error {
 	n, errN := strconv.Atoi(next)
 	c := 0
 	if p.cont != "" {
@@ -622,15 +624,18 @@ func (p *pager) advance(next, last string, limit int) error {
 		if next == p.cont {
 			return fmt.Errorf("server returned the same continue token %q again", next)
 		}
-		p.cont, p.anchor = next, ""
+		p.cont, p.anchors = next, nil
 		return nil
 	}
 	if n <= c {
 		return fmt.Errorf("server's continue offset %d does not advance past %d", n, c)
 	}
-	p.prev, p.anchor, p.at, p.step = c, "", n, 2
-	if limit > 1 && last != "" && n-1 > c {
-		p.anchor, p.at = last, n-1
+	p.prev, p.anchors, p.at, p.step = c, nil, n, 2
+	if limit > 1 && len(uids) > 0 && n-1 > c {
+		p.anchors, p.at = make(map[string]bool, len(uids)), n-1
+		for _, uid := range uids {
+			p.anchors[uid] = true
+		}
 	}
 	p.cont = strconv.Itoa(p.at)
 	return nil

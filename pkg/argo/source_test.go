@@ -270,36 +270,37 @@ func TestPagingShiftedByNewAndDeletedRuns(t *testing.T) {
 
 func TestPagerAdvance(t *testing.T) {
 	for _, tc := range []struct {
-		cur, next, last string
-		limit           int
-		want, anchor    string
-		err             string
+		cur, next string
+		limit     int
+		want      string
+		anchored  bool // the next page must hold a row of this one
+		err       string
 	}{
-		{"", "200", "u", 200, "199", "u", ""}, // one row of overlap, whatever the page size
-		{"199", "399", "u", 200, "398", "u", ""},
-		{"", "1", "u", 1, "1", "", ""},       // pages of one row: no overlap possible
-		{"10", "11", "u", 200, "11", "", ""}, // a page of one row: its row is the previous anchor
-		{"10", "10", "u", 200, "", "", "does not advance"},
-		{"", "eyJrIjoiMSJ9", "u", 200, "eyJrIjoiMSJ9", "", ""}, // a Kubernetes token passes through
-		{"eyJrIjoiMSJ9", "eyJrIjoiMSJ9", "u", 200, "", "", "same continue token"},
+		{"", "200", 200, "199", true, ""}, // one row of overlap, whatever the page size
+		{"199", "399", 200, "398", true, ""},
+		{"", "1", 1, "1", false, ""},       // pages of one row: no overlap possible
+		{"10", "11", 200, "11", false, ""}, // a page of one row: nothing to re-read
+		{"10", "10", 200, "", false, "does not advance"},
+		{"", "eyJrIjoiMSJ9", 200, "eyJrIjoiMSJ9", false, ""}, // a Kubernetes token passes through
+		{"eyJrIjoiMSJ9", "eyJrIjoiMSJ9", 200, "", false, "same continue token"},
 	} {
 		p := pager{cont: tc.cur}
-		err := p.advance(tc.next, tc.last, tc.limit)
+		err := p.advance(tc.next, []string{"u1", "u2"}, tc.limit)
 		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("advance(%q → %q, limit %d): error %v, want %q", tc.cur, tc.next, tc.limit, err, tc.err)
 			continue
 		}
-		if err == nil && (p.cont != tc.want || p.anchor != tc.anchor) {
-			t.Errorf("advance(%q → %q, limit %d) = %q anchored on %q; want %q on %q", tc.cur, tc.next, tc.limit, p.cont, p.anchor, tc.want, tc.anchor)
+		if err == nil && (p.cont != tc.want || (p.anchors != nil) != tc.anchored) {
+			t.Errorf("advance(%q → %q, limit %d) = %q anchored %v; want %q anchored %v", tc.cur, tc.next, tc.limit, p.cont, p.anchors != nil, tc.want, tc.anchored)
 		}
 	}
 }
 
-// TestPagerBack: a missing anchor reads again from further back, doubling, never before the row
-// after the previous page's first; there the anchor is no longer required.
+// TestPagerBack: a page holding no row of the previous one is read again from further back,
+// doubling, never before the row after the previous page's first; there nothing is required.
 func TestPagerBack(t *testing.T) {
 	p := pager{cont: "100"}
-	if err := p.advance("300", "u", 200); err != nil {
+	if err := p.advance("300", []string{"u"}, 200); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
