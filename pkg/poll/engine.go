@@ -326,6 +326,9 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		// The next poll's window starts where this one's did: the completed runs deferred are
 		// listed again (a cold poll's cursor is set for the first time, its lookback kept).
 		cursor = w.Since.Add(e.opts.Overlap)
+		if cursor.After(start) { // a lookback shorter than the overlap
+			cursor = start
+		}
 	case !req.Backfill():
 		cursor = start
 	}
