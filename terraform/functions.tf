@@ -44,8 +44,14 @@ locals {
   # Secret volumes mount under this directory, one sub-directory per secret.
   secrets_dir = "/etc/secrets"
 
+  # Go's soft memory limit, 90% of the poll function's memory: a backstop only (a poll's memory is
+  # bounded by design: batches, FARM_POLL_MAX_RUNS), so that the collector works harder before
+  # the instance would run out rather than after.
+  poll_memory_mib = tonumber(regex("^[0-9]+", var.function_memory.poll)) * (can(regex("Gi$", var.function_memory.poll)) ? 1024 : 1)
+
   poll_env = { for name, s in local.sources : name => merge(
     local.common_env,
+    { GOMEMLIMIT = "${floor(local.poll_memory_mib * 0.9)}MiB" },
     s.kind == "argo" ? {
       FARM_ARGO_URL            = s.url
       FARM_ARGO_INSTANCE       = name

@@ -91,6 +91,9 @@ func pollHeadline(r slog.Record) (string, bool) {
 	}
 	line := fmt.Sprintf("poll %s: %s runs seen, %s changed, %s events in %s messages", src,
 		a["runs_seen"], a["runs_changed"], a["events"], a["messages"])
+	if d := a["runs_deferred"]; d.Kind() == slog.KindInt64 && d.Int64() > 0 {
+		line += fmt.Sprintf(", %d left for the next polls", d.Int64())
+	}
 	if g := a["runs_gone"]; g.Kind() == slog.KindInt64 && g.Int64() > 0 {
 		line += fmt.Sprintf(", %d gone", g.Int64())
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/farmobs/farm/pkg/httpx"
@@ -266,31 +265,4 @@ func fieldSelectorUnsupported(err error) bool {
 		return false
 	}
 	return strings.Contains(se.Message, "spec.startedAt") || strings.Contains(se.Message, "field label")
-}
-
-// nextContinue is the continue value for the page after the one read at cur, given the server's
-// next. Argo 3.5.7+ continues by integer offset over rows ordered by start time, newest first:
-// a run created mid-listing shifts rows down (repeats, removed by uid), a run deleted mid-listing
-// shifts them up, so a row would be skipped. Re-reading a few rows of overlap guards against
-// that. Older servers send opaque Kubernetes tokens, which are passed back untouched.
-func nextContinue(cur, next string, limit int) (string, error) {
-	n, errN := strconv.Atoi(next)
-	c := 0
-	if cur != "" {
-		var err error
-		if c, err = strconv.Atoi(cur); err != nil {
-			c = -1
-		}
-	}
-	if errN != nil || c < 0 {
-		if next == cur {
-			return "", fmt.Errorf("server returned the same continue token %q again", next)
-		}
-		return next, nil
-	}
-	if n <= c {
-		return "", fmt.Errorf("server's continue offset %d does not advance past %d", n, c)
-	}
-	back := min(limit/10, 20)
-	return strconv.Itoa(max(n-back, c+1)), nil
 }

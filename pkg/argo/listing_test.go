@@ -177,8 +177,10 @@ func TestChangedListingReadsOnlyChangedRuns(t *testing.T) {
 		t.Errorf("a completed run listed slim: active %v loaded %v, want inactive and not loaded", s.Active, s.Loaded)
 	}
 	st := e.sim.Stats()
-	if per := st[argosim.EndpointList].Bytes / int64(len(snaps)); per > 300 {
-		t.Errorf("a slim listing costs %d bytes per run, want at most 300", per)
+	// Every page after a listing's first (active, then completed in the window) re-reads one row.
+	rows := len(snaps) + len(lists) - 2
+	if per := st[argosim.EndpointList].Bytes / int64(rows); per > 300 {
+		t.Errorf("a slim listing costs %d bytes per row, want at most 300", per)
 	}
 	if st[argosim.EndpointGet].Bytes < st[argosim.EndpointList].Bytes {
 		t.Logf("list %d B for %d runs, one GET %d B", st[argosim.EndpointList].Bytes, len(snaps), st[argosim.EndpointGet].Bytes)
@@ -246,5 +248,39 @@ func TestFullListingStaysWithinItsNodeBudget(t *testing.T) {
 		if !s.Loaded || len(s.Tasks) != 6 {
 			t.Errorf("%s: loaded %v with %d tasks, want 6", name, s.Loaded, len(s.Tasks))
 		}
+	}
+}
+
+// TestFullListingKeepsNodesOnlyUpToTheLimit: a poll that loads at most Window.Limit changed runs
+// (the first listed) has the listing keep no nodes past them and go slim: a cold poll of a large
+// estate downloads and holds the nodes of the runs it handles, not of the whole estate.
+func TestFullListingKeepsNodesOnlyUpToTheLimit(t *testing.T) {
+	e := newListingEnv(t, argo.ListingAuto)
+	for i := range 12 {
+		e.put(t, fmt.Sprintf("wf-%02d", i), 5, false)
+	}
+	const limit = 5
+	listed, err := e.src.List(t.Context(), poll.Window{Since: mins(0), Until: e.clk.Now(), Limit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists, _ := e.rec.take()
+	if len(lists) < 3 || lists[0] != argo.ListFields || lists[len(lists)-1] != argo.SlimFields {
+		t.Errorf("list fields %q: want full pages, then slim ones past the limit", lists)
+	}
+	if n := argo.PendingLen(e.src); n == 0 || n > limit {
+		t.Errorf("%d listed rows keep their nodes, want between 1 and the limit %d", n, limit)
+	}
+	// The engine loads the first runs listed: their nodes came with the listing.
+	for _, s := range listed[:limit] {
+		if err := e.src.Load(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Tasks) != 6 {
+			t.Errorf("%s: %d tasks, want 6", s.Run.Name, len(s.Tasks))
+		}
+	}
+	if _, gets := e.rec.take(); len(gets) > 1 {
+		t.Errorf("loading the first %d runs listed took GETs %v, want at most one (a page's repeated row counts twice)", limit, gets)
 	}
 }

@@ -206,17 +206,20 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 		return nil, fmt.Errorf("argo: window until %s is before since %s", w.Until.Format(time.RFC3339), w.Since.Format(time.RFC3339))
 	}
 	full := s.listing == ListingFull || (s.listing == ListingAuto && len(w.Known) == 0)
-	p := &pass{src: s, known: w.Known, full: full, budget: s.fullBudget}
+	p := &pass{src: s, known: w.Known, full: full, budget: s.fullBudget, limit: w.Limit}
 	set, err := s.listAll(ctx, w, p)
 	if err != nil {
 		return nil, err
 	}
 	if !full && s.listing == ListingAuto {
 		n, c := len(set.order), p.changed
+		if w.Limit > 0 {
+			c = min(c, w.Limit) // the poll loads no more
+		}
 		if slim, row := s.sizes.get(); s.fullCheaper(n, c, row) {
 			s.log.DebugContext(ctx, "most listed runs changed: listing again in full", "source", s.Name(),
 				"runs", n, "changed", c, "slim_row_bytes", int(slim), "full_row_bytes", int(row))
-			p = &pass{src: s, known: w.Known, full: true, budget: s.fullBudget}
+			p = &pass{src: s, known: w.Known, full: true, budget: s.fullBudget, limit: w.Limit}
 			if set, err = s.listAll(ctx, w, p); err != nil {
 				return nil, err
 			}
@@ -225,6 +228,7 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 	out := make([]*poll.Snapshot, 0, len(set.order))
 	for _, uid := range set.order {
 		wf := set.byUID[uid]
+		delete(set.byUID, uid) // the row goes as its snapshot comes: never all of both at once
 		snap := s.snapshot(wf, 0)
 		if wf.Status.hasNodeData() {
 			// Only rows that carry nodes wait for Load; the others (slim rows, unchanged ones)
@@ -274,6 +278,7 @@ type pass struct {
 	known   state.Index
 	full    bool
 	budget  int64
+	limit   int // the most changed runs the poll loads (0: all): later ones keep no nodes
 	changed int // rows whose fingerprint the index does not know
 }
 
@@ -311,6 +316,16 @@ func (p *pass) page(items []*Workflow, fields string, size int64, completed bool
 			continue
 		}
 		p.changed++
+		if p.limit > 0 && p.changed > p.limit {
+			// Listed after the runs the poll will load: its next poll reads them again.
+			wf.Status.Nodes, wf.Status.CompressedNodes = nil, ""
+			if p.full {
+				p.full = false
+				p.src.log.Info("the listing holds more changed runs than the poll loads: the rest of the listing is slim",
+					"source", p.src.Name(), "limit", p.limit)
+			}
+			continue
+		}
 		if fields == listFields {
 			wf.Status.pack()
 			p.budget -= int64(len(wf.Status.packed) + len(wf.Status.CompressedNodes))
@@ -434,13 +449,21 @@ func (s *Source) listArchived(ctx context.Context, ns string, w poll.Window, set
 
 // paginate reads every page of path. perPage, when set, adjusts each page's query before it is
 // sent and returns what to do with the rows the page keeps.
+//
+// With integer offsets each page starts one row early, at the previous page's last row in paging
+// order, so it must hold a row of the previous page (which one is not known: the server sorts a
+// page's rows its own way). If it does, no row was skipped: new runs only shift rows down, and
+// repeats are removed by uid. If it does not, rows shifted up (a run deleted mid-listing) and the
+// page is read again from further back, the distance doubling until a row of the previous page
+// is found or the whole previous page is re-read. The guard costs one row a page unless a shift
+// happened.
 func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep func(*Workflow) bool, set *runSet,
 	perPage func(url.Values) func([]*Workflow, int64)) error {
 	q["listOptions.limit"] = []string{strconv.Itoa(s.cfg.PageSize)}
-	cont := ""
+	var pg pager
 	for range maxPages {
-		if cont != "" {
-			q["listOptions.continue"] = []string{cont}
+		if pg.cont != "" {
+			q["listOptions.continue"] = []string{pg.cont}
 		}
 		var onPage func([]*Workflow, int64)
 		if perPage != nil {
@@ -449,6 +472,11 @@ func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep f
 		items, next, size, err := s.listPage(ctx, path, q)
 		if err != nil {
 			return err
+		}
+		shifted := pg.shifted(items)
+		uids := make([]string, len(items))
+		for i, wf := range items {
+			uids[i] = wf.Metadata.UID
 		}
 		if keep != nil {
 			items = slices.DeleteFunc(items, func(wf *Workflow) bool { return !keep(wf) })
@@ -461,14 +489,86 @@ func (s *Source) paginate(ctx context.Context, path string, q url.Values, keep f
 				return err
 			}
 		}
+		if shifted {
+			pg.back() // the rows read are real, but some before them may have been skipped
+			continue
+		}
 		if next == "" {
 			return nil
 		}
-		if cont, err = nextContinue(cont, next, s.cfg.PageSize); err != nil {
+		if err := pg.advance(next, uids, s.cfg.PageSize); err != nil {
 			return err
 		}
 	}
 	return fmt.Errorf("listing did not end after %d pages", maxPages)
+}
+
+// pager is where a listing stands: the continue value to send, and for integer offsets the rows
+// of the previous page, one of which the page must hold (see paginate).
+type pager struct {
+	cont    string
+	anchors map[string]bool // uids of the previous page; nil checks nothing
+	prev    int             // offset of the previous page
+	at      int             // the offset asked, before any step back
+	step    int             // how far back the next re-read goes
+}
+
+// shifted reports whether the page holds no row of the previous one.
+func (p *pager) shifted(items []*Workflow) bool {
+	if p.anchors == nil {
+		return false
+	}
+	for _, wf := range items {
+		if p.anchors[wf.Metadata.UID] {
+			p.anchors = nil // found: the page is complete
+			return false
+		}
+	}
+	return true
+}
+
+// back sets the next re-read further back, at most to the row after the previous page's first.
+func (p *pager) back() {
+	off := max(p.at-p.step, p.prev+1)
+	if off <= p.prev+1 {
+		p.anchors = nil // the whole previous page is re-read: nothing can be skipped before it
+	}
+	p.step *= 2
+	p.cont = strconv.Itoa(off)
+}
+
+// advance sets the continue value for the page after the one just read, given the server's next
+// and the uids of the page's rows. Argo 3.5.7+ continues by integer offset over rows ordered
+// by start time, newest first; older servers send opaque Kubernetes tokens, passed back
+// untouched.
+func (p *pager) advance(next string, uids []string, limit int) error {
+	n, errN := strconv.Atoi(next)
+	c := 0
+	if p.cont != "" {
+		var err error
+		if c, err = strconv.Atoi(p.cont); err != nil {
+			c = -1
+		}
+	}
+	if errN != nil || c < 0 {
+		if next == p.cont {
+			return fmt.Errorf("server returned the same continue token %q again", next)
+		}
+		p.cont, p.anchors = next, nil
+		return nil
+	}
+	if n <= c {
+		return fmt.Errorf("server's continue offset %d does not advance past %d", n, c)
+	}
+	p.prev, p.anchors, p.at, p.step = c, nil, n, 2
+	if limit > 1 && len(uids) > 0 && n-1 > c {
+		p.anchors, p.at = make(map[string]bool, len(uids)), n-1
+		for _, uid := range uids {
+			p.anchors[uid] = true
+		}
+	}
+	p.cont = strconv.Itoa(p.at)
+	return nil
 }
 
 // snapshot maps a workflow; nodeCount only matters for rows without a resourceVersion.

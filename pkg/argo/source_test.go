@@ -207,12 +207,22 @@ func TestListArchiveNamespaceSelector(t *testing.T) {
 // run created between two pages repeats a row and a run deleted between pages would hide one.
 func TestPagingShiftedByNewAndDeletedRuns(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		change func(f *fakeArgo)
-		want   int
+		name    string
+		change  func(f *fakeArgo)
+		offsets []string
 	}{
-		{"a new run arrives", func(f *fakeArgo) { f.addLive(synth("argo", "new-zzzz0", t0.Add(time.Hour), 1, "")) }, 26},
-		{"the newest run is deleted", func(f *fakeArgo) { f.deleteLive("uid-r-00024") }, 24},
+		// Each page starts at the last row of the one before; a new run shifts rows down, so the
+		// anchor is found one row later and nothing more is read.
+		{"a new run arrives", func(f *fakeArgo) { f.addLive(synth("argo", "new-zzzz0", t0.Add(time.Hour), 1, "")) }, []string{"", "9", "18"}},
+		// A deleted run shifts rows up: the anchor is missing at 9, so the page is read again
+		// from 7, where it is found.
+		{"the newest run is deleted", func(f *fakeArgo) { f.deleteLive("uid-r-00024") }, []string{"", "9", "7", "16"}},
+		// Three deleted: the anchor is missing at 9 and at 7, found at 5.
+		{"three runs are deleted", func(f *fakeArgo) {
+			for _, uid := range []string{"uid-r-00024", "uid-r-00023", "uid-r-00022"} {
+				f.deleteLive(uid)
+			}
+		}, []string{"", "9", "7", "5", "14"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeArgo(t)
@@ -239,7 +249,7 @@ func TestPagingShiftedByNewAndDeletedRuns(t *testing.T) {
 				}
 			}
 			// Every run that existed throughout is there; the new one may or may not be.
-			for i := range 24 {
+			for i := range 22 {
 				if uid := fmt.Sprintf("uid-r-%05d", i); seen[uid] != 1 {
 					t.Errorf("%s missing", uid)
 				}
@@ -250,31 +260,56 @@ func TestPagingShiftedByNewAndDeletedRuns(t *testing.T) {
 					offsets = append(offsets, u.Query().Get("listOptions.continue"))
 				}
 			}
-			if !slices.Equal(offsets, []string{"", "9", "18"}) {
-				t.Errorf("continue offsets %v, want each page to re-read one row of overlap", offsets)
+			if !slices.Equal(offsets, tc.offsets) {
+				t.Errorf("continue offsets %v, want %v", offsets, tc.offsets)
 			}
 		})
 	}
 }
 
-func TestNextContinue(t *testing.T) {
+func TestPagerAdvance(t *testing.T) {
 	for _, tc := range []struct {
 		cur, next string
 		limit     int
-		want, err string
+		want      string
+		anchored  bool // the next page must hold a row of this one
+		err       string
 	}{
-		{"", "200", 200, "180", ""},
-		{"180", "380", 200, "360", ""},
-		{"", "5", 5, "5", ""}, // small pages: no overlap
-		{"10", "12", 200, "11", ""},
-		{"10", "10", 200, "", "does not advance"},
-		{"", "eyJrIjoiMSJ9", 200, "eyJrIjoiMSJ9", ""}, // a Kubernetes token passes through
-		{"eyJrIjoiMSJ9", "eyJrIjoiMSJ9", 200, "", "same continue token"},
+		{"", "200", 200, "199", true, ""}, // one row of overlap, whatever the page size
+		{"199", "399", 200, "398", true, ""},
+		{"", "1", 1, "1", false, ""},       // pages of one row: no overlap possible
+		{"10", "11", 200, "11", false, ""}, // a page of one row: nothing to re-read
+		{"10", "10", 200, "", false, "does not advance"},
+		{"", "eyJrIjoiMSJ9", 200, "eyJrIjoiMSJ9", false, ""}, // a Kubernetes token passes through
+		{"eyJrIjoiMSJ9", "eyJrIjoiMSJ9", 200, "", false, "same continue token"},
 	} {
-		got, err := nextContinue(tc.cur, tc.next, tc.limit)
-		if got != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
-			t.Errorf("nextContinue(%q, %q, %d) = %q, %v; want %q, %q", tc.cur, tc.next, tc.limit, got, err, tc.want, tc.err)
+		p := pager{cont: tc.cur}
+		err := p.advance(tc.next, []string{"u1", "u2"}, tc.limit)
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("advance(%q → %q, limit %d): error %v, want %q", tc.cur, tc.next, tc.limit, err, tc.err)
+			continue
 		}
+		if err == nil && (p.cont != tc.want || (p.anchors != nil) != tc.anchored) {
+			t.Errorf("advance(%q → %q, limit %d) = %q anchored %v; want %q anchored %v", tc.cur, tc.next, tc.limit, p.cont, p.anchors != nil, tc.want, tc.anchored)
+		}
+	}
+}
+
+// TestPagerBack: a page holding no row of the previous one is read again from further back,
+// doubling, never before the row after the previous page's first; there nothing is required.
+func TestPagerBack(t *testing.T) {
+	p := pager{cont: "100"}
+	if err := p.advance("300", []string{"u"}, 200); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for p.shifted(nil) {
+		p.back()
+		got = append(got, p.cont)
+	}
+	want := []string{"297", "295", "291", "283", "267", "235", "171", "101"}
+	if !slices.Equal(got, want) {
+		t.Errorf("re-reads at %v, want %v", got, want)
 	}
 }
 

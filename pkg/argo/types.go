@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -109,12 +110,27 @@ func (s *WorkflowStatus) pack() {
 	if !hasNodes(s.Nodes) {
 		return
 	}
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	_, _ = zw.Write(s.Nodes)
-	_ = zw.Close()
-	s.packed, s.Nodes = buf.Bytes(), nil
+	p := packers.Get().(*packer)
+	defer packers.Put(p)
+	p.buf.Reset()
+	p.zw.Reset(&p.buf)
+	_, _ = p.zw.Write(s.Nodes)
+	_ = p.zw.Close()
+	s.packed, s.Nodes = bytes.Clone(p.buf.Bytes()), nil // exactly sized: kept until Load
 }
+
+// packer is a reused gzip writer and its buffer: a new writer allocates about a megabyte, which
+// a listing of a hundred thousand rows would allocate a hundred thousand times.
+type packer struct {
+	buf bytes.Buffer
+	zw  *gzip.Writer
+}
+
+var packers = sync.Pool{New: func() any {
+	p := &packer{}
+	p.zw, _ = gzip.NewWriterLevel(&p.buf, gzip.BestSpeed)
+	return p
+}}
 
 // hasNodeData reports whether the status carries nodes in either form.
 func (s *WorkflowStatus) hasNodeData() bool {

@@ -110,6 +110,7 @@ func loadPoll(r *Reader) poll.Config {
 	p.InitialLookback = r.Duration("FARM_INITIAL_LOOKBACK", p.InitialLookback)
 	p.MaxBackfillWindow = r.Duration("FARM_MAX_BACKFILL_WINDOW", p.MaxBackfillWindow)
 	p.LeaseTTL = r.Duration("FARM_LEASE_TTL", p.LeaseTTL)
+	p.MaxRunsPerPoll = r.Int("FARM_POLL_MAX_RUNS", p.MaxRunsPerPoll)
 	r.Check(p.Validate())
 	return p
 }

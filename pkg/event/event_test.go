@@ -252,8 +252,8 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// decodeAsBefore is Decode as it was before it read the document once for the version and the
-// schema: a probe of schema_version by json.Unmarshal, the schema check, the struct.
+// decodeAsBefore is Decode as a plain reading of the contract: a probe of schema_version by
+// json.Unmarshal, the schema check, the struct (a version-1 delta, or a version-2 batch of one).
 func decodeAsBefore(data []byte) (*RunDelta, error) {
 	var probe struct {
 		SchemaVersion *int `json:"schema_version"`
@@ -264,11 +264,18 @@ func decodeAsBefore(data []byte) (*RunDelta, error) {
 	if probe.SchemaVersion == nil {
 		return nil, fmt.Errorf("%w: no schema_version", ErrInvalid)
 	}
-	if *probe.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("%w: %d", ErrUnsupportedVersion, *probe.SchemaVersion)
+	if v := *probe.SchemaVersion; v != SchemaVersion1 && v != SchemaVersion {
+		return nil, fmt.Errorf("%w: %d", ErrUnsupportedVersion, v)
 	}
 	if err := ValidateJSON(data); err != nil {
 		return nil, err
+	}
+	if *probe.SchemaVersion == SchemaVersion {
+		var b Batch
+		if err := json.Unmarshal(data, &b); err != nil || len(b.Deltas) != 1 {
+			return nil, fmt.Errorf("%w: not a batch of one (%v)", ErrInvalid, err)
+		}
+		return &b.Deltas[0], nil
 	}
 	var d RunDelta
 	if err := json.Unmarshal(data, &d); err != nil {
@@ -277,8 +284,8 @@ func decodeAsBefore(data []byte) (*RunDelta, error) {
 	return &d, nil
 }
 
-// TestDecodeAcceptsWhatItDidBefore: the one-read Decode refuses and accepts exactly what the
-// probe-first one did, with the same error, on the documents where the two could part: the
+// TestDecodeAcceptsWhatItDidBefore: Decode refuses and accepts exactly what a plain reading of the
+// contract does, with the same error, on the documents where the two could part: the
 // version's key in other cases or repeated, its value of every kind, data after the document,
 // documents that are not objects.
 func TestDecodeAcceptsWhatItDidBefore(t *testing.T) {

@@ -98,6 +98,10 @@ type Config struct {
 	DiffBatch int
 	// Batch bounds a message's deltas and sets the ordering keys' shards.
 	Batch event.BatchLimits
+	// MaxRunsPerPoll bounds the changed runs an incremental poll loads, diffs and publishes, so
+	// that a poll of any estate ends within its timeout (FARM_POLL_MAX_RUNS; 0: no limit). The
+	// rest wait for the next polls (see deferral in Poll).
+	MaxRunsPerPoll int
 }
 
 // DefaultConfig is the configuration FARM polls with when nothing is set.
@@ -114,6 +118,9 @@ func DefaultConfig() Config {
 		LoadParallelism:     8,
 		DiffBatch:           256,
 		Batch:               event.DefaultBatchLimits,
+		// The changed runs a poll handles at its deployed size (512 MiB, a third of a vCPU) well
+		// within the 540 s timeout (BENCHMARKS.md).
+		MaxRunsPerPoll: 20_000,
 	}
 }
 
@@ -137,6 +144,9 @@ func (c Config) Validate() error {
 	if c.MaxEventsPerMessage < 1 || c.LoadParallelism < 1 || c.DiffBatch < 1 {
 		errs = append(errs, fmt.Errorf("poll: events per message (%d), load parallelism (%d) and diff batch (%d) must be positive",
 			c.MaxEventsPerMessage, c.LoadParallelism, c.DiffBatch))
+	}
+	if c.MaxRunsPerPoll < 0 {
+		errs = append(errs, errors.New("FARM_POLL_MAX_RUNS must not be negative (0: no bound)"))
 	}
 	if b := c.Batch; b.MaxDeltas < 1 || b.MaxBytes < 1 || b.Shards < 1 {
 		errs = append(errs, fmt.Errorf("poll: a message's deltas (%d), bytes (%d) and ordering key shards (%d) must be positive",
@@ -194,20 +204,22 @@ func (r Request) Backfill() bool { return !r.Since.IsZero() }
 
 // Result is what one poll did; the HTTP function answers it as JSON.
 type Result struct {
-	Source         string    `json:"source"`
-	Mode           string    `json:"mode"` // incremental, backfill or replay
-	DryRun         bool      `json:"dry_run,omitempty"`
-	WindowSince    time.Time `json:"window_since"`
-	WindowUntil    time.Time `json:"window_until"`
-	RunsSeen       int       `json:"runs_seen"`
-	RunsFetched    int       `json:"runs_fetched"` // followed up by reference
-	RunsGone       int       `json:"runs_gone"`    // active at the last poll, now deleted everywhere
-	RunsChanged    int       `json:"runs_changed"`
-	Events         int       `json:"events"`
-	Messages       int       `json:"messages"`
-	BytesPublished int64     `json:"bytes_published"`
-	StoreReads     int       `json:"firestore_reads"`  // named after Store: see counters.go
-	StoreWrites    int       `json:"firestore_writes"` // named after Store: see counters.go
+	Source      string    `json:"source"`
+	Mode        string    `json:"mode"` // incremental, backfill or replay
+	DryRun      bool      `json:"dry_run,omitempty"`
+	WindowSince time.Time `json:"window_since"`
+	WindowUntil time.Time `json:"window_until"`
+	RunsSeen    int       `json:"runs_seen"`
+	RunsFetched int       `json:"runs_fetched"` // followed up by reference
+	RunsGone    int       `json:"runs_gone"`    // active at the last poll, now deleted everywhere
+	RunsChanged int       `json:"runs_changed"`
+	// RunsDeferred changed runs were left for the next poll (MaxRunsPerPoll).
+	RunsDeferred   int   `json:"runs_deferred,omitempty"`
+	Events         int   `json:"events"`
+	Messages       int   `json:"messages"`
+	BytesPublished int64 `json:"bytes_published"`
+	StoreReads     int   `json:"firestore_reads"`  // named after Store: see counters.go
+	StoreWrites    int   `json:"firestore_writes"` // named after Store: see counters.go
 	// Store names the state store in the counters' names: "firestore" (the default), "file_store".
 	Store           string    `json:"-"`
 	APICalls        int64     `json:"api_calls"`
@@ -271,17 +283,51 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	if !req.Replay {
 		w.Known = src.Index
 	}
+	if !req.Backfill() {
+		w.Limit = e.cfg.MaxRunsPerPoll
+	}
 
-	snaps, gone, err := e.collect(ctx, w, src.Index, res)
+	snaps, order, gone, err := e.collect(ctx, w, src.Index, res)
 	if err != nil {
 		return res, err
 	}
 	keepWindow(snaps, w)
 	res.RunsSeen = len(snaps)
-	changed := e.changed(snaps, src.Index, req.Replay)
+	changed := e.changed(snaps, order, src.Index, req.Replay)
+	order = nil
+	var deferred []*Snapshot
+	if limit := e.cfg.MaxRunsPerPoll; limit > 0 && !req.Backfill() && len(changed) > limit {
+		// Deferral: the first runs listed are done now, the others by the next polls. Each
+		// deferred run stays in the index as changed (its last committed entry, or none known),
+		// and is followed up by reference like an active run, and the cursor does not move past
+		// this poll's window start, so the next poll lists again every run of this window.
+		changed, deferred = changed[:limit], changed[limit:]
+		res.RunsDeferred = len(deferred)
+		e.log.WarnContext(ctx, "more runs changed than a poll handles: the rest are left for the next polls",
+			"source", e.src.Name(), "changed", len(changed)+len(deferred), "deferred", len(deferred), "max_runs_per_poll", limit)
+	}
+	sort.Slice(changed, func(i, j int) bool { return changed[i].Key() < changed[j].Key() })
 	res.RunsChanged = len(changed)
-	// A source never committed has no stored run to read: its index would name it.
+	// A source never committed has no stored run to read: its index would name it. Nor has a
+	// run a poll deferred before it was ever stored (its entry has no fingerprint).
 	readStored := !req.Replay && !(src.Cursor.IsZero() && len(src.Index) == 0)
+	var neverStored map[string]bool
+	for _, s := range changed {
+		if entry, ok := src.Index[s.Key()]; ok && entry.Fingerprint == "" && readStored {
+			if neverStored == nil {
+				neverStored = map[string]bool{}
+			}
+			neverStored[s.Key()] = true
+		}
+	}
+	// The next index is built now, in place of the old one, from the runs that did not change:
+	// their snapshots can then go while the changed ones are diffed (each changed run's entry is
+	// set once its batch is done, from the snapshot as Load left it).
+	var index state.Index
+	if !req.DryRun {
+		index = e.nextIndex(src.Index, snaps, changed, deferred, gone, req.Backfill())
+	}
+	src.Index, w.Known, snaps, deferred = nil, nil, nil, nil
 
 	// Changed runs are loaded, diffed and published a batch at a time, so that a poll holds the
 	// tasks of at most one batch, whatever the number of changed runs (a cold poll changes them
@@ -289,7 +335,7 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	var runs []*state.Run
 	for from := 0; from < len(changed); from += e.cfg.DiffBatch {
 		batch := changed[from:min(from+e.cfg.DiffBatch, len(changed))]
-		bruns, deltas, err := e.diffAll(ctx, batch, req.Replay, readStored, start)
+		bruns, deltas, err := e.diffAll(ctx, batch, req.Replay, readStored, neverStored, start)
 		if err != nil {
 			return res, err
 		}
@@ -303,8 +349,12 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 		if err := e.publish(ctx, deltas, req.DryRun, res); err != nil {
 			return res, err
 		}
-		for _, s := range batch {
+		for i, s := range batch {
+			if index != nil {
+				index[s.Key()] = entryOf(s)
+			}
 			s.Tasks = nil // diffed and published: the stored state is what the commit needs
+			batch[i] = nil
 		}
 		if w, ok := e.store.(RunWriter); ok && !req.DryRun {
 			// Published: the states can be stored now instead of waiting in memory for the
@@ -322,10 +372,17 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	}
 
 	cursor := time.Time{}
-	if !req.Backfill() {
+	switch {
+	case res.RunsDeferred > 0:
+		// The next poll's window starts where this one's did: the completed runs deferred are
+		// listed again (a cold poll's cursor is set for the first time, its lookback kept).
+		cursor = w.Since.Add(e.cfg.Overlap)
+		if cursor.After(start) { // a lookback shorter than the overlap
+			cursor = start
+		}
+	case !req.Backfill():
 		cursor = start
 	}
-	index := e.nextIndex(src.Index, snaps, gone, req.Backfill())
 	if err := e.store.Commit(ctx, e.src.Name(), holder, runs, cursor, index); err != nil {
 		return res, fmt.Errorf("%w: commit: %w", ErrStore, err)
 	}
@@ -445,16 +502,27 @@ func (e *Engine) window(req Request, cursor, now time.Time) Window {
 }
 
 // collect lists the window and follows up the runs that were active at the last commit but are
-// no longer listed as active. It returns the snapshots by key and the keys of runs that are gone.
-func (e *Engine) collect(ctx context.Context, w Window, idx state.Index, res *Result) (map[string]*Snapshot, []string, error) {
+// no longer listed as active. It returns the snapshots by key, their keys in the order the source
+// listed them (fetched runs last), and the keys of runs that are gone.
+func (e *Engine) collect(ctx context.Context, w Window, idx state.Index, res *Result) (map[string]*Snapshot, []string, []string, error) {
 	listed, err := e.src.List(ctx, w)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: list: %w", ErrSource, err)
+		return nil, nil, nil, fmt.Errorf("%w: list: %w", ErrSource, err)
 	}
 	snaps := make(map[string]*Snapshot, len(listed))
-	for _, s := range listed {
-		snaps[s.Key()] = s
+	order := make([]string, 0, len(listed))
+	add := func(s *Snapshot) {
+		key := s.Key()
+		if _, ok := snaps[key]; !ok {
+			order = append(order, key)
+		}
+		snaps[key] = s
 	}
+	for i, s := range listed {
+		add(s)
+		listed[i] = nil
+	}
+	listed = nil
 	var refs, refKeys []string
 	for key, entry := range idx {
 		if _, ok := snaps[key]; !ok && entry.Active && entry.Ref != "" {
@@ -466,10 +534,10 @@ func (e *Engine) collect(ctx context.Context, w Window, idx state.Index, res *Re
 	if len(refs) > 0 {
 		fetched, err := e.src.Fetch(ctx, refs)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: fetch %d runs no longer active: %w", ErrSource, len(refs), err)
+			return nil, nil, nil, fmt.Errorf("%w: fetch %d runs no longer active: %w", ErrSource, len(refs), err)
 		}
 		for _, s := range fetched {
-			snaps[s.Key()] = s
+			add(s)
 		}
 		res.RunsFetched = len(fetched)
 		for _, k := range refKeys {
@@ -481,39 +549,47 @@ func (e *Engine) collect(ctx context.Context, w Window, idx state.Index, res *Re
 		res.RunsGone = len(gone)
 	}
 	res.RunsSeen = len(snaps)
-	return snaps, gone, nil
+	return snaps, order, gone, nil
 }
 
-// changed returns, in a stable order, the snapshots whose fingerprint the index does not know.
-func (e *Engine) changed(snaps map[string]*Snapshot, idx state.Index, replay bool) []*Snapshot {
+// changed returns, in the order listed, the snapshots whose fingerprint the index does not know.
+func (e *Engine) changed(snaps map[string]*Snapshot, order []string, idx state.Index, replay bool) []*Snapshot {
 	var out []*Snapshot
-	for key, s := range snaps {
+	for _, key := range order {
+		s, ok := snaps[key]
+		if !ok {
+			continue // outside a backfill's window
+		}
 		if entry, ok := idx[key]; ok && !replay && entry.Fingerprint == s.Fingerprint && s.Fingerprint != "" {
 			continue
 		}
 		out = append(out, s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out
 }
 
 // diffAll loads the changed runs' tasks and stored states and diffs them.
-func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay, readStored bool, now time.Time) ([]*state.Run, []*event.RunDelta, error) {
+func (e *Engine) diffAll(ctx context.Context, changed []*Snapshot, replay, readStored bool, neverStored map[string]bool, now time.Time) ([]*state.Run, []*event.RunDelta, error) {
 	if len(changed) == 0 {
 		return nil, nil, nil
 	}
 	// Keys first: Load may refresh a snapshot's Run while the goroutines run.
 	keys := make([]string, len(changed))
+	var read []string
 	for i, s := range changed {
 		keys[i] = s.Key()
+		if !neverStored[keys[i]] {
+			read = append(read, keys[i])
+		}
 	}
+	readStored = readStored && len(read) > 0
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.cfg.LoadParallelism + 1) // the stored states' read runs beside the loads
 	var stored map[string]*state.Run
 	if readStored {
 		g.Go(func() error {
 			var err error
-			if stored, err = e.store.LoadRuns(gctx, e.src.Name(), keys); err != nil {
+			if stored, err = e.store.LoadRuns(gctx, e.src.Name(), read); err != nil {
 				return fmt.Errorf("%w: load run states: %w", ErrStore, err)
 			}
 			return nil
@@ -633,27 +709,61 @@ func truncateArgs(annotations map[string]string, params []event.Parameter) (map[
 	return a, p
 }
 
-// nextIndex is what the index should hold after this poll. An incremental poll keeps exactly the
-// runs it saw (a run that drops out and comes back costs one read, nothing more); a backfill only
-// adds to it.
-func (e *Engine) nextIndex(old state.Index, snaps map[string]*Snapshot, gone []string, backfill bool) state.Index {
-	next := make(state.Index, len(snaps))
-	if backfill {
-		for k, v := range old {
-			next[k] = v
+// nextIndex turns old, in place, into what the index should hold after this poll, but for the
+// changed runs, whose entries are set as their batches are done. An incremental poll keeps exactly
+// the runs it saw (a run that drops out and comes back costs one read, nothing more); a backfill
+// only adds to it. A deferred run keeps its last committed entry, or gets one with no
+// fingerprint: either way it is changed to the next poll, and it is followed up by reference.
+func (e *Engine) nextIndex(old state.Index, snaps map[string]*Snapshot, changed, deferred []*Snapshot, gone []string, backfill bool) state.Index {
+	next := old
+	if next == nil {
+		next = make(state.Index, len(snaps))
+	}
+	if !backfill {
+		for k := range next {
+			if _, ok := snaps[k]; !ok {
+				delete(next, k)
+			}
 		}
 	}
-	for k, s := range snaps {
-		entry := state.IndexEntry{Fingerprint: s.Fingerprint, Active: s.Active}
-		if s.Active {
-			entry.Ref = s.Ref
+	skip := make(map[*Snapshot]bool, len(changed)+len(deferred))
+	for _, s := range changed {
+		skip[s] = true
+	}
+	for _, s := range deferred {
+		skip[s] = true
+		k := s.Key()
+		entry, ok := next[k]
+		if !ok {
+			entry = state.IndexEntry{}
+		}
+		if s.Ref != "" {
+			entry.Active, entry.Ref = true, s.Ref
 		}
 		next[k] = entry
+	}
+	for k, s := range snaps {
+		if skip[s] {
+			continue
+		}
+		// An unchanged run keeps its entry as read, whose strings the store holds anyway.
+		if entry := entryOf(s); next[k] != entry {
+			next[k] = entry
+		}
 	}
 	for _, k := range gone {
 		delete(next, k)
 	}
 	return next
+}
+
+// entryOf is a run's index entry.
+func entryOf(s *Snapshot) state.IndexEntry {
+	entry := state.IndexEntry{Fingerprint: s.Fingerprint, Active: s.Active}
+	if s.Active {
+		entry.Ref = s.Ref
+	}
+	return entry
 }
 
 func (e *Engine) notify(deltas []*event.RunDelta) {

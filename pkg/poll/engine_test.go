@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,6 +61,9 @@ func (s *script) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 			out = append(out, clone(r, false))
 		}
 	}
+	// By name, as a server lists in an order of its own: which runs come first matters when a
+	// poll defers some.
+	slices.SortFunc(out, func(a, b *poll.Snapshot) int { return strings.Compare(a.Run.Name, b.Run.Name) })
 	return out, nil
 }
 

@@ -232,7 +232,8 @@ func logResult(ctx context.Context, log *slog.Logger, res *Result, err error) {
 	}
 	attrs := []any{
 		"source", res.Source, "mode", res.Mode,
-		"runs_seen", res.RunsSeen, "runs_changed", res.RunsChanged, "runs_fetched", res.RunsFetched, "runs_gone", res.RunsGone,
+		"runs_seen", res.RunsSeen, "runs_changed", res.RunsChanged, "runs_deferred", res.RunsDeferred,
+		"runs_fetched", res.RunsFetched, "runs_gone", res.RunsGone,
 		"events", res.Events, "messages", res.Messages, "bytes_published", res.BytesPublished,
 		res.storeKey("reads"), res.StoreReads, res.storeKey("writes"), res.StoreWrites,
 		"api_calls", res.APICalls, "api_bytes", res.APIBytes,

@@ -47,6 +47,9 @@ type Window struct {
 	// every run as changed). A source may use it to leave unchanged runs' tasks on the server:
 	// only the runs whose fingerprint differs will be loaded. Read only.
 	Known state.Index
+	// Limit, when positive, is the most changed runs the poll will load: the first ones listed.
+	// A source need not prepare the tasks of the changed runs it lists after them.
+	Limit int
 }
 
 // Snapshot is a run as the source shows it now.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // encodingGzipJSON names how index and task maps are stored, so that a later format can be
@@ -24,7 +25,9 @@ const maxDocIDBytes = 1500
 
 func encodeBlob(v any) ([]byte, error) {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&buf)
 	if err := json.NewEncoder(zw).Encode(v); err != nil {
 		return nil, err
 	}
@@ -33,6 +36,10 @@ func encodeBlob(v any) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// gzipWriters are reused: a new writer allocates most of a megabyte, and a poll encodes every
+// changed run's tasks (twice: CheckCommit, then WriteRuns).
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
 
 func decodeBlob(encoding string, b []byte, v any) error {
 	if len(b) == 0 {
