@@ -142,6 +142,11 @@ variable "sources" {
     error_message = "Each source's name must be 2 to 12 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen (it names the function, its job and its service account)."
   }
   validation {
+    # functions.tf keys every function by source name, and the two consumers by these names.
+    condition     = alltrue([for s in var.sources : !contains(["trace", "sink"], s.name)])
+    error_message = "A source may not be named \"trace\" or \"sink\": those name the consumer functions."
+  }
+  validation {
     condition     = length(distinct([for s in var.sources : s.name])) == length(var.sources)
     error_message = "Source names must be unique: each names its own poll function."
   }
