@@ -2,7 +2,6 @@ package airflow_test
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -52,7 +51,7 @@ func benchPoll(b *testing.B, api string, runs, churnPct int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	engine := poll.New(src, store, h.Publisher, h.Clock, slog.New(slog.NewTextHandler(io.Discard, nil)), poll.Options{SourceKind: event.SourceAirflow, Overlap: 30 * time.Second})
+	engine := poll.New(src, store, h.Publisher, h.Clock, slog.New(slog.DiscardHandler), poll.Options{SourceKind: event.SourceAirflow, Overlap: 30 * time.Second})
 	cold, err := engine.Poll(b.Context(), poll.Request{})
 	if err != nil {
 		b.Fatal(err)

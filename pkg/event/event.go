@@ -196,7 +196,7 @@ func Decode(data []byte) (*RunDelta, error) {
 		SchemaVersion *int `json:"schema_version"`
 	}
 	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if probe.SchemaVersion == nil {
 		return nil, fmt.Errorf("%w: no schema_version", ErrInvalid)
@@ -210,7 +210,7 @@ func Decode(data []byte) (*RunDelta, error) {
 	var d RunDelta
 	if err := json.Unmarshal(data, &d); err != nil {
 		// Valid by the schema but not decodable (an integer written as 1.0, or beyond int64).
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return &d, nil
 }
@@ -219,7 +219,7 @@ func Decode(data []byte) (*RunDelta, error) {
 func (d *RunDelta) Validate() error {
 	b, err := Encode(d)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return ValidateJSON(b)
 }
