@@ -90,7 +90,7 @@ variable "sources" {
   description = <<-EOT
     The orchestrator instances to watch: one poll function and one Cloud Scheduler job per entry.
       kind            argo | airflow
-      name            short unique name (lowercase, 2-12 chars); the instance name in events
+      name            short unique name (lowercase, 2-12 chars, not trace or sink); the instance name in events
       url             the Argo Server or Airflow API base URL
       ui_url          base for links to runs (default: url)
       schedule        cron, in time_zone (default every minute)
