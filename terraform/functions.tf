@@ -117,9 +117,15 @@ locals {
 # the DataDog agent. The sink writes task events to BigQuery rows.
 
 locals {
+  # The functions' names depend on variables only, so that tests which evaluate the configuration
+  # without planning it (internal/alerting) can compute them.
+  function_names = merge(
+    { for name in keys(local.sources) : name => "${local.prefix}-poll-${name}" },
+    { trace = local.datadog_sidecar ? "${local.trace_name}-build" : local.trace_name, sink = local.sink_name },
+  )
+
   functions = merge(
     { for name, s in local.sources : name => {
-      name            = "${local.prefix}-poll-${name}"
       description     = "FARM: polls ${s.kind} source ${name} (${s.url}) and publishes run deltas."
       entry_point     = local.entry_points[s.kind]
       service_account = google_service_account.poll[name].email
@@ -135,7 +141,6 @@ locals {
     } },
     {
       trace = {
-        name            = local.datadog_sidecar ? "${local.trace_name}-build" : local.trace_name
         description     = local.datadog_sidecar ? "FARM: builds the trace image that Cloud Run service ${local.trace_name} runs beside the DataDog agent; receives no traffic." : "FARM: turns run deltas into DataDog APM spans (push subscription ${local.prefix}-trace)."
         entry_point     = local.entry_points.trace
         service_account = google_service_account.trace.email
@@ -151,7 +156,6 @@ locals {
         vpc = !local.datadog_sidecar
       }
       sink = {
-        name            = local.sink_name
         description     = "FARM: writes task events to BigQuery dataset ${var.bigquery_dataset} (push subscription ${local.sink_name})."
         entry_point     = local.entry_points.sink
         service_account = google_service_account.sink.email
@@ -176,7 +180,7 @@ locals {
 resource "google_cloudfunctions2_function" "function" {
   for_each = local.functions
 
-  name        = each.value.name
+  name        = local.function_names[each.key]
   location    = var.region
   description = each.value.description
 
