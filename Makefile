@@ -1,9 +1,10 @@
 # FARM's commands. `make run` and `make test` are the two a newcomer needs.
-.PHONY: run test vet fuzz bench fidelity package tf-validate help
+.PHONY: run test vet lint fuzz bench fidelity package tf-validate help
 
 help:
 	@echo "make run          run FARM locally: every function in one process, embedded defaults"
 	@echo "make test         vet + all tests with -race, against the Firestore and BigQuery emulators"
+	@echo "make lint         golangci-lint (.golangci.yml: import rules and checks; built once, cached)"
 	@echo "make fuzz         run every fuzz target for FUZZTIME each (default 30s; make test runs their seeds)"
 	@echo "make bench        measure polls against simulated estates (1k/10k Argo runs, Airflow), ~10 min"
 	@echo "make fidelity     a simulated day with crashes, races and faults, compared with the truth, ~3 min"
@@ -18,6 +19,9 @@ test:
 
 vet:
 	go vet ./...
+
+lint:
+	./scripts/lint.sh
 
 # Every decoder of outside input has a fuzz target; FUZZTIME=2m make fuzz runs each longer.
 fuzz:

@@ -102,3 +102,23 @@ tflint_plugin_dir() {
   fi
   printf '%s\n' "$dir"
 }
+
+GOLANGCI_LINT_VERSION="v2.15.0"
+
+# golangci_lint_bin prints the path of a cached golangci-lint binary, building it first if needed.
+# It is built with the Go that runs the tests, which must be at least the go line of go.mod.
+golangci_lint_bin() {
+  local dir="$FARM_CACHE/golangci-lint-$GOLANGCI_LINT_VERSION-$(go env GOVERSION)"
+  if [ ! -x "$dir/golangci-lint" ]; then
+    log "building golangci-lint $GOLANGCI_LINT_VERSION (cold: a few minutes)"
+    # go install PKG@VERSION builds with the module's own go.mod and go.sum, as its authors test it.
+    mkdir -p "$dir"
+    local bin
+    bin=$(mktemp -d)
+    GOBIN="$bin" GOFLAGS= CGO_ENABLED=0 go install -trimpath -ldflags='-s -w' \
+      "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+    mv "$bin/golangci-lint" "$dir/golangci-lint"
+    rm -rf "$bin"
+  fi
+  printf '%s\n' "$dir/golangci-lint"
+}

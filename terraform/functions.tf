@@ -110,18 +110,98 @@ locals {
   }
 }
 
-# --- Poll functions: HTTP, called by Cloud Scheduler and by people for backfills -----------------
+# --- The functions: one block for the three kinds ---------------------------------------------
+# Keyed by source name for the poll functions, and "trace" and "sink" for the consumers (variables.tf
+# keeps those two names from sources). The poll functions keep the keys they had as
+# google_cloudfunctions2_function.poll, so the moved blocks below carry an existing deployment
+# over without replacing any function.
+#
+# Poll functions are HTTP, called by Cloud Scheduler and by people for backfills. With
+# datadog_agent_url the "trace" instance is the trace function, pushed to by Pub/Sub; with
+# datadog_site it only builds the trace image from the source archive (trace.tf explains why) and
+# serves nothing: nobody may invoke it, and the Cloud Run service of trace.tf runs its image beside
+# the DataDog agent. The sink writes task events to BigQuery rows.
 
-resource "google_cloudfunctions2_function" "poll" {
-  for_each = local.sources
+locals {
+  # The functions' names depend on variables only, so that tests which evaluate the configuration
+  # without planning it (internal/alerting) can compute them.
+  function_names = merge(
+    { for name in keys(local.sources) : name => "${local.prefix}-poll-${name}" },
+    { trace = local.datadog_sidecar ? "${local.trace_name}-build" : local.trace_name, sink = local.sink_name },
+  )
 
-  name        = "${local.prefix}-poll-${each.key}"
+  functions = merge(
+    { for name, s in local.sources : name => {
+      description     = "FARM: polls ${s.kind} source ${name} (${s.url}) and publishes run deltas."
+      entry_point     = local.entry_points[s.kind]
+      service_account = google_service_account.poll[name].email
+      memory          = var.function_memory.poll
+      cpu             = null
+      # One poll at a time per instance: a poll holds its source's lease.
+      concurrency = 1
+      timeout         = var.poll_timeout_seconds
+      max_instances   = var.poll_max_instances
+      # Backfills come from people's machines; IAM (run.invoker) still guards every call.
+      ingress        = "ALLOW_ALL"
+      env            = local.poll_env[name]
+      secret_volumes = local.source_secrets[name]
+      secret_env     = []
+      vpc            = true
+    } },
+    {
+      trace = {
+        description     = local.datadog_sidecar ? "FARM: builds the trace image that Cloud Run service ${local.trace_name} runs beside the DataDog agent; receives no traffic." : "FARM: turns run deltas into DataDog APM spans (push subscription ${local.prefix}-trace)."
+        entry_point     = local.entry_points.trace
+        service_account = google_service_account.trace.email
+        memory          = var.function_memory.trace
+        cpu             = var.consumer_cpu.trace
+        # Deliveries that arrive together share an instance's billed time and the tracer's session.
+        concurrency = var.consumer_concurrency.trace
+        timeout         = var.consumer_timeout_seconds
+        max_instances   = local.datadog_sidecar ? 1 : var.consumer_max_instances
+        # Only Pub/Sub push (from inside Google Cloud) calls the consumers.
+        ingress        = "ALLOW_INTERNAL_ONLY"
+        env            = local.trace_env
+        secret_volumes = []
+        secret_env     = local.datadog_sidecar || local.datadog_api_key_secret == null ? [] : [local.datadog_api_key_secret]
+        # The agent is on the VPC only in the external-agent mode.
+        vpc = !local.datadog_sidecar
+      }
+      sink = {
+        description     = "FARM: writes task events to BigQuery dataset ${var.bigquery_dataset} (push subscription ${local.sink_name})."
+        entry_point     = local.entry_points.sink
+        service_account = google_service_account.sink.email
+        memory          = var.function_memory.sink
+        cpu             = var.consumer_cpu.sink
+        # Deliveries that arrive together share an instance's billed time and insert requests.
+        concurrency = var.consumer_concurrency.sink
+        timeout         = var.consumer_timeout_seconds
+        max_instances   = var.consumer_max_instances
+        ingress         = "ALLOW_INTERNAL_ONLY"
+        env             = local.sink_env
+        secret_volumes  = []
+        secret_env      = []
+        vpc             = false
+      }
+    },
+  )
+}
+
+# The poll functions alone, by source name.
+locals {
+  poll_functions = { for name in keys(local.sources) : name => google_cloudfunctions2_function.function[name] }
+}
+
+resource "google_cloudfunctions2_function" "function" {
+  for_each = local.functions
+
+  name        = local.function_names[each.key]
   location    = var.region
-  description = "FARM: polls ${each.value.kind} source ${each.key} (${each.value.url}) and publishes run deltas."
+  description = each.value.description
 
   build_config {
     runtime         = var.go_runtime
-    entry_point     = local.entry_points[each.value.kind]
+    entry_point     = each.value.entry_point
     service_account = google_service_account.build.id
     source {
       storage_source {
@@ -132,18 +212,18 @@ resource "google_cloudfunctions2_function" "poll" {
   }
 
   service_config {
-    service_account_email            = google_service_account.poll[each.key].email
-    available_memory                 = var.function_memory.poll
-    timeout_seconds                  = var.poll_timeout_seconds
-    max_instance_count               = var.poll_max_instances
-    max_instance_request_concurrency = 1
-    # Backfills come from people's machines; IAM (run.invoker) still guards every call.
-    ingress_settings               = "ALLOW_ALL"
-    all_traffic_on_latest_revision = true
-    environment_variables          = { for k, v in local.poll_env[each.key] : k => v if v != null }
+    service_account_email = each.value.service_account
+    available_memory                 = each.value.memory
+    available_cpu                    = each.value.cpu
+    timeout_seconds                  = each.value.timeout
+    max_instance_count               = each.value.max_instances
+    max_instance_request_concurrency = each.value.concurrency
+    ingress_settings                 = each.value.ingress
+    all_traffic_on_latest_revision   = true
+    environment_variables            = { for k, v in each.value.env : k => v if v != null }
 
     dynamic "secret_volumes" {
-      for_each = local.source_secrets[each.key]
+      for_each = each.value.secret_volumes
       content {
         mount_path = "${local.secrets_dir}/${secret_volumes.value.purpose}"
         project_id = var.project_id
@@ -155,64 +235,8 @@ resource "google_cloudfunctions2_function" "poll" {
       }
     }
 
-    vpc_connector                 = local.vpc.connector
-    vpc_connector_egress_settings = local.vpc.connector_egress
-    direct_vpc_egress             = local.vpc.direct_egress
-    dynamic "direct_vpc_network_interface" {
-      for_each = local.vpc.direct_interfaces
-      content {
-        network    = direct_vpc_network_interface.value.network
-        subnetwork = direct_vpc_network_interface.value.subnetwork
-      }
-    }
-  }
-
-  depends_on = [
-    google_project_iam_member.build_logs,
-    google_project_iam_member.build_images,
-    google_project_iam_member.build_source,
-    google_secret_manager_secret_iam_member.reader,
-  ]
-}
-
-# --- Trace: run deltas to DataDog spans -----------------------------------------------------------
-# With datadog_agent_url this function IS the trace function, pushed to by Pub/Sub. With
-# datadog_site it only builds the trace image from the source archive (trace.tf explains why) and
-# serves nothing: nobody may invoke it, and the Cloud Run service of trace.tf runs its image beside
-# the DataDog agent.
-
-resource "google_cloudfunctions2_function" "trace" {
-  name        = local.datadog_sidecar ? "${local.trace_name}-build" : local.trace_name
-  location    = var.region
-  description = local.datadog_sidecar ? "FARM: builds the trace image that Cloud Run service ${local.trace_name} runs beside the DataDog agent; receives no traffic." : "FARM: turns run deltas into DataDog APM spans (push subscription ${local.prefix}-trace)."
-
-  build_config {
-    runtime         = var.go_runtime
-    entry_point     = local.entry_points.trace
-    service_account = google_service_account.build.id
-    source {
-      storage_source {
-        bucket = local.build_source.bucket
-        object = local.build_source.object
-      }
-    }
-  }
-
-  service_config {
-    service_account_email = google_service_account.trace.email
-    available_memory      = var.function_memory.trace
-    available_cpu         = var.consumer_cpu.trace
-    timeout_seconds       = var.consumer_timeout_seconds
-    max_instance_count    = local.datadog_sidecar ? 1 : var.consumer_max_instances
-    # Deliveries that arrive together share an instance's billed time (and the tracer's session).
-    max_instance_request_concurrency = var.consumer_concurrency.trace
-    # Only Pub/Sub push (from inside Google Cloud) calls it.
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    environment_variables          = { for k, v in local.trace_env : k => v if v != null }
-
     dynamic "secret_environment_variables" {
-      for_each = local.datadog_sidecar || local.datadog_api_key_secret == null ? [] : [local.datadog_api_key_secret]
+      for_each = each.value.secret_env
       content {
         key        = "DD_API_KEY"
         project_id = var.project_id
@@ -221,12 +245,11 @@ resource "google_cloudfunctions2_function" "trace" {
       }
     }
 
-    # The agent is on the VPC only in the external-agent mode.
-    vpc_connector                 = local.datadog_sidecar ? null : local.vpc.connector
-    vpc_connector_egress_settings = local.datadog_sidecar ? null : local.vpc.connector_egress
-    direct_vpc_egress             = local.datadog_sidecar ? null : local.vpc.direct_egress
+    vpc_connector                 = each.value.vpc ? local.vpc.connector : null
+    vpc_connector_egress_settings = each.value.vpc ? local.vpc.connector_egress : null
+    direct_vpc_egress             = each.value.vpc ? local.vpc.direct_egress : null
     dynamic "direct_vpc_network_interface" {
-      for_each = local.datadog_sidecar ? [] : local.vpc.direct_interfaces
+      for_each = each.value.vpc ? local.vpc.direct_interfaces : []
       content {
         network    = direct_vpc_network_interface.value.network
         subnetwork = direct_vpc_network_interface.value.subnetwork
@@ -242,37 +265,19 @@ resource "google_cloudfunctions2_function" "trace" {
   ]
 }
 
-# --- BigQuerySink: task events to BigQuery rows ---------------------------------------------------
+# The three blocks this one replaced. A whole-resource move keeps the poll functions' keys (the
+# source names); the consumers move to their own keys.
+moved {
+  from = google_cloudfunctions2_function.poll
+  to   = google_cloudfunctions2_function.function
+}
 
-resource "google_cloudfunctions2_function" "sink" {
-  name        = local.sink_name
-  location    = var.region
-  description = "FARM: writes task events to BigQuery dataset ${var.bigquery_dataset} (push subscription ${local.sink_name})."
+moved {
+  from = google_cloudfunctions2_function.trace
+  to   = google_cloudfunctions2_function.function["trace"]
+}
 
-  build_config {
-    runtime         = var.go_runtime
-    entry_point     = local.entry_points.sink
-    service_account = google_service_account.build.id
-    source {
-      storage_source {
-        bucket = local.build_source.bucket
-        object = local.build_source.object
-      }
-    }
-  }
-
-  service_config {
-    service_account_email = google_service_account.sink.email
-    available_memory      = var.function_memory.sink
-    available_cpu         = var.consumer_cpu.sink
-    timeout_seconds       = var.consumer_timeout_seconds
-    max_instance_count    = var.consumer_max_instances
-    # Deliveries that arrive together share an instance's billed time and insert requests.
-    max_instance_request_concurrency = var.consumer_concurrency.sink
-    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision   = true
-    environment_variables            = { for k, v in local.sink_env : k => v if v != null }
-  }
-
-  depends_on = [google_project_iam_member.build_logs, google_project_iam_member.build_images, google_project_iam_member.build_source]
+moved {
+  from = google_cloudfunctions2_function.sink
+  to   = google_cloudfunctions2_function.function["sink"]
 }

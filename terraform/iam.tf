@@ -138,7 +138,7 @@ resource "google_pubsub_topic_iam_member" "publisher" {
 resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
   for_each = {
     trace = local.trace_endpoint.service
-    sink  = google_cloudfunctions2_function.sink.service_config[0].service
+    sink  = google_cloudfunctions2_function.function["sink"].service_config[0].service
   }
 
   name     = each.value
@@ -187,7 +187,7 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 
 resource "google_cloud_run_v2_service_iam_member" "poll_invoker" {
   for_each = { for pair in setproduct(keys(local.sources), keys(local.poll_invokers)) : "${pair[0]}/${pair[1]}" => {
-    service = google_cloudfunctions2_function.poll[pair[0]].service_config[0].service
+    service = google_cloudfunctions2_function.function[pair[0]].service_config[0].service
     member  = local.poll_invokers[pair[1]]
   } }
 

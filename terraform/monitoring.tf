@@ -102,8 +102,8 @@ locals {
   )) }
 
   farm_services = concat(
-    [for f in google_cloudfunctions2_function.poll : f.name],
-    [local.trace_endpoint.name, google_cloudfunctions2_function.sink.name],
+    [for f in local.poll_functions : f.name],
+    [local.trace_endpoint.name, google_cloudfunctions2_function.function["sink"].name],
   )
 
   # Names in alert titles: "[farm prod] …".
@@ -160,12 +160,12 @@ resource "google_monitoring_alert_policy" "poll_stalled" {
   severity     = "ERROR"
 
   conditions {
-    display_name = "No \"poll finished\" from ${google_cloudfunctions2_function.poll[each.key].name}"
+    display_name = "No \"poll finished\" from ${google_cloudfunctions2_function.function[each.key].name}"
     condition_absent {
       filter = join(" AND ", [
         "metric.type=\"logging.googleapis.com/user/${google_logging_metric.farm["poll_finished"].name}\"",
         "resource.type=\"cloud_run_revision\"",
-        "resource.label.service_name=\"${google_cloudfunctions2_function.poll[each.key].name}\"",
+        "resource.label.service_name=\"${google_cloudfunctions2_function.function[each.key].name}\"",
         "metric.label.mode=\"${local.scheduled_poll_mode}\"",
       ])
       duration = "${local.poll_stalled_minutes[each.key] * 60}s"
@@ -188,7 +188,7 @@ resource "google_monitoring_alert_policy" "poll_stalled" {
       successful poll resumes from the last cursor.
 
       The poll's failures, in Logs Explorer:
-      `resource.type="cloud_run_revision" AND resource.labels.service_name="${google_cloudfunctions2_function.poll[each.key].name}" AND severity>=WARNING`
+      `resource.type="cloud_run_revision" AND resource.labels.service_name="${google_cloudfunctions2_function.function[each.key].name}" AND severity>=WARNING`
       (the `error` field says which side failed: the orchestrator, Pub/Sub or Firestore). Check also
       the Cloud Scheduler job `${google_cloud_scheduler_job.poll[each.key].name}`.
     EOT

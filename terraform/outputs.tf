@@ -1,20 +1,20 @@
 output "function_urls" {
   description = "URL of every FARM function (each needs an identity token with roles/run.invoker)."
   value = merge(
-    { for name, f in google_cloudfunctions2_function.poll : f.name => f.service_config[0].uri },
+    { for name, f in local.poll_functions : f.name => f.service_config[0].uri },
     { (local.trace_endpoint.name) = local.trace_endpoint.uri },
-    { (google_cloudfunctions2_function.sink.name) = google_cloudfunctions2_function.sink.service_config[0].uri },
+    { (google_cloudfunctions2_function.function["sink"].name) = google_cloudfunctions2_function.function["sink"].service_config[0].uri },
   )
 }
 
 output "poll_urls" {
   description = "Poll function URL per source."
-  value       = { for name, f in google_cloudfunctions2_function.poll : name => f.service_config[0].uri }
+  value       = { for name, f in local.poll_functions : name => f.service_config[0].uri }
 }
 
 output "backfill_commands" {
   description = "Per source, an authenticated call that re-reads a window of the orchestrator's history (edit since/until; RFC 3339). The caller needs roles/run.invoker (backfill_invokers)."
-  value = { for name, f in google_cloudfunctions2_function.poll : name => join(" ", [
+  value = { for name, f in local.poll_functions : name => join(" ", [
     "curl -sS -X POST '${f.service_config[0].uri}'",
     "-H \"Authorization: Bearer $(gcloud auth print-identity-token)\"",
     "-H 'Content-Type: application/json'",
@@ -24,7 +24,7 @@ output "backfill_commands" {
 
 output "first_poll_log_query" {
   description = "Per source, the Cloud Logging query of the poll's summary line (message \"poll finished\")."
-  value = { for name, f in google_cloudfunctions2_function.poll : name => join(" AND ", [
+  value = { for name, f in local.poll_functions : name => join(" AND ", [
     "resource.type=\"cloud_run_revision\"",
     "resource.labels.service_name=\"${f.name}\"",
     "jsonPayload.message=\"poll finished\"",

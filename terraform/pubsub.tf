@@ -34,7 +34,7 @@ locals {
   # a Cloud Run service (trace.tf).
   consumers = {
     trace = { name = local.trace_endpoint.name, uri = local.trace_endpoint.uri }
-    sink  = { name = google_cloudfunctions2_function.sink.name, uri = google_cloudfunctions2_function.sink.service_config[0].uri }
+    sink  = { name = google_cloudfunctions2_function.function["sink"].name, uri = google_cloudfunctions2_function.function["sink"].service_config[0].uri }
   }
 }
 

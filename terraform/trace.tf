@@ -37,9 +37,9 @@ locals {
     uri     = one(google_cloud_run_v2_service.trace[*].uri)
     service = one(google_cloud_run_v2_service.trace[*].name)
     } : {
-    name    = google_cloudfunctions2_function.trace.name
-    uri     = google_cloudfunctions2_function.trace.service_config[0].uri
-    service = google_cloudfunctions2_function.trace.service_config[0].service
+    name    = google_cloudfunctions2_function.function["trace"].name
+    uri     = google_cloudfunctions2_function.function["trace"].service_config[0].uri
+    service = google_cloudfunctions2_function.function["trace"].service_config[0].service
   }
 
   trace_container   = "trace"
@@ -54,10 +54,10 @@ data "google_cloud_run_v2_service" "trace_build" {
   count = local.datadog_sidecar ? 1 : 0
 
   # A 2nd gen function's Cloud Run service carries the function's name.
-  name     = google_cloudfunctions2_function.trace.name
+  name     = google_cloudfunctions2_function.function["trace"].name
   location = var.region
 
-  depends_on = [google_cloudfunctions2_function.trace]
+  depends_on = [google_cloudfunctions2_function.function["trace"]]
 }
 
 resource "google_cloud_run_v2_service" "trace" {

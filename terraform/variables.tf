@@ -90,7 +90,7 @@ variable "sources" {
   description = <<-EOT
     The orchestrator instances to watch: one poll function and one Cloud Scheduler job per entry.
       kind            argo | airflow
-      name            short unique name (lowercase, 2-12 chars); the instance name in events
+      name            short unique name (lowercase, 2-12 chars, not trace or sink); the instance name in events
       url             the Argo Server or Airflow API base URL
       ui_url          base for links to runs (default: url)
       schedule        cron, in time_zone (default every minute)
@@ -140,6 +140,11 @@ variable "sources" {
   validation {
     condition     = alltrue([for s in var.sources : can(regex("^[a-z][a-z0-9-]{0,10}[a-z0-9]$", s.name))])
     error_message = "Each source's name must be 2 to 12 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen (it names the function, its job and its service account)."
+  }
+  validation {
+    # functions.tf keys every function by source name, and the two consumers by these names.
+    condition     = alltrue([for s in var.sources : !contains(["trace", "sink"], s.name)])
+    error_message = "A source may not be named \"trace\" or \"sink\": those name the consumer functions."
   }
   validation {
     condition     = length(distinct([for s in var.sources : s.name])) == length(var.sources)

@@ -72,16 +72,6 @@ func deltas(t *testing.T, out []byte) []*event.RunDelta {
 	return ds
 }
 
-func eventIDs(ds []*event.RunDelta) map[string]bool {
-	ids := map[string]bool{}
-	for _, d := range ds {
-		for _, e := range d.Events {
-			ids[e.ID] = true
-		}
-	}
-	return ids
-}
-
 func TestPollArgoOnEmbeddedDefaults(t *testing.T) {
 	dir := cleanEnv(t)
 	ctx := context.Background()
@@ -442,7 +432,9 @@ func TestFilterLines(t *testing.T) {
 	var out bytes.Buffer
 	done := make(chan struct{})
 	go func() { filterLines(r, &out, frameworkNoise); close(done) }()
-	io.WriteString(w, "Serving function: \"Trace\"\ntrace 6b15  argo-workflows  3 spans\nFunction error: trace run x: agent down\npanic message: boom\nno newline")
+	if _, err := io.WriteString(w, "Serving function: \"Trace\"\ntrace 6b15  argo-workflows  3 spans\nFunction error: trace run x: agent down\npanic message: boom\nno newline"); err != nil {
+		t.Fatal(err)
+	}
 	w.Close()
 	<-done
 	if want := "trace 6b15  argo-workflows  3 spans\npanic message: boom\nno newline"; out.String() != want {

@@ -3,6 +3,7 @@ package bigquerysink_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -100,7 +101,7 @@ func query(t *testing.T, c *bigquery.Client, sql string) []map[string]bigquery.V
 	var rows []map[string]bigquery.Value
 	for {
 		row := map[string]bigquery.Value{}
-		if err := it.Next(&row); err == iterator.Done {
+		if err := it.Next(&row); errors.Is(err, iterator.Done) {
 			return rows
 		} else if err != nil {
 			t.Fatalf("%s: %v", sql, err)

@@ -189,8 +189,8 @@ func TestLogMetricsReadThePollSummaryLine(t *testing.T) {
 	if err := json.Unmarshal(localJSON(t, ev, "log_metrics"), &metrics); err != nil {
 		t.Fatal(err)
 	}
-	pollService := resourceName(t, ev, "google_cloudfunctions2_function.poll", "batch")
-	traceService := resourceName(t, ev, "google_cloudfunctions2_function.trace", "")
+	pollService := resourceName(t, ev, "google_cloudfunctions2_function.function", "batch")
+	traceService := resourceName(t, ev, "google_cloudfunctions2_function.function", "trace")
 	entries := map[string]alerting.LogEntry{}
 	for _, l := range realPollLines(t) {
 		e, err := alerting.FromStructuredLine(l.raw, "cloud_run_revision", map[string]string{"service_name": pollService, "revision_name": pollService + "-00001-abc"})

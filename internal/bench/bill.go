@@ -98,7 +98,7 @@ func billedSeconds(d time.Duration) float64 {
 	if n < 1 {
 		n = 1
 	}
-	return (n * g).Seconds()
+	return time.Duration(int64(n) * int64(g)).Seconds() // n counts periods of g
 }
 
 // requestTime is the CPU and memory cost of requests of wall each, on f, one at a time.

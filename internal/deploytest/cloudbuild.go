@@ -9,7 +9,6 @@ import (
 	"cmp"
 	"fmt"
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"maps"
 	"os"
@@ -64,31 +63,29 @@ func makeTargets(file string) (map[string]bool, error) {
 // first string of each element of the slice it returns.
 func farmCommands(dir string) (map[string]bool, error) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	files, err := parseNonTestFiles(fset, dir, 0)
 	if err != nil {
 		return nil, fmt.Errorf("parse cmd/farm: %w", err)
 	}
 	cmds := map[string]bool{}
-	for _, p := range pkgs {
-		for _, f := range p.Files {
-			for _, d := range f.Decls {
-				fn, ok := d.(*ast.FuncDecl)
-				if !ok || fn.Name.Name != "commands" || fn.Recv != nil {
-					continue
-				}
-				ast.Inspect(fn.Body, func(n ast.Node) bool {
-					lit, ok := n.(*ast.CompositeLit)
-					if !ok || len(lit.Elts) == 0 {
-						return true
-					}
-					if s, ok := lit.Elts[0].(*ast.BasicLit); ok && s.Kind == token.STRING {
-						if name, err := strconv.Unquote(s.Value); err == nil {
-							cmds[name] = true
-						}
-					}
-					return true
-				})
+	for _, f := range files {
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Name.Name != "commands" || fn.Recv != nil {
+				continue
 			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				lit, ok := n.(*ast.CompositeLit)
+				if !ok || len(lit.Elts) == 0 {
+					return true
+				}
+				if s, ok := lit.Elts[0].(*ast.BasicLit); ok && s.Kind == token.STRING {
+					if name, err := strconv.Unquote(s.Value); err == nil {
+						cmds[name] = true
+					}
+				}
+				return true
+			})
 		}
 	}
 	if len(cmds) == 0 {

@@ -112,39 +112,58 @@ const functionsImport = "github.com/GoogleCloudPlatform/functions-framework-go/f
 // deployment may name.
 func RegisteredFunctions(dir string) (map[string]Registration, error) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.SkipObjectResolution)
+	files, err := parseNonTestFiles(fset, dir, parser.SkipObjectResolution)
 	if err != nil {
 		return nil, fmt.Errorf("parse the root package: %w", err)
 	}
 	regs := map[string]Registration{}
-	for _, p := range pkgs {
-		for _, f := range p.Files {
-			name := importName(f, functionsImport)
-			if name == "" {
-				continue
-			}
-			ast.Inspect(f, func(n ast.Node) bool {
-				call, ok := n.(*ast.CallExpr)
-				if !ok || len(call.Args) == 0 {
-					return true
-				}
-				sel, ok := call.Fun.(*ast.SelectorExpr)
-				if !ok {
-					return true
-				}
-				if x, ok := sel.X.(*ast.Ident); !ok || x.Name != name || (sel.Sel.Name != "HTTP" && sel.Sel.Name != "CloudEvent") {
-					return true
-				}
-				if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					if fn, err := strconv.Unquote(lit.Value); err == nil {
-						regs[fn] = Registration{Name: fn, Kind: sel.Sel.Name}
-					}
-				}
-				return true
-			})
+	for _, f := range files {
+		name := importName(f, functionsImport)
+		if name == "" {
+			continue
 		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) == 0 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			if x, ok := sel.X.(*ast.Ident); !ok || x.Name != name || (sel.Sel.Name != "HTTP" && sel.Sel.Name != "CloudEvent") {
+				return true
+			}
+			if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				if fn, err := strconv.Unquote(lit.Value); err == nil {
+					regs[fn] = Registration{Name: fn, Kind: sel.Sel.Name}
+				}
+			}
+			return true
+		})
 	}
 	return regs, nil
+}
+
+// parseNonTestFiles parses the non-test Go files of dir (parser.ParseDir, which did this, is
+// deprecated). Build tags are not considered: the directories read here have none.
+func parseNonTestFiles(fset *token.FileSet, dir string, mode parser.Mode) ([]*ast.File, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []*ast.File
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, mode)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 func importName(f *ast.File, importPath string) string {

@@ -702,7 +702,7 @@ func (d *deployment) checkSchedules(t *testing.T) {
 			t.Errorf("job %s is not named after a poll function of this plan", name)
 			continue
 		}
-		if refs := d.plan.References("google_cloud_scheduler_job.poll", "http_target", "uri"); !slices.Contains(refs, "google_cloudfunctions2_function.poll") {
+		if refs := d.plan.References("google_cloud_scheduler_job.poll", "http_target", "uri"); !slices.Contains(refs, "google_cloudfunctions2_function.function") {
 			t.Errorf("the jobs' uri does not come from the poll functions (refs %v)", refs)
 		}
 		if len(j.HTTPTarget) != 1 || j.HTTPTarget[0].HTTPMethod != "POST" || len(j.HTTPTarget[0].OIDCToken) != 1 {

@@ -322,7 +322,7 @@ func (d *deployment) checkSidecar(t *testing.T, target, site string) {
 	if refs := d.plan.References("google_cloud_run_v2_service.trace", "template", "containers", "image"); !slices.Contains(refs, "data.google_cloud_run_v2_service.trace_build") {
 		t.Errorf("%s's image does not come from the trace function's build (refs %v)", target, refs)
 	}
-	if refs := d.plan.References("data.google_cloud_run_v2_service.trace_build", "name"); !slices.Contains(refs, "google_cloudfunctions2_function.trace") {
+	if refs := d.plan.References("data.google_cloud_run_v2_service.trace_build", "name"); !slices.Contains(refs, `google_cloudfunctions2_function.function["trace"]`) {
 		t.Errorf("the trace image is not read from the trace function's service (refs %v)", refs)
 	}
 	d.checkImageBuilder(t, target)

@@ -20,7 +20,7 @@ import (
 	"github.com/farmobs/farm/pkg/event"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 // TestPushDeliversCloudEventsAndRedeliversOnFailure: a function answering 500 gets the message
 // again (nack), as an Eventarc trigger with retry does; 2xx acknowledges it.

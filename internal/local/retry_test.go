@@ -3,6 +3,7 @@ package local
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -295,7 +296,7 @@ func TestSimulatedEstatesHaveTheirOwnState(t *testing.T) {
 		return http.NotFoundHandler(), func() {}, nil
 	}
 	_, err = Prepare(t.Context(), Options{Dir: dir, Log: quiet, Simulators: sim, Check: func(func(string) (string, bool)) error { return errBad }})
-	if err != errBad || started {
+	if !errors.Is(err, errBad) || started {
 		t.Errorf("err %v, simulator started %v: want the check's error and nothing started", err, started)
 	}
 }

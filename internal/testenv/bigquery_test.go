@@ -58,7 +58,7 @@ func datasets(ctx context.Context, t *testing.T, c *bigquery.Client) []string {
 	it := c.Datasets(ctx)
 	for {
 		ds, err := it.Next()
-		if err == iterator.Done {
+		if errors.Is(err, iterator.Done) {
 			return names
 		}
 		if err != nil {

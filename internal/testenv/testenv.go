@@ -150,9 +150,9 @@ func WaitHTTP(ctx context.Context, p *Process, url, want string) error {
 		}
 		select {
 		case <-p.Exited():
-			return fmt.Errorf("%s exited before answering (%v); output:\n%s", p.name, p.waitErr, p.Output())
+			return fmt.Errorf("%s exited before answering (%w); output:\n%s", p.name, p.waitErr, p.Output())
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer %s: %w (last: %v); output:\n%s", p.name, url, ctx.Err(), last, p.Output())
+			return fmt.Errorf("%s did not answer %s: %w (last: %w); output:\n%s", p.name, url, ctx.Err(), last, p.Output())
 		case <-tick.C:
 		}
 	}

@@ -2,7 +2,6 @@ package airflow_test
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"

@@ -8,6 +8,7 @@ package airflow_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
@@ -283,7 +284,7 @@ func TestRescheduledSensorDurationAgreesInAPMAndBigQuery(t *testing.T) {
 			MaxSeconds float64 `bigquery:"max_seconds"`
 		}
 		err := it.Next(&row)
-		if err == iterator.Done {
+		if errors.Is(err, iterator.Done) {
 			break
 		}
 		if err != nil {

@@ -97,7 +97,7 @@ func FuzzDecodeWorkflow(f *testing.F) {
 
 func FuzzDecodeNodes(f *testing.F) {
 	for _, n := range seedNodes(f) {
-		f.Add([]byte(n))
+		f.Add(n)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st := WorkflowStatus{Nodes: data}

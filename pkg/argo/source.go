@@ -84,9 +84,6 @@ const GetOverhead = 1 << 10
 // runs are read one by one: a cold poll of any size holds at most this much of them at once.
 const FullListingBudget = 96 << 20
 
-// defaultSlimRow and the zero full-row size stand in until a listing measured them.
-const defaultSlimRow = 300
-
 // Source is one Argo Server. It is safe for concurrent use.
 type Source struct {
 	cfg              Config

@@ -732,8 +732,7 @@ func TestPendingReleasedWithSnapshots(t *testing.T) {
 	if err != nil || s.pending.len() != 5 {
 		t.Fatalf("pending %d, %v", s.pending.len(), err)
 	}
-	runtime.KeepAlive(snaps)
-	snaps = nil
+	runtime.KeepAlive(snaps) // the last use: from here the snapshots are garbage
 	for i := 0; i < 50 && s.pending.len() > 0; i++ {
 		runtime.GC()
 		runtime.Gosched()

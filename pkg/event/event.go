@@ -217,7 +217,7 @@ func Decode(data []byte) (*RunDelta, error) {
 func (d *RunDelta) Validate() error {
 	b, err := Encode(d)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return validateDelta(b)
 }

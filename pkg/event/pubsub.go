@@ -35,7 +35,7 @@ func ParseMessage(body []byte) (Message, error) {
 		Subscription string `json:"subscription"`
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
-		return Message{}, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return Message{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
 	}
 	if env.Message == nil {
 		return Message{}, fmt.Errorf("%w: no \"message\" field", ErrBadEnvelope)
@@ -53,7 +53,7 @@ func ParseMessage(body []byte) (Message, error) {
 	if env.Message.PublishTime != "" {
 		t, err := time.Parse(time.RFC3339Nano, env.Message.PublishTime)
 		if err != nil {
-			return Message{}, fmt.Errorf("%w: publishTime %q: %v", ErrBadEnvelope, env.Message.PublishTime, err)
+			return Message{}, fmt.Errorf("%w: publishTime %q: %w", ErrBadEnvelope, env.Message.PublishTime, err)
 		}
 		m.PublishTime = t
 	}

@@ -53,7 +53,7 @@ func validate(data []byte, def string) error {
 	dec.UseNumber()
 	var doc any
 	if err := dec.Decode(&doc); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if dec.More() {
 		return fmt.Errorf("%w: data after the JSON document", ErrInvalid)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"reflect"
 	"sort"
@@ -128,7 +129,7 @@ func (e *bqEnv) query(t *testing.T, sql string) []map[string]bigquery.Value {
 	for {
 		row := map[string]bigquery.Value{}
 		err := it.Next(&row)
-		if err == iterator.Done {
+		if errors.Is(err, iterator.Done) {
 			return out
 		}
 		if err != nil {

@@ -15,11 +15,11 @@ run "valid_configuration_plans" {
   command = plan
 
   assert {
-    condition     = length(google_cloudfunctions2_function.poll) == 2
+    condition     = length(local.poll_functions) == 2
     error_message = "Expected one poll function per source."
   }
   assert {
-    condition     = google_cloudfunctions2_function.poll["batch"].build_config[0].entry_point == "PollArgo" && google_cloudfunctions2_function.poll["composer"].build_config[0].entry_point == "PollAirflow"
+    condition     = google_cloudfunctions2_function.function["batch"].build_config[0].entry_point == "PollArgo" && google_cloudfunctions2_function.function["composer"].build_config[0].entry_point == "PollAirflow"
     error_message = "Each poll function must pick its kind's entry point."
   }
   assert {
@@ -31,7 +31,7 @@ run "valid_configuration_plans" {
     error_message = "Only the Argo source needs a secret (Composer uses Google credentials)."
   }
   assert {
-    condition     = google_cloudfunctions2_function.sink.service_config[0].environment_variables["FARM_SINK_SUBSCRIPTION"] == "projects/${var.project_id}/subscriptions/${google_pubsub_subscription.consumer["sink"].name}"
+    condition     = google_cloudfunctions2_function.function["sink"].service_config[0].environment_variables["FARM_SINK_SUBSCRIPTION"] == "projects/${var.project_id}/subscriptions/${google_pubsub_subscription.consumer["sink"].name}"
     error_message = "The sink must be told the full name of the subscription that pushes to it (the Functions Framework drops it from the push)."
   }
   assert {
@@ -69,7 +69,7 @@ run "sidecar_mode_plans" {
   }
 
   assert {
-    condition     = length(google_cloud_run_v2_service.trace) == 1 && google_cloud_run_v2_service.trace[0].name == "farm-trace" && google_cloudfunctions2_function.trace.name == "farm-trace-build"
+    condition     = length(google_cloud_run_v2_service.trace) == 1 && google_cloud_run_v2_service.trace[0].name == "farm-trace" && google_cloudfunctions2_function.function["trace"].name == "farm-trace-build"
     error_message = "With datadog_site the trace function must be the Cloud Run service farm-trace (its image built by the function farm-trace-build)."
   }
   assert {
@@ -148,6 +148,14 @@ run "duplicate_names" {
       { kind = "argo", name = "one", url = "https://a.example.com" },
       { kind = "airflow", name = "one", url = "https://b.example.com" },
     ]
+  }
+  expect_failures = [var.sources]
+}
+
+run "source_named_like_a_consumer" {
+  command = plan
+  variables {
+    sources = [{ kind = "argo", name = "sink", url = "https://a.example.com" }]
   }
   expect_failures = [var.sources]
 }

@@ -251,7 +251,7 @@ func (q *query) fromBody(v version, body []byte, allowed []string, strictUnknown
 		}
 		var details []map[string]any
 		for _, k := range unknown {
-			details = append(details, map[string]any{"type": "extra_forbidden", "loc": []string{"body", k}, "msg": "Extra inputs are not permitted", "input": json.RawMessage(raw[k])})
+			details = append(details, map[string]any{"type": "extra_forbidden", "loc": []string{"body", k}, "msg": "Extra inputs are not permitted", "input": raw[k]})
 		}
 		return &badRequest{422, details}
 	}

@@ -411,11 +411,11 @@ func TestAuthModes(t *testing.T) {
 	resp.Body.Close()
 
 	jwt := newFixture(t, airflowsim.Options{API: "v2", Auth: airflowsim.Auth{Mode: "jwt", Username: "u", Password: "p", JWTTTL: 10 * time.Minute}})
-	code, tok, _ := jwt.call(http.MethodPost, "/auth/token", map[string]string{"username": "u", "password": "bad"})
+	code, _, _ := jwt.call(http.MethodPost, "/auth/token", map[string]string{"username": "u", "password": "bad"})
 	if code != 401 {
 		t.Fatalf("bad password: %d, want 401", code)
 	}
-	code, tok, _ = jwt.call(http.MethodPost, "/auth/token", map[string]string{"username": "u", "password": "p"})
+	code, tok, _ := jwt.call(http.MethodPost, "/auth/token", map[string]string{"username": "u", "password": "p"})
 	if code != 201 || tok["access_token"] == nil {
 		t.Fatalf("token: %d %v", code, tok)
 	}
@@ -443,7 +443,8 @@ func TestFaults(t *testing.T) {
 	}
 	f.sim.InjectFault(airflowsim.Fault{PathPrefix: "/api/v1/version", Hang: true})
 	hc := &http.Client{Timeout: 50 * time.Millisecond}
-	if _, err := hc.Get(f.url + "/api/v1/version"); err == nil {
+	if resp, err := hc.Get(f.url + "/api/v1/version"); err == nil {
+		resp.Body.Close()
 		t.Fatal("a hanging call answered")
 	}
 	reqs := f.sim.Requests()
