@@ -53,7 +53,7 @@ func benchPoll(b *testing.B, api string, runs, churnPct int) {
 		b.Fatal(err)
 	}
 	engine, err := poll.New(polltest.Config(poll.Config{Overlap: 30 * time.Second}),
-		poll.Deps{Source: src, Store: store, Publisher: h.Publisher, Clock: h.Clock, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		poll.Deps{Source: src, Store: store, Publisher: h.Publisher, Clock: h.Clock, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

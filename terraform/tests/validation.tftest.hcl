@@ -35,11 +35,11 @@ run "valid_configuration_plans" {
     error_message = "The sink must be told the full name of the subscription that pushes to it (the Functions Framework drops it from the push)."
   }
   assert {
-    condition     = google_cloudfunctions2_function.sink.service_config[0].max_instance_request_concurrency == var.consumer_concurrency.sink && var.consumer_concurrency.sink > 1 && google_cloudfunctions2_function.trace.service_config[0].max_instance_request_concurrency == var.consumer_concurrency.trace && var.consumer_concurrency.trace > 1
+    condition     = google_cloudfunctions2_function.function["sink"].service_config[0].max_instance_request_concurrency == var.consumer_concurrency.sink && var.consumer_concurrency.sink > 1 && google_cloudfunctions2_function.function["trace"].service_config[0].max_instance_request_concurrency == var.consumer_concurrency.trace && var.consumer_concurrency.trace > 1
     error_message = "Both consumers must take several deliveries at a time, as consumer_concurrency says."
   }
   assert {
-    condition     = google_cloudfunctions2_function.sink.service_config[0].available_cpu == "1" && google_cloudfunctions2_function.trace.service_config[0].available_cpu == "1"
+    condition     = google_cloudfunctions2_function.function["sink"].service_config[0].available_cpu == "1" && google_cloudfunctions2_function.function["trace"].service_config[0].available_cpu == "1"
     error_message = "Both consumers must have the whole vCPU that concurrency above 1 needs."
   }
 }
