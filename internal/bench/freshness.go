@@ -163,7 +163,7 @@ func MeasureFreshness(ctx context.Context, cfg FreshnessConfig) (Freshness, erro
 		case <-ctx.Done():
 			return Freshness{}, ctx.Err()
 		case err := <-exited:
-			return Freshness{}, fmt.Errorf("freshness: the local runner stopped early (%v): %s", err, stderr.String())
+			return Freshness{}, fmt.Errorf("freshness: the local runner stopped early: %w: %s", err, stderr.String())
 		case <-tick.C:
 		}
 		got, err := rows.read(time.Now())

@@ -133,9 +133,7 @@ func (r *Reader) Check(err error) {
 		return
 	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			r.errs = append(r.errs, e)
-		}
+		r.errs = append(r.errs, j.Unwrap()...)
 		return
 	}
 	r.errs = append(r.errs, err)

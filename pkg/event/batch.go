@@ -151,13 +151,13 @@ func DecodeDeltas(data []byte) ([]RunDelta, error) {
 		var d RunDelta
 		if err := json.Unmarshal(data, &d); err != nil {
 			// Valid by the schema but not decodable (an integer written as 1.0, or beyond int64).
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		return []RunDelta{d}, nil
 	}
 	var b Batch
 	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	for i := range b.Deltas {
 		if b.Deltas[i].SchemaVersion != SchemaVersion {
@@ -173,7 +173,7 @@ func probeVersion(data []byte) (int, error) {
 		SchemaVersion *int `json:"schema_version"`
 	}
 	if err := json.Unmarshal(data, &probe); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if probe.SchemaVersion == nil {
 		return 0, fmt.Errorf("%w: no schema_version", ErrInvalid)

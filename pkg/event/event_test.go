@@ -259,7 +259,7 @@ func decodeAsBefore(data []byte) (*RunDelta, error) {
 		SchemaVersion *int `json:"schema_version"`
 	}
 	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if probe.SchemaVersion == nil {
 		return nil, fmt.Errorf("%w: no schema_version", ErrInvalid)
@@ -273,13 +273,13 @@ func decodeAsBefore(data []byte) (*RunDelta, error) {
 	if *probe.SchemaVersion == SchemaVersion {
 		var b Batch
 		if err := json.Unmarshal(data, &b); err != nil || len(b.Deltas) != 1 {
-			return nil, fmt.Errorf("%w: not a batch of one (%v)", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: not a batch of one (%w)", ErrInvalid, err)
 		}
 		return &b.Deltas[0], nil
 	}
 	var d RunDelta
 	if err := json.Unmarshal(data, &d); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return &d, nil
 }

@@ -294,7 +294,6 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	keepWindow(snaps, w)
 	res.RunsSeen = len(snaps)
 	changed := e.changed(snaps, order, src.Index, req.Replay)
-	order = nil
 	var deferred []*Snapshot
 	if limit := e.cfg.MaxRunsPerPoll; limit > 0 && !req.Backfill() && len(changed) > limit {
 		// Deferral: the first runs listed are done now, the others by the next polls. Each
@@ -327,7 +326,9 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	if !req.DryRun {
 		index = e.nextIndex(src.Index, snaps, changed, deferred, gone, req.Backfill())
 	}
-	src.Index, w.Known, snaps, deferred = nil, nil, nil, nil
+	// The old index and the window's known runs are not needed again: let them go before the
+	// batches load. (Locals need no such help: the compiler knows where they are last used.)
+	src.Index, w.Known = nil, nil
 
 	// Changed runs are loaded, diffed and published a batch at a time, so that a poll holds the
 	// tasks of at most one batch, whatever the number of changed runs (a cold poll changes them
@@ -522,7 +523,6 @@ func (e *Engine) collect(ctx context.Context, w Window, idx state.Index, res *Re
 		add(s)
 		listed[i] = nil
 	}
-	listed = nil
 	var refs, refKeys []string
 	for key, entry := range idx {
 		if _, ok := snaps[key]; !ok && entry.Active && entry.Ref != "" {
