@@ -138,9 +138,9 @@ locals {
       memory          = var.function_memory.poll
       cpu             = null
       # One poll at a time per instance: a poll holds its source's lease.
-      concurrency = 1
-      timeout         = var.poll_timeout_seconds
-      max_instances   = var.poll_max_instances
+      concurrency   = 1
+      timeout       = var.poll_timeout_seconds
+      max_instances = var.poll_max_instances
       # Backfills come from people's machines; IAM (run.invoker) still guards every call.
       ingress        = "ALLOW_ALL"
       env            = local.poll_env[name]
@@ -156,9 +156,9 @@ locals {
         memory          = var.function_memory.trace
         cpu             = var.consumer_cpu.trace
         # Deliveries that arrive together share an instance's billed time and the tracer's session.
-        concurrency = var.consumer_concurrency.trace
-        timeout         = var.consumer_timeout_seconds
-        max_instances   = local.datadog_sidecar ? 1 : var.consumer_max_instances
+        concurrency   = var.consumer_concurrency.trace
+        timeout       = var.consumer_timeout_seconds
+        max_instances = local.datadog_sidecar ? 1 : var.consumer_max_instances
         # Only Pub/Sub push (from inside Google Cloud) calls the consumers.
         ingress        = "ALLOW_INTERNAL_ONLY"
         env            = local.trace_env
@@ -174,14 +174,14 @@ locals {
         memory          = var.function_memory.sink
         cpu             = var.consumer_cpu.sink
         # Deliveries that arrive together share an instance's billed time and insert requests.
-        concurrency = var.consumer_concurrency.sink
-        timeout         = var.consumer_timeout_seconds
-        max_instances   = var.consumer_max_instances
-        ingress         = "ALLOW_INTERNAL_ONLY"
-        env             = local.sink_env
-        secret_volumes  = []
-        secret_env      = []
-        vpc             = false
+        concurrency    = var.consumer_concurrency.sink
+        timeout        = var.consumer_timeout_seconds
+        max_instances  = var.consumer_max_instances
+        ingress        = "ALLOW_INTERNAL_ONLY"
+        env            = local.sink_env
+        secret_volumes = []
+        secret_env     = []
+        vpc            = false
       }
     },
   )
@@ -212,7 +212,7 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   service_config {
-    service_account_email = each.value.service_account
+    service_account_email            = each.value.service_account
     available_memory                 = each.value.memory
     available_cpu                    = each.value.cpu
     timeout_seconds                  = each.value.timeout
