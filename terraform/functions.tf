@@ -80,10 +80,15 @@ locals {
     DD_ENV                               = var.environment
     DD_VERSION                           = local.trace_version
     DD_INSTRUMENTATION_TELEMETRY_ENABLED = "false"
-    DD_REMOTE_CONFIGURATION_ENABLED      = "false" # a tracer per message: no remote config to poll
-    FARM_TRACE_SERVICE_ARGO              = var.trace_service_argo
-    FARM_TRACE_SERVICE_AIRFLOW           = var.trace_service_airflow
-    FARM_DEAD_LETTER_TOPIC               = google_pubsub_topic.dead_letter.name
+    DD_REMOTE_CONFIGURATION_ENABLED      = "false" # a tracer per group of deliveries: no remote config to poll
+    # The tracer's own health metrics cost ~13% of the CPU per session and go to a statsd FARM does
+    # not run; a larger GC target halves the collector's share. The bench measures the trace
+    # throughput with both (pkg/apm/doc.go, BENCHMARKS.md).
+    DD_TRACE_INTERNAL_METRICS_ENABLED = "false"
+    GOGC                              = "400"
+    FARM_TRACE_SERVICE_ARGO           = var.trace_service_argo
+    FARM_TRACE_SERVICE_AIRFLOW        = var.trace_service_airflow
+    FARM_DEAD_LETTER_TOPIC            = google_pubsub_topic.dead_letter.name
   }, var.function_env.trace)
 
   # The sink's push subscription (pubsub.tf) is named after the function. The push envelope names

@@ -53,6 +53,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The Trace function is deployed without the tracer's health metrics (terraform's trace_env);
+	// the tracer reads that switch once per process, so it is set before any tracer starts.
+	if _, set := os.LookupEnv("DD_TRACE_INTERNAL_METRICS_ENABLED"); !set {
+		if err := os.Setenv("DD_TRACE_INTERNAL_METRICS_ENABLED", "false"); err != nil {
+			return err
+		}
+	}
 	level, err := logging.ParseLevel(envOr("FARM_LOG_LEVEL", "warn"))
 	if err != nil {
 		return fmt.Errorf("FARM_LOG_LEVEL %w", err)
@@ -198,8 +205,8 @@ func writeVerdicts(ctx context.Context, w io.Writer, p benchPlan, reps []*bench.
 	if err != nil {
 		return fmt.Errorf("encoding throughput: %w", err)
 	}
-	fmt.Fprintf(w, "\n== trace and sink, on %d deltas the polls above published\n", tp.Deltas)
-	fmt.Fprintf(w, "Trace:        %d spans in %s CPU = %.0f spans/s per core (%d deliveries at a time: decode, group commit, tracer, msgpack, HTTP to a local receiver, ledger)\n", tp.Spans, tp.SpanCPU.Round(time.Millisecond), tp.SpansSec, bench.TraceConcurrency)
+	fmt.Fprintf(w, "\n== trace and sink, on %d deltas in %d messages the polls above published\n", tp.Deltas, tp.Messages)
+	fmt.Fprintf(w, "Trace:        %d spans in %s CPU = %.0f spans/s per core (%d deliveries at a time, GOGC=%d as deployed: decode, group commit, tracer, msgpack, HTTP to a local receiver, ledger)\n", tp.Spans, tp.SpanCPU.Round(time.Millisecond), tp.SpansSec, bench.TraceConcurrency, bench.TraceGOGC)
 	fmt.Fprintf(w, "BigQuerySink: %d rows in %s CPU = %.0f rows/s per core (rows built and encoded for the streaming insert)\n", tp.Rows, tp.RowCPU.Round(time.Millisecond), tp.RowsSec)
 	if err := writeBills(ctx, w, reps); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/farmobs/farm/internal/ddagent"
 	"github.com/farmobs/farm/pkg/apm"
 	"github.com/farmobs/farm/pkg/clock"
+	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/sink"
 	"github.com/farmobs/farm/pkg/state/filestore"
 )
@@ -26,6 +28,7 @@ import (
 // spans and rows, per CPU-second (so per core).
 type Throughput struct {
 	Deltas   int
+	Messages int // the deliveries the deltas came in
 	Spans    int
 	SpanCPU  time.Duration
 	Rows     int
@@ -42,8 +45,8 @@ type Throughput struct {
 }
 
 // TraceConcurrency is the request concurrency of the measured Trace function: how many deliveries
-// one instance takes at once (terraform's max_instance_request_concurrency for it).
-const TraceConcurrency = 80
+// one instance takes at once, as terraform deploys it (consumer_concurrency.trace).
+var TraceConcurrency = Deployed.Trace.Concurrency
 
 // EncodeThroughput traces ds through the real tracer to a local DataDog receiver (msgpack encoding,
 // HTTP, the receiver's decoding) and encodes their BigQuery rows as the streaming insert does.
@@ -79,7 +82,13 @@ func EncodeThroughput(ctx context.Context, ds []Delivery) (Throughput, error) {
 	return tp, nil
 }
 
+// TraceGOGC is the trace function's GC target as terraform deploys it (GOGC in trace_env).
+const TraceGOGC = 400
+
 func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
+	// Measured as deployed: terraform also turns the tracer's health metrics off, which the
+	// tracer reads once per process (farm bench sets DD_TRACE_INTERNAL_METRICS_ENABLED=false).
+	defer debug.SetGCPercent(debug.SetGCPercent(TraceGOGC))
 	recv := ddagent.New(ddagent.WithLogger(slog.New(slog.DiscardHandler)), ddagent.MaxSpans(10_000))
 	var sent atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -104,21 +113,32 @@ func traceAll(ctx context.Context, ds []Delivery, tp *Throughput) error {
 	}
 	// The deliveries reach the function as Pub/Sub pushes them to one instance: TraceConcurrency
 	// at a time, each through the whole handler (decode, plan, group commit).
+	// A delivery is a message: the deltas of a batch share one (decodeAll gives one Delivery per
+	// delta, each with its batch's message).
+	var msgs []event.Message
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if !seen[d.Message.ID] {
+			seen[d.Message.ID] = true
+			msgs = append(msgs, d.Message)
+		}
+	}
+	tp.Messages = len(msgs)
 	u, err := Measure(func() error {
-		next := make(chan Delivery)
+		next := make(chan event.Message)
 		errs := make([]error, TraceConcurrency)
 		var wg sync.WaitGroup
 		for w := range TraceConcurrency {
 			wg.Go(func() {
-				for d := range next {
-					if err := tr.HandleMessage(ctx, d.Message); err != nil && errs[w] == nil {
-						errs[w] = fmt.Errorf("trace %s: %w", d.Delta.ID, err)
+				for m := range next {
+					if err := tr.HandleMessage(ctx, m); err != nil && errs[w] == nil {
+						errs[w] = fmt.Errorf("trace message %s: %w", m.ID, err)
 					}
 				}
 			})
 		}
-		for _, d := range ds {
-			next <- d
+		for _, m := range msgs {
+			next <- m
 		}
 		close(next)
 		wg.Wait()

@@ -286,9 +286,9 @@ func (d *deployment) checkSettings(t *testing.T) {
 }
 
 // runtimeEnv are variables a deployment may set that no FARM code reads: FUNCTION_TARGET tells
-// the Functions Framework of a function image which entry point to serve; GOMEMLIMIT is read by
-// the Go runtime (the poll functions' soft memory limit).
-var runtimeEnv = map[string]bool{"FUNCTION_TARGET": true, "GOMEMLIMIT": true}
+// the Functions Framework of a function image which entry point to serve; GOMEMLIMIT and GOGC are
+// read by the Go runtime (the poll functions' soft memory limit, the trace function's GC target).
+var runtimeEnv = map[string]bool{"FUNCTION_TARGET": true, "GOMEMLIMIT": true, "GOGC": true}
 
 // checkEnv loads one function's environment through pkg/config (see checkSettings).
 func (d *deployment) checkEnv(t *testing.T, name string, sc *serviceConfig, entry string, direct map[string]bool) {
