@@ -196,11 +196,6 @@ func writeVerdicts(ctx context.Context, w io.Writer, p benchPlan, reps []*bench.
 		f.Write(w)
 		checks = append(checks, f.Checks()...)
 	}
-	fmt.Fprintln(w, "\n== targets")
-	for _, c := range checks {
-		fmt.Fprintln(w, c)
-	}
-	missed := verdict(w, checks)
 	tp, err := bench.EncodeThroughput(ctx, sample)
 	if err != nil {
 		return fmt.Errorf("encoding throughput: %w", err)
@@ -208,6 +203,12 @@ func writeVerdicts(ctx context.Context, w io.Writer, p benchPlan, reps []*bench.
 	fmt.Fprintf(w, "\n== trace and sink, on %d deltas in %d messages the polls above published\n", tp.Deltas, tp.Messages)
 	fmt.Fprintf(w, "Trace:        %d spans in %s CPU = %.0f spans/s per core (%d deliveries at a time, GOGC=%d as deployed: decode, group commit, tracer, msgpack, HTTP to a local receiver, ledger)\n", tp.Spans, tp.SpanCPU.Round(time.Millisecond), tp.SpansSec, bench.TraceConcurrency, bench.TraceGOGC)
 	fmt.Fprintf(w, "BigQuerySink: %d rows in %s CPU = %.0f rows/s per core (rows built and encoded for the streaming insert)\n", tp.Rows, tp.RowCPU.Round(time.Millisecond), tp.RowsSec)
+	checks = append(checks, tp.Checks()...)
+	fmt.Fprintln(w, "\n== targets")
+	for _, c := range checks {
+		fmt.Fprintln(w, c)
+	}
+	missed := verdict(w, checks)
 	if err := writeBills(ctx, w, reps); err != nil {
 		return err
 	}

@@ -84,3 +84,14 @@ func TestFreshnessChecks(t *testing.T) {
 		t.Error("no sample passed the target")
 	}
 }
+
+func TestThroughputChecks(t *testing.T) {
+	for _, tc := range []struct {
+		perCore float64
+		pass    bool
+	}{{MinSpansPerCore, true}, {MinSpansPerCore - 1, false}, {0, false}} {
+		if got := (Throughput{SpansSec: tc.perCore}).Checks(); len(got) != 1 || got[0].Pass != tc.pass || got[0].Known != "" {
+			t.Errorf("%.0f spans/s per core: %+v, want pass %v", tc.perCore, got, tc.pass)
+		}
+	}
+}

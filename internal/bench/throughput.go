@@ -162,6 +162,15 @@ func (b countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// MinSpansPerCore is issue 14's target for the Trace function's throughput.
+const MinSpansPerCore = 5000
+
+// Checks are the throughput targets.
+func (tp Throughput) Checks() []Check {
+	return []Check{check(fmt.Sprintf("Trace throughput >= %d spans/s per core (CPU time, so noisy on a shared machine)", MinSpansPerCore),
+		tp.SpansSec >= MinSpansPerCore, fmt.Sprintf("%.0f spans/s per core: %d spans of %d messages in %s CPU", tp.SpansSec, tp.Spans, tp.Messages, tp.SpanCPU.Round(time.Millisecond)))}
+}
+
 func perSecond(n int, d time.Duration) float64 {
 	if d <= 0 {
 		return 0
