@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 )
 
 // Batch is a version-2 message: the RunDeltas of several runs of one poll of one source. One
@@ -140,6 +141,93 @@ func batchMessage(key string, ds []*RunDelta, encoded [][]byte) Message {
 // ErrInvalid — for the whole message, so a batch with one bad delta is refused whole (consumers
 // dead-letter it as delivered, where it can be inspected and replayed).
 func DecodeDeltas(data []byte) ([]RunDelta, error) {
+	if ds, ok := decodeValid(data); ok {
+		return ds, nil
+	}
+	// Refused, or a version written unusually: the reading that names why, or decides.
+	return decodeDeltasReporting(data)
+}
+
+// decodeValid is DecodeDeltas for a message it accepts: the JSON read once into a tree for the
+// version and the schema check (the fast pass), then once into the structs. It gives up (ok
+// false) on anything decodeDeltasReporting would refuse, and also wherever the tree could read
+// the version differently from json.Unmarshal (schema_version other than 1 or 2 written plainly,
+// or another key that json.Unmarshal could take for it), so that what it accepts is exactly what
+// decodeDeltasReporting accepts, decoded by the same json.Unmarshal.
+func decodeValid(data []byte) ([]RunDelta, bool) {
+	root, err := compiledSchema()
+	if err != nil {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, false
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	n, _ := obj["schema_version"].(json.Number)
+	var v int
+	switch n {
+	case "1":
+		v = SchemaVersion1
+	case "2":
+		v = SchemaVersion
+	default:
+		return nil, false
+	}
+	for k := range obj {
+		if k != "schema_version" && mayNameVersion(k) {
+			return nil, false
+		}
+	}
+	node := root.node
+	if v == SchemaVersion1 {
+		node = root.def(deltaDef)
+	}
+	if !node.valid(doc) {
+		return nil, false
+	}
+	// json.Unmarshal refuses anything but whitespace after the document, as the probe would.
+	if v == SchemaVersion1 {
+		var d RunDelta
+		if err := json.Unmarshal(data, &d); err != nil {
+			return nil, false
+		}
+		return []RunDelta{d}, true
+	}
+	var b Batch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, false
+	}
+	for i := range b.Deltas {
+		if b.Deltas[i].SchemaVersion != SchemaVersion {
+			return nil, false
+		}
+	}
+	return b.Deltas, true
+}
+
+// mayNameVersion reports whether json.Unmarshal might read key into schema_version: equal to it
+// under case folding, counting '_' and '-' as nothing to be safe.
+func mayNameVersion(key string) bool {
+	if len(key) < len("schemaversion") {
+		return false
+	}
+	if strings.EqualFold(key, "schema_version") {
+		return true
+	}
+	return strings.EqualFold(separators.Replace(key), "schemaversion")
+}
+
+var separators = strings.NewReplacer("_", "", "-", "")
+
+// decodeDeltasReporting is DecodeDeltas read plainly: the version probed, the schema checked,
+// the structs decoded, each step with its error.
+func decodeDeltasReporting(data []byte) ([]RunDelta, error) {
 	v, err := probeVersion(data)
 	if err != nil {
 		return nil, err

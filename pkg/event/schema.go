@@ -45,7 +45,7 @@ func validateDelta(data []byte) error {
 const deltaDef = "run_delta"
 
 func validate(data []byte, def string) error {
-	root, err := rundeltaSchema()
+	root, err := compiledSchema()
 	if err != nil {
 		return err
 	}
@@ -63,9 +63,19 @@ func validate(data []byte, def string) error {
 		def = deltaDef
 	}
 	if def != "" {
-		node, _ = root.defs[def].(map[string]any)
+		node = root.def(def)
 	}
-	v := validator{defs: root.defs}
+	return validateDocument(node, doc)
+}
+
+// validateDocument checks a document read with numbers kept as written (json.Number) against
+// node. A valid document is checked once, without paths; a refused one again, to name its
+// problems by path in a stable order.
+func validateDocument(node *schemaNode, doc any) error {
+	if node.valid(doc) {
+		return nil
+	}
+	v := validator{}
 	v.check("", node, doc)
 	if len(v.problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, joinProblems(v.problems))
@@ -93,8 +103,182 @@ var loadSchema = sync.OnceValues(func() (schemaRoot, error) {
 
 func rundeltaSchema() (schemaRoot, error) { return loadSchema() }
 
+// compiledRoot is the schema compiled: the top (a version-2 batch) and its definitions.
+type compiledRoot struct {
+	node *schemaNode
+	defs map[string]*schemaNode // read only once compiled
+}
+
+// def is the compiled definition name; a name the schema does not define constrains nothing.
+func (r compiledRoot) def(name string) *schemaNode {
+	if n, ok := r.defs[name]; ok {
+		return n
+	}
+	return &schemaNode{}
+}
+
+// compiledSchema is the schema compiled once into a tree of nodes, so that checking a message
+// does not look keywords up in the schema's maps.
+var compiledSchema = sync.OnceValues(func() (compiledRoot, error) {
+	root, err := rundeltaSchema()
+	if err != nil {
+		return compiledRoot{}, err
+	}
+	c := &compiler{defs: root.defs, done: map[string]*schemaNode{}}
+	node := c.compile(root.node)
+	for name := range root.defs {
+		c.ref(name)
+	}
+	return compiledRoot{node: node, defs: c.done}, nil
+})
+
+// schemaNode is one schema object with its keywords read.
+type schemaNode struct {
+	ref *schemaNode // $ref, resolved; a name the schema does not define gives an empty node
+	// hasType says the type keyword is present; types are its names ("" for an entry that is not
+	// a string, which no value has), so a keyword of another kind makes every value fail it.
+	hasType  bool
+	types    []string
+	typeRaw  any // for the message
+	hasConst bool
+	constVal any
+	hasEnum  bool
+	enum     []any
+	hasMin   bool
+	minimum  float64
+	hasMinLn bool
+	minLen   float64
+	dateTime bool
+	required []string
+	props    map[string]*schemaNode // only the properties whose schema is an object
+	extra    *schemaNode            // additionalProperties, when it is a schema
+	items    *schemaNode
+}
+
+type compiler struct {
+	defs map[string]any
+	done map[string]*schemaNode // compiled definitions by name (a definition may refer to itself)
+}
+
+// ref is the compiled definition name, compiled on first use.
+func (c *compiler) ref(name string) *schemaNode {
+	if n, ok := c.done[name]; ok {
+		return n
+	}
+	n := &schemaNode{}
+	c.done[name] = n // before compiling it, for a definition that refers to itself
+	m, _ := c.defs[name].(map[string]any)
+	*n = *c.compile(m)
+	return n
+}
+
+func (c *compiler) compile(s map[string]any) *schemaNode {
+	n := &schemaNode{}
+	if ref, ok := s["$ref"].(string); ok {
+		n.ref = c.ref(strings.TrimPrefix(ref, "#/$defs/"))
+	}
+	if t, ok := s["type"]; ok {
+		n.hasType, n.typeRaw = true, t
+		switch t := t.(type) {
+		case string:
+			n.types = []string{t}
+		case []any:
+			n.types = []string{}
+			for _, e := range t {
+				name, _ := e.(string)
+				n.types = append(n.types, name)
+			}
+		}
+	}
+	n.constVal, n.hasConst = s["const"]
+	n.enum, n.hasEnum = s["enum"].([]any)
+	n.minimum, n.hasMin = s["minimum"].(float64)
+	n.minLen, n.hasMinLn = s["minLength"].(float64)
+	if f, ok := s["format"].(string); ok && f == "date-time" {
+		n.dateTime = true
+	}
+	if req, ok := s["required"].([]any); ok {
+		for _, r := range req {
+			n.required = append(n.required, r.(string))
+		}
+	}
+	if props, ok := s["properties"].(map[string]any); ok {
+		n.props = map[string]*schemaNode{}
+		for k, p := range props {
+			if p, ok := p.(map[string]any); ok {
+				n.props[k] = c.compile(p)
+			}
+		}
+	}
+	if ap, ok := s["additionalProperties"].(map[string]any); ok {
+		n.extra = c.compile(ap)
+	}
+	if items, ok := s["items"].(map[string]any); ok {
+		n.items = c.compile(items)
+	}
+	return n
+}
+
+// valid reports whether x satisfies s: the fast pass, which stops at the first violation and
+// builds no path. It asserts exactly what check does.
+func (s *schemaNode) valid(x any) bool {
+	if s.ref != nil && !s.ref.valid(x) {
+		return false
+	}
+	if s.hasType && !slices.ContainsFunc(s.types, func(t string) bool { return isType(t, x) }) {
+		return false
+	}
+	if s.hasConst && !jsonEqual(s.constVal, x) {
+		return false
+	}
+	if s.hasEnum && !slices.ContainsFunc(s.enum, func(c any) bool { return jsonEqual(c, x) }) {
+		return false
+	}
+	switch x := x.(type) {
+	case json.Number:
+		if s.hasMin {
+			if f, err := x.Float64(); err == nil && f < s.minimum {
+				return false
+			}
+		}
+	case string:
+		if s.hasMinLn && float64(utf8.RuneCountInString(x)) < s.minLen {
+			return false
+		}
+		if s.dateTime {
+			if _, err := time.Parse(time.RFC3339Nano, x); err != nil {
+				return false
+			}
+		}
+	case map[string]any:
+		for _, r := range s.required {
+			if _, present := x[r]; !present {
+				return false
+			}
+		}
+		for k, val := range x {
+			if p, ok := s.props[k]; ok {
+				if !p.valid(val) {
+					return false
+				}
+			} else if s.extra != nil && !s.extra.valid(val) {
+				return false
+			}
+		}
+	case []any:
+		if s.items != nil {
+			for _, e := range x {
+				if !s.items.valid(e) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// validator names the violations of a refused document by path (the reporting pass).
 type validator struct {
-	defs     map[string]any
 	problems []string
 }
 
@@ -110,34 +294,33 @@ func (v *validator) fail(path, format string, args ...any) {
 	}
 }
 
-func (v *validator) check(path string, s map[string]any, x any) {
-	if ref, ok := s["$ref"].(string); ok {
-		def, _ := v.defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any)
-		v.check(path, def, x)
+func (v *validator) check(path string, s *schemaNode, x any) {
+	if s.ref != nil {
+		v.check(path, s.ref, x)
 	}
-	if t, ok := s["type"]; ok && !hasType(t, x) {
-		v.fail(path, "is %s, want %s", typeName(x), describeType(t))
+	if s.hasType && !slices.ContainsFunc(s.types, func(t string) bool { return isType(t, x) }) {
+		v.fail(path, "is %s, want %s", typeName(x), describeType(s.typeRaw))
 		return
 	}
-	if c, ok := s["const"]; ok && !jsonEqual(c, x) {
-		v.fail(path, "is %s, want %s", short(x), short(c))
+	if s.hasConst && !jsonEqual(s.constVal, x) {
+		v.fail(path, "is %s, want %s", short(x), short(s.constVal))
 	}
-	if e, ok := s["enum"].([]any); ok && !slices.ContainsFunc(e, func(c any) bool { return jsonEqual(c, x) }) {
+	if s.hasEnum && !slices.ContainsFunc(s.enum, func(c any) bool { return jsonEqual(c, x) }) {
 		v.fail(path, "is %s, not one of the schema's values", short(x))
 	}
-	if m, ok := s["minimum"].(float64); ok {
+	if s.hasMin {
 		if n, isNum := x.(json.Number); isNum {
-			if f, err := n.Float64(); err == nil && f < m {
-				v.fail(path, "is %s, below the minimum %v", n, m)
+			if f, err := n.Float64(); err == nil && f < s.minimum {
+				v.fail(path, "is %s, below the minimum %v", n, s.minimum)
 			}
 		}
 	}
-	if m, ok := s["minLength"].(float64); ok {
-		if str, isStr := x.(string); isStr && float64(utf8.RuneCountInString(str)) < m {
-			v.fail(path, "is %s, shorter than %v characters", short(x), m)
+	if s.hasMinLn {
+		if str, isStr := x.(string); isStr && float64(utf8.RuneCountInString(str)) < s.minLen {
+			v.fail(path, "is %s, shorter than %v characters", short(x), s.minLen)
 		}
 	}
-	if f, ok := s["format"].(string); ok && f == "date-time" {
+	if s.dateTime {
 		if str, isStr := x.(string); isStr {
 			if _, err := time.Parse(time.RFC3339Nano, str); err != nil {
 				v.fail(path, "is %s, not an RFC 3339 date-time", short(x))
@@ -148,36 +331,33 @@ func (v *validator) check(path string, s map[string]any, x any) {
 	case map[string]any:
 		v.object(path, s, x)
 	case []any:
-		if items, ok := s["items"].(map[string]any); ok {
+		if s.items != nil {
 			for i, e := range x {
-				v.check(fmt.Sprintf("%s[%d]", path, i), items, e)
+				v.check(fmt.Sprintf("%s[%d]", path, i), s.items, e)
 			}
 		}
 	}
 }
 
-func (v *validator) object(path string, s map[string]any, x map[string]any) {
-	if req, ok := s["required"].([]any); ok {
-		for _, r := range req {
-			if _, present := x[r.(string)]; !present {
-				v.fail(join(path, r.(string)), "is required")
-			}
+func (v *validator) object(path string, s *schemaNode, x map[string]any) {
+	for _, r := range s.required {
+		if _, present := x[r]; !present {
+			v.fail(join(path, r), "is required")
 		}
 	}
-	props, _ := s["properties"].(map[string]any)
 	keys := make([]string, 0, len(x))
 	for k := range x {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys) // problems in a stable order
 	for _, k := range keys {
-		if p, ok := props[k].(map[string]any); ok {
+		if p, ok := s.props[k]; ok {
 			v.check(join(path, k), p, x[k])
 			continue
 		}
 		// additionalProperties: false is not asserted (see ValidateJSON); a schema for them is.
-		if ap, ok := s["additionalProperties"].(map[string]any); ok {
-			v.check(join(path, k), ap, x[k])
+		if s.extra != nil {
+			v.check(join(path, k), s.extra, x[k])
 		}
 	}
 }
@@ -187,16 +367,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-func hasType(t any, x any) bool {
-	switch t := t.(type) {
-	case string:
-		return isType(t, x)
-	case []any:
-		return slices.ContainsFunc(t, func(e any) bool { s, _ := e.(string); return isType(s, x) })
-	}
-	return false
 }
 
 func isType(t string, x any) bool {
