@@ -120,13 +120,13 @@ func New(cfg Config, deps Deps) (*Sink, error) {
 			w = NewFileWriter(cfg.Dir)
 		}
 	}
-	return &Sink{w: NewGroup(w, cfg.BatchRows, cfg.BatchBytes), dest: w, log: deps.Log,
+	return &Sink{group: NewGroup(w, cfg.BatchRows, cfg.BatchBytes), log: deps.Log,
 		subscription: cfg.Subscription, deadLetter: deps.DeadLetter}, nil
 }
 
 // Close releases the writer's resources (the BigQuery client), if it has any.
 func (s *Sink) Close() error {
-	if c, ok := s.dest.(io.Closer); ok {
+	if c, ok := s.group.w.(io.Closer); ok {
 		return c.Close()
 	}
 	return nil
@@ -136,7 +136,7 @@ func (s *Sink) Close() error {
 // schemas directory (for emulators and local runs; terraform owns them in Google Cloud), for files
 // nothing (the directory is created on first write).
 func (s *Sink) Prepare(ctx context.Context, schemas fs.FS) error {
-	w, ok := s.dest.(*BigQueryWriter)
+	w, ok := s.group.w.(*BigQueryWriter)
 	if !ok {
 		return nil
 	}

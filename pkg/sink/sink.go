@@ -42,15 +42,14 @@ func (e *RejectedError) Error() string {
 // Sink handles RunDelta messages: one row per task event, routed to its source's table. The rows
 // of deliveries handled at the same time share insert requests (Group).
 type Sink struct {
-	w            Writer // the Group in front of dest
-	dest         Writer
+	group        *Group // in front of the destination's Writer (group.w)
 	log          *slog.Logger
 	subscription string
 	deadLetter   *deadletter.Keeper
 }
 
 // Group is the sink's group of insert requests.
-func (s *Sink) Group() *Group { return s.w.(*Group) }
+func (s *Sink) Group() *Group { return s.group }
 
 // HandleEnvelope handles the body of a Pub/Sub messagePublished CloudEvent. It returns an error
 // only when the message should be redelivered; a message that can never be processed is never
@@ -99,7 +98,7 @@ func (s *Sink) Handle(ctx context.Context, msg event.Message) error {
 		if len(rows) == 0 {
 			continue
 		}
-		err = s.w.Write(ctx, table, rows)
+		err = s.group.Write(ctx, table, rows)
 		var rejected *RejectedError
 		switch {
 		case err == nil:
