@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/farmobs/farm/internal/ddagent"
+	"github.com/farmobs/farm/internal/testenv"
 )
 
 // FreshnessConfig says how to measure freshness: how long after a state change in a simulated
@@ -133,9 +133,9 @@ func MeasureFreshness(ctx context.Context, cfg FreshnessConfig) (Freshness, erro
 		return Freshness{}, fmt.Errorf("freshness: agent: %w", err)
 	}
 	defer stop()
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
-		return Freshness{}, err
+		return Freshness{}, fmt.Errorf("freshness: %w", err)
 	}
 	var stderr tailBuffer
 	args := append(slices.Clone(cfg.Command[1:]), "-interval", cfg.Interval.String(), "-port", strconv.Itoa(port))
@@ -314,15 +314,6 @@ func runnerEnv(env []string) []string {
 func isInterrupted(err error) bool {
 	var exit *exec.ExitError
 	return errors.As(err, &exit) && exit.ExitCode() == 130
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("freshness: find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // tailBuffer keeps the last 4 KiB written to it (a child's stderr, for an error message).
