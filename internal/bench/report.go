@@ -213,6 +213,19 @@ func DAGCheck(few, many *Report) Check {
 			a.APICalls, few.Config.Estate.DAGs, b.APICalls, many.Config.Estate.DAGs, a.Changed, b.Changed), ""}
 }
 
+// RunsCheck compares the Airflow API calls per poll of an estate with those of one ten times
+// smaller (runs and DAGs) that changes about as many runs a poll: calls must follow the changes,
+// not the runs or DAGs watched. A listing of every active run alone would cost the large estate
+// one call per 100 of them.
+func RunsCheck(small, big *Report) Check {
+	a, b := small.Summarize(), big.Summarize()
+	scale := max(b.Changed, 1) / max(a.Changed, 1) // the changes the two estates happened to make
+	pass := b.APICalls <= a.APICalls*max(scale, 1)*1.25+2
+	return Check{"Airflow API calls per poll independent of the active runs and DAGs", pass,
+		fmt.Sprintf("%.1f calls among %d active runs over %d DAGs, %.1f among %d over %d (%.1f vs %.1f runs changed a poll)",
+			b.APICalls, big.Sim.ActiveRuns, big.Config.Estate.DAGs, a.APICalls, small.Sim.ActiveRuns, small.Config.Estate.DAGs, b.Changed, a.Changed), ""}
+}
+
 // FloorCheck checks a poll against its download-and-decode floor and the memory bound.
 func FloorCheck(r *Report) []Check {
 	s := r.Summarize()

@@ -287,6 +287,7 @@ type RunFilter struct {
 	States     []string
 	UpdatedGTE time.Time // updated_at_gte (v1 2.6+, v2)
 	UpdatedLTE time.Time
+	StartGTE   time.Time
 	StartLTE   time.Time
 	EndGTE     time.Time
 }
@@ -303,6 +304,7 @@ func (f RunFilter) values() url.Values {
 	}
 	set("updated_at_gte", f.UpdatedGTE)
 	set("updated_at_lte", f.UpdatedLTE)
+	set("start_date_gte", f.StartGTE)
 	set("start_date_lte", f.StartLTE)
 	set("end_date_gte", f.EndGTE)
 	return q

@@ -41,11 +41,16 @@ type Config struct {
 	BatchRuns int
 	// BatchPage is page_limit of v2's batch (not capped by the server).
 	BatchPage int
-	// MaxTriesReads bounds the tries calls of one List. A cold process would otherwise read the
+	// MaxTriesReads bounds the tries calls of one List. A first poll would otherwise read the
 	// tries of every retried task instance of the estate, one call each; past the bound, the
 	// earlier tries not read are recorded as a gap (MissedTries), never invented, and read by a
-	// later poll when their run changes again.
+	// later poll if their task instance changes again.
 	MaxTriesReads int
+	// FullListingEvery (FARM_AIRFLOW_FULL_LISTING_EVERY) is how often a process lists every
+	// active run, paged, instead of only what changed (list.go): the first poll of a process
+	// always does. It bounds how long a run deleted while active, or a note edited on a running
+	// run, goes unnoticed; each full listing costs one call per 100 active runs. 0: every poll.
+	FullListingEvery time.Duration
 }
 
 // Defaults of Config.
@@ -55,6 +60,9 @@ const (
 	DefaultBatchPage = 1000
 	// DefaultMaxTriesReads is a few seconds of calls per poll.
 	DefaultMaxTriesReads = 200
+	// DefaultFullListingEvery is an hour: at a poll a minute, the full listing of 5,000 active
+	// runs adds less than one call a poll.
+	DefaultFullListingEvery = time.Hour
 )
 
 // DefaultConfig is the configuration FARM reads Airflow with when nothing is set.
@@ -69,6 +77,8 @@ func DefaultConfig() Config {
 		HTTPTimeout:   30 * time.Second,
 		HTTPRetries:   3,
 		MaxTriesReads: DefaultMaxTriesReads,
+
+		FullListingEvery: DefaultFullListingEvery,
 	}
 }
 
@@ -97,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchRuns < 1 || c.BatchPage < 1 {
 		errs = append(errs, fmt.Errorf("airflow: batch runs (%d) and batch page (%d) must be positive", c.BatchRuns, c.BatchPage))
+	}
+	if c.FullListingEvery < 0 {
+		errs = append(errs, fmt.Errorf("FARM_AIRFLOW_FULL_LISTING_EVERY must not be negative, got %s", c.FullListingEvery))
 	}
 	if c.MaxTriesReads < 1 {
 		errs = append(errs, fmt.Errorf("airflow: tries reads per poll must be positive, got %d", c.MaxTriesReads))

@@ -12,22 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/farmobs/farm/pkg/clock"
 	"github.com/farmobs/farm/pkg/event"
 	"github.com/farmobs/farm/pkg/poll"
 )
 
 // Source is an Airflow (2, 3 or Cloud Composer) as the poll engine sees it: poll.Source,
-// poll.APICounter, poll.HistoryFiller and poll.Requeuer.
-//
-// One List costs, whatever the number of DAGs: the pages of active runs (no date bound), the
-// pages of finished runs updated since the window start (ended in it, on servers before 2.6),
-// the pages of task instances updated since then (the change feed, 2.6+), batch calls for the
-// task instances of the runs that need them, and one tries call per task instance that moved to
-// a new try (2.10+; at most MaxTriesReads per poll). A run needs its task instances when the feed shows a change in it, when its
-// run-level fields changed, or when this process has not read it yet; the others keep the
-// fingerprint this process computed last (no task instance updated since the window start means
-// none since then), so an unchanged run costs neither task-instance bytes nor state-store
-// operations. After a cold start every run is read once.
+// poll.APICounter, poll.HistoryFiller and poll.Requeuer. How a poll reads the server, and what
+// it costs, is in list.go; what a process remembers between polls, in memo.go.
 //
 // A task instance row shows only its latest try; every earlier try is added to the snapshot
 // from the tries endpoint (read once per try and process), so a task that went failed ->
@@ -36,25 +28,22 @@ import (
 // endpoint can give back.
 type Source struct {
 	c        *Client
+	clock    clock.Clock
 	instance string
 	include  *regexp.Regexp
 	exclude  *regexp.Regexp
 	ui       *url.URL
+	// fullEvery is how often the active runs are listed in full (Config.FullListingEvery).
+	fullEvery time.Duration
 
-	mu   sync.Mutex
-	memo map[string]*memo // by run key: what this process last read
+	mu     sync.Mutex
+	memo   map[string]*memo // by run key: what this process last read
+	fullAt time.Time        // when this process last listed every active run (zero: never)
 
 	log       *slog.Logger
 	maxTries  int
 	triesLeft int // tries calls this poll may still make (under mu; List starts a poll)
 	triesSkip int // tries calls this poll left out
-}
-
-// memo is what this process remembers of a run: its fingerprint (with the run-level part apart)
-// and the finished earlier tries of its task instances, which never change once ended.
-type memo struct {
-	run, fp string
-	tries   map[string]map[int]TaskInstance // by node id, then try number
 }
 
 var (
@@ -85,7 +74,11 @@ func New(cfg Config, deps Deps) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{c: c, instance: cfg.Instance, include: cfg.DagInclude, exclude: cfg.DagExclude, ui: cfg.UIURL, memo: map[string]*memo{},
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
+	}
+	return &Source{c: c, clock: deps.Clock, instance: cfg.Instance, include: cfg.DagInclude, exclude: cfg.DagExclude, ui: cfg.UIURL,
+		fullEvery: cfg.FullListingEvery, memo: map[string]*memo{},
 		log: deps.Log, maxTries: cfg.MaxTriesReads, triesLeft: cfg.MaxTriesReads}, nil
 }
 
@@ -104,134 +97,6 @@ func (s *Source) APIStats() (calls, bytes int64) {
 // Watched reports whether a DAG passes the include and exclude expressions.
 func (s *Source) Watched(dagID string) bool {
 	return (s.include == nil || s.include.MatchString(dagID)) && (s.exclude == nil || !s.exclude.MatchString(dagID))
-}
-
-// List returns every active run plus the runs that changed in w (see Source).
-func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, error) {
-	info, err := s.c.Server(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.triesLeft, s.triesSkip = s.maxTries, 0
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		skipped := s.triesSkip
-		s.mu.Unlock()
-		if skipped > 0 {
-			s.log.WarnContext(ctx, "tries reads of this poll reached their bound: the earlier tries of the other retried task instances are recorded as missed",
-				"source", s.Name(), "tries_reads", s.maxTries, "left_out", skipped)
-		}
-	}()
-	runs, err := s.listRuns(ctx, info, w)
-	if err != nil {
-		return nil, err
-	}
-	var changed map[RunRef]bool // nil: no change feed, every run is read
-	if !w.Backfill && info.UpdatedAtFilter() {
-		var extra []Run
-		if changed, extra, err = s.changedRuns(ctx, w, runs); err != nil {
-			return nil, err
-		}
-		runs = append(runs, extra...)
-	}
-	snaps := make([]*poll.Snapshot, 0, len(runs))
-	var need []RunRef
-	for _, r := range runs {
-		snap := s.snapshot(info, r)
-		run, fp, known := s.recall(snap.Key())
-		if changed == nil || changed[r.RunRef] || !known || run != runPart(&snap.Run) {
-			need = append(need, r.RunRef)
-		} else {
-			snap.Fingerprint = fp
-		}
-		snaps = append(snaps, snap)
-	}
-	tis, err := s.c.RunTaskInstances(ctx, need)
-	if err != nil {
-		return nil, err
-	}
-	keep := make(map[string]bool, len(snaps))
-	for i, snap := range snaps {
-		keep[snap.Key()] = true
-		if list, ok := tis[runs[i].RunRef]; ok {
-			if err := s.fill(ctx, info, snap, list); err != nil {
-				return nil, err
-			}
-		}
-	}
-	s.forgetExcept(keep)
-	return snaps, nil
-}
-
-// listRuns lists the active runs with no date bound and the finished runs of the window:
-// updated in it (2.6+), else ended in it (a run started in it is active or has ended in it too);
-// a backfill takes the runs that overlap it. The second listing asks for finished states only:
-// the scheduler touches every running run on each loop, so updated_at_gte alone would list the
-// active runs twice. Excluded DAGs are dropped.
-func (s *Source) listRuns(ctx context.Context, info ServerInfo, w poll.Window) ([]Run, error) {
-	active, err := s.c.ListRuns(ctx, RunFilter{States: []string{"queued", "running"}})
-	if err != nil {
-		return nil, err
-	}
-	f := RunFilter{States: []string{"success", "failed"}, EndGTE: w.Since}
-	switch {
-	case w.Backfill:
-		f.StartLTE = w.Until
-	case info.UpdatedAtFilter():
-		f = RunFilter{States: f.States, UpdatedGTE: w.Since}
-	}
-	recent, err := s.c.ListRuns(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	seen := map[RunRef]bool{}
-	var out []Run
-	for _, r := range slices.Concat(active, recent) {
-		if !seen[r.RunRef] && s.Watched(r.DagID) {
-			seen[r.RunRef] = true
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-// changedRuns reads the change feed: the runs with a task instance updated since the window
-// start. A watched run in the feed but not in the listing (a task changed in a run that did not)
-// is read by itself and returned in extra.
-func (s *Source) changedRuns(ctx context.Context, w poll.Window, runs []Run) (changed map[RunRef]bool, extra []Run, err error) {
-	tis, err := s.c.TaskInstancesUpdatedSince(ctx, w.Since)
-	if err != nil {
-		return nil, nil, err
-	}
-	changed = map[RunRef]bool{}
-	for i := range tis {
-		if s.Watched(tis[i].DagID) {
-			changed[tis[i].Run()] = true
-		}
-	}
-	listed := make(map[RunRef]bool, len(runs))
-	for _, r := range runs {
-		listed[r.RunRef] = true
-	}
-	var missing []RunRef
-	for ref := range changed {
-		if !listed[ref] {
-			missing = append(missing, ref)
-		}
-	}
-	slices.SortFunc(missing, func(a, b RunRef) int { return strings.Compare(a.String(), b.String()) })
-	for _, ref := range missing {
-		r, err := s.c.GetRun(ctx, ref)
-		if err != nil {
-			return nil, nil, err
-		}
-		if r != nil {
-			extra = append(extra, *r)
-		}
-	}
-	return changed, extra, nil
 }
 
 // snapshot maps a DAG run; its tasks come with fill.
@@ -261,22 +126,30 @@ func (s *Source) runURL(info ServerInfo, ref RunRef) string {
 	return v.String()
 }
 
-// fill sets a snapshot's tasks and fingerprint from its task instances, adds the earlier tries
-// of retried ones, and remembers the fingerprint.
-func (s *Source) fill(ctx context.Context, info ServerInfo, snap *poll.Snapshot, tis []TaskInstance) error {
+// fill sets a snapshot's tasks and fingerprint from every task instance of its run, adds the
+// earlier tries of retried ones, and remembers the run as of asOf. When fresh is not nil, only
+// the instances it names (by node) changed since the window start: the others, from this
+// process's memo, count for the fingerprint and the group nodes, but are no event of their own
+// (their stored states stand: pkg/poll/diff.go, rule 3) and need no tries read.
+func (s *Source) fill(ctx context.Context, info ServerInfo, snap *poll.Snapshot, r *Run, tis []TaskInstance, fresh map[string]bool, asOf time.Time) error {
 	rp := runPart(&snap.Run)
 	run := runOf(snap)
-	earlier, err := s.earlierTries(ctx, info, snap.Key(), run, tis)
+	changed := tis
+	if fresh != nil {
+		changed = slices.DeleteFunc(slices.Clone(tis), func(t TaskInstance) bool { return !fresh[NodeID(t.TaskID, t.MapIndex)] })
+	}
+	earlier, err := s.earlierTries(ctx, info, snap.Key(), run, changed)
 	if err != nil {
 		return err
 	}
-	snap.Tasks = runEvents(append(slices.Clone(tis), earlier...), run)
+	events := runEvents(append(slices.Clone(tis), earlier...), run)
+	if fresh != nil {
+		events = slices.DeleteFunc(events, func(e event.TaskEvent) bool { return !isParentType(&e) && !fresh[e.NodeID] })
+	}
+	snap.Tasks = events
 	snap.Fingerprint = fingerprint(rp, tis)
 	snap.Loaded = true
-	s.mu.Lock()
-	m := s.memoOf(snap.Key())
-	m.run, m.fp = rp, snap.Fingerprint
-	s.mu.Unlock()
+	s.remember(snap.Key(), r, tis, asOf)
 	return nil
 }
 
@@ -371,41 +244,9 @@ func (s *Source) learnTries(key, node string, current int, rows []TaskInstance) 
 
 func finished(state string) bool { return StatusOf(reportState(state)).Terminal() }
 
-// memoOf returns the run's memo, creating it. Called with s.mu held.
-func (s *Source) memoOf(key string) *memo {
-	m := s.memo[key]
-	if m == nil {
-		m = &memo{}
-		s.memo[key] = m
-	}
-	return m
-}
-
 func runOf(snap *poll.Snapshot) *Run {
 	ref, _ := parseRef(snap.Ref)
 	return &Run{RunRef: ref, State: snap.Run.Phase}
-}
-
-func (s *Source) recall(key string) (run, fp string, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.memo[key]
-	if m == nil || m.fp == "" {
-		return "", "", false
-	}
-	return m.run, m.fp, true
-}
-
-// forgetExcept drops what is remembered of runs no longer listed: the memory stays the size of
-// the active estate.
-func (s *Source) forgetExcept(keep map[string]bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k := range s.memo {
-		if !keep[k] {
-			delete(s.memo, k)
-		}
-	}
 }
 
 // parseRef reads "<dag_id>/<dag_run_id>": DAG ids cannot contain a slash, run ids may.
@@ -427,11 +268,12 @@ func (s *Source) Load(ctx context.Context, snap *poll.Snapshot) error {
 	if err != nil {
 		return err
 	}
+	asOf := s.clock.Now()
 	tis, err := s.c.RunTaskInstances(ctx, []RunRef{ref})
 	if err != nil {
 		return err
 	}
-	return s.fill(ctx, info, snap, tis[ref])
+	return s.fill(ctx, info, snap, nil, tis[ref], nil, asOf)
 }
 
 // Fetch reads runs by reference (runs active at the last commit that the active listing no
@@ -441,6 +283,7 @@ func (s *Source) Fetch(ctx context.Context, refs []string) ([]*poll.Snapshot, er
 	if err != nil {
 		return nil, err
 	}
+	asOf := s.clock.Now()
 	var runs []Run
 	for _, raw := range refs {
 		ref, err := parseRef(raw)
@@ -469,7 +312,7 @@ func (s *Source) Fetch(ctx context.Context, refs []string) ([]*poll.Snapshot, er
 	out := make([]*poll.Snapshot, len(runs))
 	for i, r := range runs {
 		out[i] = s.snapshot(info, r)
-		if err := s.fill(ctx, info, out[i], tis[r.RunRef]); err != nil {
+		if err := s.fill(ctx, info, out[i], &runs[i], tis[r.RunRef], nil, asOf); err != nil {
 			return nil, err
 		}
 	}

@@ -394,27 +394,44 @@ func TestUnchangedRunsCostNothing(t *testing.T) {
 		if res.RunsChanged != 1 || len(deltas) != 1 || deltas[0].Run.Name != "r07" {
 			t.Errorf("one run changed: %d changed, %d deltas", res.RunsChanged, len(deltas))
 		}
-		batch := e.requests("/taskInstances/list")
-		if len(batch) != 1 || !strings.Contains(string(batch[0].Body), `"dag_run_ids":["r07"]`) {
-			t.Errorf("batch calls %v: want one, for r07 only", batch)
+		// The process read r07 before: its other task instances come from memory, the changed
+		// one from the change feed. Three calls: the runs queued or finished, the runs started,
+		// the feed; no listing of the active runs, no batch.
+		var calls []string
+		for _, r := range e.sim.Requests() {
+			calls = append(calls, r.Method+" "+r.Path+"?"+r.Query.Encode())
+			if r.Query.Has("updated_at_gte") || r.Query.Has("start_date_gte") {
+				continue
+			}
+			t.Errorf("a call that does not ask for what changed: %s %s?%s", r.Method, r.Path, r.Query.Encode())
+		}
+		if len(calls) != 3 {
+			t.Errorf("%d calls for one changed run, want 3:\n%s", len(calls), strings.Join(calls, "\n"))
 		}
 	})
 }
 
-// A fresh process (a cold function instance) reads every run once, publishes nothing new and
-// costs no state-store read.
-func TestColdStartRereadsButPublishesNothing(t *testing.T) {
+// A fresh process (a cold function instance) lists every active run once, and reads none whose
+// fingerprint the index vouches for: it publishes nothing new and costs no state-store read nor
+// task-instance call.
+func TestColdStartReadsNoUnchangedRun(t *testing.T) {
 	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}})
 	e.trigger("etl", "r1", task("a", 2))
 	e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
 	e.must(e.sim.TI("etl", "r1", "a").Advance(S, Q, R, airflowsim.UpForRetry, S, Q, R))
 	e.poll()
+	e.advance(3 * time.Minute) // past the overlap: the window no longer shows the first changes
+	e.poll()
 	e.src = e.newSource(nil)
 	e.engine = e.h.Engine(e.src, poll.Config{Overlap: 2 * time.Minute})
 	e.advance(time.Minute)
+	e.sim.ResetRequests()
 	res, deltas := e.poll()
 	if len(deltas) != 0 || res.StoreReads != 2 || res.RunsChanged != 0 {
 		t.Errorf("cold start: %d deltas, %d reads, %d runs changed; want none, the source document's 2, none", len(deltas), res.StoreReads, res.RunsChanged)
+	}
+	if n := len(e.requests("/taskInstances/list")) + len(e.requests("/tries")); n != 0 {
+		t.Errorf("cold start: %d task-instance calls for a run that did not change", n)
 	}
 }
 
@@ -441,27 +458,47 @@ func TestOldServerFallsBackToDateRanges(t *testing.T) {
 	}
 }
 
+// A run deleted while it was active is noticed by the next full listing of the active runs,
+// followed up by reference and reported gone. Between full listings it is vouched for by the
+// index like any run without a change (list.go): at most FullListingEvery late.
 func TestRunsActiveAtTheLastPollAreFollowedByReference(t *testing.T) {
-	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v1"}})
-	e.trigger("etl", "r1", task("a", 0))
-	e.trigger("etl", "r2", task("a", 0))
-	for _, r := range []string{"r1", "r2"} {
-		e.must(e.sim.SetRunState("etl", r, airflowsim.RunRunning))
-		e.must(e.sim.TI("etl", r, "a").Advance(S, Q, R))
-	}
-	e.poll()
-	e.must(e.sim.DeleteRun("etl", "r2")) // purged by `airflow db clean` before its end was seen
-	e.advance(10 * time.Minute)
-	res, _ := e.poll()
-	if res.RunsGone != 1 || res.RunsFetched != 0 {
-		t.Errorf("a deleted run: %d gone, %d fetched; want 1 and 0", res.RunsGone, res.RunsFetched)
-	}
-	snaps, err := e.src.Fetch(t.Context(), []string{"etl/r1", "etl/r2"})
-	if err != nil || len(snaps) != 1 || !snaps[0].Loaded || snaps[0].Run.Name != "r1" || len(snaps[0].Tasks) != 1 {
-		t.Fatalf("Fetch: %v, %v", snaps, err)
-	}
-	if _, err := e.src.Fetch(t.Context(), []string{"no-slash"}); err == nil {
-		t.Error("a malformed reference was accepted")
+	for _, c := range []struct {
+		name          string
+		every         time.Duration
+		goneAfter10m  int
+		goneAfterFull int
+	}{
+		{"full listing every 5m", 5 * time.Minute, 1, 0},
+		{"full listing every hour", time.Hour, 0, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v1"}, source: func(o *sourceSetup) { o.FullListingEvery = c.every }})
+			e.trigger("etl", "r1", task("a", 0))
+			e.trigger("etl", "r2", task("a", 0))
+			for _, r := range []string{"r1", "r2"} {
+				e.must(e.sim.SetRunState("etl", r, airflowsim.RunRunning))
+				e.must(e.sim.TI("etl", r, "a").Advance(S, Q, R))
+			}
+			e.poll()
+			e.must(e.sim.DeleteRun("etl", "r2")) // purged by `airflow db clean` before its end was seen
+			e.advance(10 * time.Minute)
+			res, _ := e.poll()
+			if res.RunsGone != c.goneAfter10m || res.RunsFetched != 0 {
+				t.Errorf("after 10 minutes: %d gone, %d fetched; want %d and 0", res.RunsGone, res.RunsFetched, c.goneAfter10m)
+			}
+			e.advance(c.every)
+			res, _ = e.poll()
+			if res.RunsGone != c.goneAfterFull {
+				t.Errorf("after the next full listing: %d gone, want %d", res.RunsGone, c.goneAfterFull)
+			}
+			snaps, err := e.src.Fetch(t.Context(), []string{"etl/r1", "etl/r2"})
+			if err != nil || len(snaps) != 1 || !snaps[0].Loaded || snaps[0].Run.Name != "r1" || len(snaps[0].Tasks) != 1 {
+				t.Fatalf("Fetch: %v, %v", snaps, err)
+			}
+			if _, err := e.src.Fetch(t.Context(), []string{"no-slash"}); err == nil {
+				t.Error("a malformed reference was accepted")
+			}
+		})
 	}
 }
 

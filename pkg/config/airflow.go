@@ -16,6 +16,7 @@ func loadAirflow(r *Reader, c Common) airflow.Config {
 	a.DagExclude = r.Regexp("FARM_AIRFLOW_DAG_EXCLUDE", a.DagExclude.String())
 	a.PageSize = r.Int("FARM_AIRFLOW_PAGE_SIZE", a.PageSize)
 	a.UIURL = r.URL("FARM_AIRFLOW_UI_URL")
+	a.FullListingEvery = r.Duration("FARM_AIRFLOW_FULL_LISTING_EVERY", a.FullListingEvery)
 	a.HTTPTimeout, a.HTTPRetries = c.HTTPTimeout, c.HTTPRetries
 	if a.URL != nil && a.Instance == "" {
 		a.Instance = a.URL.Hostname()

@@ -1,0 +1,204 @@
+package airflow_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/farmobs/farm/internal/polltest"
+	"github.com/farmobs/farm/internal/sim/airflowsim"
+	"github.com/farmobs/farm/pkg/event"
+	"github.com/farmobs/farm/pkg/poll"
+	"github.com/farmobs/farm/pkg/state/filestore"
+)
+
+// What a long-lived process publishes, completing changed runs from its memory and the change
+// feed, is what a process reading every changed run in full publishes: the same event ids, poll
+// after poll, on a generated estate of task groups, mapped tasks, rescheduled sensors, retries
+// and failures. The full reader is a new process at every poll (its memory empty), on a store of
+// its own, polling the same server at the same instants.
+func TestMemoryAndFeedPublishWhatAFullReadDoes(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		spec := airflowsim.EstateSpec{DAGs: 5, ActiveRuns: 12, TasksPerRun: 9, StepEvery: 20 * time.Second, RetryRate: 0.25, FailRate: 0.2, Seed: 5}
+		if _, err := e.sim.StartEstate(spec); err != nil {
+			t.Fatal(err)
+		}
+		full := polltest.New(t, filestore.New(filepath.Join(t.TempDir(), "full.json"), filestore.WithClock(e.h.Clock)), t0)
+		var memoBatches, fullBatches, events int
+		for i := range 40 {
+			e.advance(time.Minute)
+			full.Clock.Advance(time.Minute)
+			e.sim.ResetRequests()
+			_, got := e.poll()
+			memoBatches += len(e.requests("/taskInstances/list"))
+
+			e.sim.ResetRequests()
+			src := e.newSource(nil)
+			engine := full.Engine(src, poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour})
+			if _, err := engine.Poll(t.Context(), poll.Request{}); err != nil {
+				t.Fatal(err)
+			}
+			want := full.Published()
+			fullBatches += len(e.requests("/taskInstances/list"))
+
+			g, w := eventIDs(got), eventIDs(want)
+			events += len(w)
+			if !slices.Equal(g, w) {
+				t.Fatalf("poll %d: the process with a memory published\n%s\nthe full reader\n%s", i+1, strings.Join(g, "\n"), strings.Join(w, "\n"))
+			}
+		}
+		if events < 300 {
+			t.Fatalf("only %d events in 40 polls: too few to compare", events)
+		}
+		// The comparison means something only if the memory was used.
+		if memoBatches*3 > fullBatches {
+			t.Errorf("the process with a memory made %d batch calls, the full reader %d: the memory was hardly used", memoBatches, fullBatches)
+		}
+		t.Logf("%d events; batch calls: %d with a memory, %d reading in full", events, memoBatches, fullBatches)
+	})
+}
+
+// eventIDs lists a poll's events as "run node#attempt state id", sorted.
+func eventIDs(deltas []*event.RunDelta) []string {
+	var out []string
+	for _, d := range deltas {
+		for _, ev := range d.Events {
+			out = append(out, fmt.Sprintf("%s %s#%d %s %s", d.Run.UID, ev.NodeID, ev.Attempt, ev.State, ev.ID))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The calls of an incremental poll do not depend on how many runs are active (nor, as
+// TestAPICallsDoNotGrowWithDAGs shows, on how many DAGs there are): the same three changes cost
+// the same calls among 30 active runs as among 300, at a page size of 10.
+func TestCallsPerPollDoNotGrowWithActiveRuns(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		calls := map[int]int{}
+		for _, runs := range []int{30, 300} {
+			e := newEnv(t, envOpts{sim: simOpts, source: func(o *sourceSetup) { o.PageSize = 10 }})
+			for i := range runs {
+				id := fmt.Sprintf("r%03d", i)
+				e.trigger(fmt.Sprintf("dag_%02d", i%7), id, task("extract", 0), task("load", 1))
+				e.must(e.sim.SetRunState(fmt.Sprintf("dag_%02d", i%7), id, airflowsim.RunRunning))
+				e.must(e.sim.TI(fmt.Sprintf("dag_%02d", i%7), id, "extract").Advance(S, Q, R))
+			}
+			e.poll() // the process's first poll lists every active run
+			e.advance(3 * time.Minute)
+			e.poll()
+			e.advance(3 * time.Minute)
+			for _, i := range []int{3, 4, 5} {
+				e.must(e.sim.TI(fmt.Sprintf("dag_%02d", i%7), fmt.Sprintf("r%03d", i), "extract").Advance(OK))
+			}
+			e.sim.ResetRequests()
+			res, deltas := e.poll()
+			if res.RunsChanged != 3 || len(deltas) != 3 {
+				t.Fatalf("%d runs: %d changed, %d deltas; want 3 and 3", runs, res.RunsChanged, len(deltas))
+			}
+			calls[runs] = int(res.APICalls)
+			if n := len(e.sim.Requests()); n != calls[runs] {
+				t.Fatalf("the server saw %d calls, the poll counted %d", n, calls[runs])
+			}
+		}
+		if calls[30] != calls[300] || calls[300] > 3 {
+			t.Errorf("calls for the same 3 changes: %d among 30 active runs, %d among 300; want the same, at most 3", calls[30], calls[300])
+		}
+	})
+}
+
+// A process whose memory is older than the window (another function instance polled meanwhile)
+// does not complete a run from it: a task that ended while it was not looking would otherwise
+// still be running in its eyes, and the group around it with it. It reads the run in full.
+func TestAnotherInstancesPollsMakeTheMemoryStale(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "r1", task("g.a", 0), task("g.b", 0))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", "r1", "g.a").Advance(S, Q, R))
+		a := e.src
+		e.poll() // instance a: g.a running, g.b not started
+
+		b := e.newSource(nil)
+		e.engine = e.h.Engine(b, poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour})
+		e.advance(time.Minute)
+		e.must(e.sim.TI("etl", "r1", "g.a").Advance(OK))
+		e.must(e.sim.TI("etl", "r1", "g.b").Advance(S, Q, R))
+		e.poll() // instance b sees g.a end
+		e.advance(10 * time.Minute)
+		e.poll()
+
+		e.engine = e.h.Engine(a, poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour})
+		e.advance(time.Minute)
+		e.must(e.sim.TI("etl", "r1", "g.b").Advance(OK))
+		e.sim.ResetRequests()
+		_, deltas := e.poll() // instance a again: only g.b is in the feed
+		if got := transitions(deltas, "g"); !slices.Equal(got, []string{"#0 running->success 0s..12m0s"}) {
+			t.Errorf("group g: %q, want it to end with g.b", got)
+		}
+		if n := len(e.requests("/taskInstances/list")); n != 1 {
+			t.Errorf("%d batch calls: the stale memory was used instead of reading the run", n)
+		}
+	})
+}
+
+// A run that appears between two full listings (queued, then started, then finished) is seen
+// through the listings of what changed, with every task; so is one that starts and ends between
+// two polls.
+func TestNewRunsBetweenFullListings(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "old", task("a", 0))
+		e.must(e.sim.SetRunState("etl", "old", airflowsim.RunRunning))
+		e.poll()
+		e.advance(time.Minute)
+		e.poll()
+		e.sim.ResetRequests()
+
+		e.advance(time.Minute)
+		e.trigger("etl", "queued", task("a", 0), task("b", 0))
+		e.trigger("etl", "quick", task("a", 0))
+		e.must(e.sim.SetRunState("etl", "quick", airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", "quick", "a").Advance(S, Q, R, OK))
+		e.must(e.sim.SetRunState("etl", "quick", airflowsim.RunSuccess))
+		_, d1 := e.poll()
+		e.advance(time.Minute)
+		e.must(e.sim.SetRunState("etl", "queued", airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", "queued", "a").Advance(S, Q, R))
+		_, d2 := e.poll()
+		e.advance(time.Minute)
+		e.must(e.sim.TI("etl", "queued", "a").Advance(OK))
+		e.must(e.sim.TI("etl", "queued", "b").Advance(S, Q, R, OK))
+		e.must(e.sim.SetRunState("etl", "queued", airflowsim.RunSuccess))
+		_, d3 := e.poll()
+		phases := map[string][]string{}
+		for _, d := range slices.Concat(d1, d2, d3) {
+			phases[d.Run.Name] = append(phases[d.Run.Name], d.Run.Phase)
+		}
+		if got := phases["quick"]; !slices.Equal(got, []string{"success"}) {
+			t.Errorf("quick: phases %q", got)
+		}
+		if got := phases["queued"]; !slices.Equal(got, []string{"queued", "running", "success"}) {
+			t.Errorf("queued: phases %q", got)
+		}
+		var tasks []string
+		for _, d := range slices.Concat(d1, d2, d3) {
+			for _, ev := range d.Events {
+				tasks = append(tasks, d.Run.Name+" "+ev.NodeID+" "+ev.State)
+			}
+		}
+		want := []string{"quick a success", "queued a running", "queued a success", "queued b success"}
+		if !slices.Equal(tasks, want) {
+			t.Errorf("events %q, want %q", tasks, want)
+		}
+		for _, r := range e.sim.Requests() {
+			if r.Path == "/api/"+simOpts.API+"/dags/~/dagRuns" && !r.Query.Has("updated_at_gte") && !r.Query.Has("start_date_gte") {
+				t.Errorf("a full listing between full listings: %s?%s", r.Path, r.Query.Encode())
+			}
+		}
+	})
+}

@@ -1,0 +1,133 @@
+package airflow
+
+import (
+	"slices"
+	"time"
+)
+
+// What a process remembers of each run between its polls, so that a run whose task instances
+// changed is read from the change feed alone (only its changed rows) instead of in full.
+//
+// The memo of a run is the server's state as of asOf: its run record and a compact row of each
+// of its task instances. It is valid for a poll whose window starts at or before asOf: every
+// change after asOf then has updated_at within the window, so the change feed shows it. A memo
+// older than the window (this process did not poll for a while: another function instance did,
+// or it was idle) is not used; the run is read in full again when it next changes. Each poll
+// moves the asOf of every valid memo to the poll's own start, and the memos of runs it no longer
+// sees are dropped, so the memory stays the size of the active estate.
+type memo struct {
+	asOf time.Time
+	rec  *Run    // nil: not read by this process
+	rows []tiRow // nil: not read by this process (a run with no task instance has an empty slice)
+	// tries are the finished earlier tries of its task instances, by node id then try number:
+	// they never change once ended, so they stay valid whatever asOf.
+	tries map[string]map[int]TaskInstance
+}
+
+// tiRow is what a memo keeps of a task instance: what the fingerprint and the group nodes need.
+type tiRow struct {
+	taskID, state     string
+	mapIndex, try     int
+	start, end, queue *time.Time
+}
+
+func rowOf(t *TaskInstance) tiRow {
+	return tiRow{taskID: t.TaskID, state: t.State, mapIndex: t.MapIndex, try: t.TryNumber, start: t.Start, end: t.End, queue: t.QueuedWhen}
+}
+
+func (r *tiRow) instance(ref RunRef) TaskInstance {
+	return TaskInstance{DagID: ref.DagID, RunID: ref.RunID, TaskID: r.taskID, MapIndex: r.mapIndex, TryNumber: r.try,
+		State: r.state, Start: r.start, End: r.end, QueuedWhen: r.queue}
+}
+
+// memoOf returns the run's memo, creating it. Called with s.mu held.
+func (s *Source) memoOf(key string) *memo {
+	m := s.memo[key]
+	if m == nil {
+		m = &memo{}
+		s.memo[key] = m
+	}
+	return m
+}
+
+// remember keeps a run's record (when r is not nil) and every task instance as of asOf.
+func (s *Source) remember(key string, r *Run, tis []TaskInstance, asOf time.Time) {
+	rows := make([]tiRow, len(tis))
+	for i := range tis {
+		rows[i] = rowOf(&tis[i])
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.memoOf(key)
+	m.rows, m.asOf = rows, asOf
+	if r != nil {
+		rec := *r
+		m.rec = &rec
+	}
+}
+
+// recalled returns the run's record and task-instance rows when they are valid for a window
+// starting at since (either may be nil).
+func (s *Source) recalled(key string, since time.Time) (*Run, []tiRow) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.memo[key]
+	if m == nil || m.asOf.IsZero() || m.asOf.Before(since) {
+		return nil, nil
+	}
+	return m.rec, m.rows
+}
+
+// carryForward ends a poll that started at now, whose window started at since and whose change
+// feed was read: the valid memos of runs the poll saw, unchanged or merged, now hold as of now;
+// the others are dropped, but for the tries of runs still seen (keep).
+func (s *Source) carryForward(keep map[string]bool, since, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, m := range s.memo {
+		switch {
+		case !keep[k]:
+			delete(s.memo, k)
+		case m.asOf.IsZero() || m.asOf.Before(since):
+			m.rec, m.rows, m.asOf = nil, nil, time.Time{}
+		default:
+			m.asOf = now
+		}
+	}
+}
+
+// forgetExcept ends a poll that read no change feed (a backfill, a server before 2.6): the memos
+// of runs it did not see are dropped, the others stay as they were.
+func (s *Source) forgetExcept(keep map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.memo {
+		if !keep[k] {
+			delete(s.memo, k)
+		}
+	}
+}
+
+// merged is a run's every task instance now: the remembered rows with the changed ones (from the
+// change feed) in their place. A mapped task's unmapped row (map index -1) gives way to its
+// expanded instances once the feed shows one: the expansion re-numbers that row, it does not
+// add a new one beside it.
+func merged(ref RunRef, rows []tiRow, changed []TaskInstance) []TaskInstance {
+	fresh := make(map[string]bool, len(changed))
+	expanded := map[string]bool{}
+	for i := range changed {
+		fresh[NodeID(changed[i].TaskID, changed[i].MapIndex)] = true
+		if changed[i].MapIndex >= 0 {
+			expanded[changed[i].TaskID] = true
+		}
+	}
+	out := make([]TaskInstance, 0, len(rows)+len(changed))
+	for i := range rows {
+		r := &rows[i]
+		if fresh[NodeID(r.taskID, r.mapIndex)] || (r.mapIndex < 0 && expanded[r.taskID]) {
+			continue
+		}
+		out = append(out, r.instance(ref))
+	}
+	return append(out, slices.Clone(changed)...)
+}
