@@ -45,7 +45,9 @@ type Window struct {
 	Backfill bool
 	// Known is the fingerprint index as the last commit left it (nil in a replay, which treats
 	// every run as changed). A source may use it to leave unchanged runs' tasks on the server:
-	// only the runs whose fingerprint differs will be loaded. Read only.
+	// only the runs whose fingerprint differs will be loaded. A source that can tell a run did
+	// not change since that commit without reading it (Airflow's change feed) may return it with
+	// its indexed fingerprint and no more than its key and Ref. Read only.
 	Known state.Index
 	// Limit, when positive, is the most changed runs the poll will load: the first ones listed.
 	// A source need not prepare the tasks of the changed runs it lists after them.

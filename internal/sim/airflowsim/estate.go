@@ -271,8 +271,9 @@ func (e *Estate) advance(now time.Time) {
 			continue
 		}
 		heap.Pop(&e.queue)
-		next := p.due.Add(e.jitter())
-		if err := e.startRun(p.dag, next, next); err != nil {
+		// The DAG's next run is created (queued) now and starts a step later: created at a
+		// later instant, it would show rows updated in the future, which no server does.
+		if err := e.startRun(p.dag, p.due, p.due.Add(e.jitter())); err != nil {
 			panic(fmt.Sprintf("airflowsim: estate: %v", err))
 		}
 	}
