@@ -23,10 +23,10 @@ func TestParseBench(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", nil, []string{"argo-1000-1%", "argo-1000-10%", "argo-10000-1%", "argo-10000-10%", "argo-10000x100-1%", "argo-100000-1%",
-			"airflow-5000-10000dags-1%", "airflow-500-1000dags-10%", "airflow-1000-100dags-1%", "airflow-1000-100dags-10%", "airflow-1000-1000dags-1%", "airflow-1000-1000dags-10%"}, ""},
+			"airflow-5000-10000dags-1%", "airflow2-5000-10000dags-1%", "airflow2-500-1000dags-10%", "airflow-1000-100dags-1%", "airflow-1000-100dags-10%", "airflow-1000-1000dags-1%", "airflow-1000-1000dags-10%"}, ""},
 		{"quick", []string{"-quick", "-churn", "0.05"}, []string{"argo-200-5%", "airflow-100-10dags-5%", "airflow-100-100dags-5%"}, ""},
 		{"argo only", []string{"-runs", "50", "-churn", "1", "-airflow-runs", "0", "-large-tasks", "0", "-scale-runs", "0", "-airflow-estate=false"}, []string{"argo-50-100%"}, ""},
-		{"scale", []string{"-runs", "50", "-churn", "1", "-airflow-runs", "0", "-large-tasks", "0"}, []string{"argo-50-100%", "argo-100000-1%", "airflow-5000-10000dags-1%", "airflow-500-1000dags-10%"}, ""},
+		{"scale", []string{"-runs", "50", "-churn", "1", "-airflow-runs", "0", "-large-tasks", "0"}, []string{"argo-50-100%", "argo-100000-1%", "airflow-5000-10000dags-1%", "airflow2-5000-10000dags-1%", "airflow2-500-1000dags-10%"}, ""},
 		{"bad runs", []string{"-runs", "1k"}, nil, `-runs: "1k"`},
 		{"churn out of range", []string{"-churn", "0.5,2"}, nil, `-churn: "2"`},
 		{"no polls", []string{"-polls", "0"}, nil, "-polls"},

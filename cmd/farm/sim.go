@@ -23,7 +23,7 @@ import (
 func estateFlags(e bench.Estate) []string {
 	return []string{"-kind", e.Kind, "-runs", strconv.Itoa(e.Runs), "-tasks", strconv.Itoa(e.Tasks),
 		"-churn", strconv.FormatFloat(e.Churn, 'g', -1, 64), "-dags", strconv.Itoa(e.DAGs),
-		"-seed", strconv.FormatUint(e.Seed, 10), "-interval", e.Interval.String(), "-initial-rounds", strconv.Itoa(e.InitialRounds)}
+		"-seed", strconv.FormatUint(e.Seed, 10), "-interval", e.Interval.String(), "-initial-rounds", strconv.Itoa(e.InitialRounds), "-airflow-api", e.AirflowAPI}
 }
 
 // cmdBenchSim (`farm bench sim`, not listed) serves a simulated estate on a loopback port until
@@ -41,6 +41,7 @@ func cmdBenchSim(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Uint64Var(&e.Seed, "seed", 1, "estate seed")
 	fs.DurationVar(&e.Interval, "interval", time.Minute, "simulated time between polls")
 	fs.IntVar(&e.InitialRounds, "initial-rounds", 0, "Argo: controller rounds runs have already had (0: the simulator's default)")
+	fs.StringVar(&e.AirflowAPI, "airflow-api", "", "Airflow: the API the simulator speaks, v2 (Airflow 3, the default) or v1 (Airflow 2.10)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -36,6 +36,9 @@ type Estate struct {
 	// SensorStart is how the simulated Airflow dates a rescheduled sensor's try (default: start
 	// overwritten per poke, as Airflow 2.0 to 3.2 do).
 	SensorStart airflowsim.SensorStart
+	// AirflowAPI is the API the simulated Airflow speaks: v2 (Airflow 3, the default) or v1
+	// (Airflow 2.10).
+	AirflowAPI string
 }
 
 func (e Estate) validate() error {
@@ -87,7 +90,11 @@ func NewSim(e Estate) (*Sim, error) {
 		s.estate, s.api = est, s.Argo
 		return s, nil
 	}
-	srv, err := airflowsim.New(airflowsim.Options{API: "v2", Clock: s.Clock, SensorStart: e.SensorStart})
+	api := e.AirflowAPI
+	if api == "" {
+		api = "v2"
+	}
+	srv, err := airflowsim.New(airflowsim.Options{API: api, Clock: s.Clock, SensorStart: e.SensorStart})
 	if err != nil {
 		return nil, fmt.Errorf("airflow simulator: %w", err)
 	}

@@ -65,7 +65,7 @@ func newSource(o sourceOptions) (source, error) {
 		return argo.New(cfg, argo.Deps{Log: o.log, HTTP: hopts})
 	case event.SourceAirflow:
 		cfg := airflow.DefaultConfig()
-		cfg.URL, cfg.Instance, cfg.APIVersion, cfg.DagExclude = u, o.instance, "v2", nil
+		cfg.URL, cfg.Instance, cfg.DagExclude = u, o.instance, nil // the API is detected, as deployed
 		cfg.HTTPTimeout, cfg.HTTPRetries = httpTimeout, httpRetries
 		return airflow.New(cfg, airflow.Deps{Clock: o.clock, Log: o.log, HTTP: hopts})
 	}

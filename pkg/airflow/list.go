@@ -25,6 +25,14 @@ import (
 //   - one tries call per task instance that moved to a new try (2.10+; at most MaxTriesReads);
 //   - a run call for a run the feed names that nothing else shows (rare).
 //
+// On Airflow 3 the feed also carries every task instance running at the time: the task runner
+// heartbeats into the task instance's row (last_heartbeat_at), which moves its updated_at every
+// few seconds. Those rows cost a call per 100 running tasks, bounded by the executors' slots, and
+// nothing more: a run whose rows are all as remembered is vouched for (dropUnchanged). Listing
+// only the running tasks that started in the window instead would lose the running state of a
+// task whose new running spell keeps an older start (resuming from a deferral; a sensor that
+// keeps its first poke's start).
+//
 // It does not list the active runs: the scheduler touches every running run on each of its
 // loops (last_scheduling_decision), so no filter tells an unchanged active run from a changed
 // one, and at Airflow's page limit of 100 rows the listing alone would cost one call per 100
@@ -47,12 +55,14 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 	defer s.startTries(ctx)()
 	now := s.clock.Now()
 	feed := !w.Backfill && info.UpdatedAtFilter()
-	full := !feed || w.Known == nil || s.fullListingDue(now)
-	var runs []Run
+	// A source with no committed run has nothing to vouch for (a dry run or a failed poll may
+	// have listed every active run already, without a commit).
+	full := !feed || len(w.Known) == 0 || s.fullListingDue(now)
+	var listedRuns []Run
 	if full {
-		runs, err = s.listRuns(ctx, info, w)
+		listedRuns, err = s.listRuns(ctx, info, w)
 	} else {
-		runs, err = s.listChanges(ctx, w)
+		listedRuns, err = s.listChanges(ctx, w)
 	}
 	if err != nil {
 		return nil, err
@@ -62,28 +72,18 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 		if changed, err = s.changeFeed(ctx, w); err != nil {
 			return nil, err
 		}
+		s.dropUnchanged(changed, w)
 	}
-	listed := make(map[RunRef]bool, len(runs))
-	for _, r := range runs {
-		listed[r.RunRef] = true
-	}
-	// A run the feed names but no listing shows (a task changed in a run that did not) is taken
-	// from the memo, else read by itself.
-	var unknown []RunRef
-	for ref := range changed {
-		if listed[ref] {
-			continue
+	runs, vouched, unknown := s.resolve(w, listedRuns, changed, full)
+	if !full && len(unknown) > s.c.cfg.PageSize {
+		// More runs to read one by one than a page holds (runs a poll deferred, or a memory
+		// another instance made stale): listing every active run costs less.
+		active, err := s.c.ListRuns(ctx, RunFilter{States: []string{"queued", "running"}})
+		if err != nil {
+			return nil, err
 		}
-		if rec, _ := s.recalled(s.key(ref), w.Since); rec != nil {
-			runs = append(runs, *rec)
-		} else {
-			unknown = append(unknown, ref)
-		}
-		listed[ref] = true
-	}
-	var vouched []*poll.Snapshot
-	if !full {
-		vouched, unknown = s.vouch(w, listed, unknown)
+		full = true
+		runs, vouched, unknown = s.resolve(w, s.watchedOnce(listedRuns, active), changed, full)
 	}
 	slices.SortFunc(unknown, func(a, b RunRef) int { return strings.Compare(a.String(), b.String()) })
 	read, err := s.getRuns(ctx, unknown)
@@ -114,6 +114,33 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 	return snaps, nil
 }
 
+// resolve completes the listed runs with the runs the feed names that no listing shows (a task
+// changed in a run that did not): taken from the memo, else returned in unknown, to be read by
+// themselves. Unless the poll lists every active run, it also vouches for the index's other
+// active runs (vouch).
+func (s *Source) resolve(w poll.Window, listed []Run, changed map[RunRef][]TaskInstance, full bool) (runs []Run, vouched []*poll.Snapshot, unknown []RunRef) {
+	runs = slices.Clone(listed)
+	seen := make(map[RunRef]bool, len(runs))
+	for _, r := range runs {
+		seen[r.RunRef] = true
+	}
+	for ref := range changed {
+		if seen[ref] {
+			continue
+		}
+		if rec, _ := s.recalled(s.key(ref), w.Since); rec != nil {
+			runs = append(runs, *rec)
+		} else {
+			unknown = append(unknown, ref)
+		}
+		seen[ref] = true
+	}
+	if !full {
+		vouched, unknown = s.vouch(w, seen, unknown)
+	}
+	return runs, vouched, unknown
+}
+
 // snapshots maps runs, with their tasks: from the memo and the change feed when the process has
 // read the run before, else read in full (batched); a run the feed does not name and whose
 // run-level fields are as the index knows them keeps its fingerprint, and is not read at all.
@@ -129,12 +156,16 @@ func (s *Source) snapshots(ctx context.Context, info ServerInfo, w poll.Window, 
 			continue
 		}
 		rows, inFeed := changed[r.RunRef]
-		if entry, ok := w.Known[snap.Key()]; ok && !inFeed && entry.Fingerprint != "" && strings.HasPrefix(entry.Fingerprint, runPart(&snap.Run)+":") {
+		entry := w.Known[snap.Key()]
+		committed := entry.Fingerprint != ""
+		if committed && !inFeed && strings.HasPrefix(entry.Fingerprint, runPart(&snap.Run)+":") {
 			snap.Fingerprint = entry.Fingerprint // nothing changed since the last commit
 			continue
 		}
-		_, memo := s.recalled(snap.Key(), w.Since)
-		if memo == nil {
+		// Only a committed run's rows outside the feed are stored already: the others (a run a
+		// poll deferred or did not commit) must become events too, so they are read in full.
+		rec, memo := s.recalled(snap.Key(), w.Since)
+		if memo == nil || !committed || (rec != nil && !sameRun(rec, r)) {
 			need = append(need, i)
 			continue
 		}
@@ -283,6 +314,38 @@ func (s *Source) changeFeed(ctx context.Context, w poll.Window) (map[RunRef][]Ta
 		}
 	}
 	return out, nil
+}
+
+// dropUnchanged removes from the feed the committed active runs whose every row is as
+// remembered: on Airflow 3 a running task's heartbeat rewrites its row, so the feed shows every
+// running task each poll, changed or not. Such a run is then vouched for like a run the feed does
+// not name (a run not committed yet is read, as any: its rows are not stored).
+func (s *Source) dropUnchanged(changed map[RunRef][]TaskInstance, w poll.Window) {
+	for ref, rows := range changed {
+		key := s.key(ref)
+		if e := w.Known[key]; e.Fingerprint == "" || !e.Active {
+			continue
+		}
+		_, memo := s.recalled(key, w.Since)
+		if memo == nil {
+			continue
+		}
+		known := make(map[string]tiRow, len(memo))
+		for _, m := range memo {
+			known[NodeID(m.taskID, m.mapIndex)] = m
+		}
+		same := true
+		for i := range rows {
+			m, ok := known[NodeID(rows[i].TaskID, rows[i].MapIndex)]
+			if !ok || !m.same(&rows[i]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			delete(changed, ref)
+		}
+	}
 }
 
 // getRunsParallelism bounds the run calls in flight: they are few, but need not wait in turn.

@@ -76,7 +76,9 @@ func eventIDs(deltas []*event.RunDelta) []string {
 
 // The calls of an incremental poll do not depend on how many runs are active (nor, as
 // TestAPICallsDoNotGrowWithDAGs shows, on how many DAGs there are): the same three changes cost
-// the same calls among 30 active runs as among 300, at a page size of 10.
+// the same calls among 30 active runs as among 300, at a page size of 10. The other runs wait
+// with a task queued: on Airflow 3 a running task's heartbeat rewrites its row, so each task
+// running puts a row in every poll's change feed (TestRunningTasksOnAirflow3).
 func TestCallsPerPollDoNotGrowWithActiveRuns(t *testing.T) {
 	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
 		calls := map[int]int{}
@@ -86,14 +88,14 @@ func TestCallsPerPollDoNotGrowWithActiveRuns(t *testing.T) {
 				id := fmt.Sprintf("r%03d", i)
 				e.trigger(fmt.Sprintf("dag_%02d", i%7), id, task("extract", 0), task("load", 1))
 				e.must(e.sim.SetRunState(fmt.Sprintf("dag_%02d", i%7), id, airflowsim.RunRunning))
-				e.must(e.sim.TI(fmt.Sprintf("dag_%02d", i%7), id, "extract").Advance(S, Q, R))
+				e.must(e.sim.TI(fmt.Sprintf("dag_%02d", i%7), id, "extract").Advance(S, Q))
 			}
 			e.poll() // the process's first poll lists every active run
 			e.advance(3 * time.Minute)
 			e.poll()
 			e.advance(3 * time.Minute)
 			for _, i := range []int{3, 4, 5} {
-				e.must(e.sim.TI(fmt.Sprintf("dag_%02d", i%7), fmt.Sprintf("r%03d", i), "extract").Advance(OK))
+				e.must(e.sim.TI(fmt.Sprintf("dag_%02d", i%7), fmt.Sprintf("r%03d", i), "extract").Advance(R, OK))
 			}
 			e.sim.ResetRequests()
 			res, deltas := e.poll()
@@ -201,4 +203,136 @@ func TestNewRunsBetweenFullListings(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Runs a poll defers (more changed than FARM_POLL_MAX_RUNS) are published in full by the next
+// polls, although their task instances, older than the window, are not in the change feed and
+// the process read them already: rows of a run never committed are not stored, so they are
+// events too. Past a page of them, the poll lists every active run instead of reading each.
+func TestDeferredRunsArePublishedInFull(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts, source: func(o *sourceSetup) { o.PageSize = 10 }})
+		const runs = 30
+		for i := range runs {
+			id := fmt.Sprintf("r%02d", i)
+			e.trigger("etl", id, task("a", 0), task("b", 0))
+			e.must(e.sim.SetRunState("etl", id, airflowsim.RunRunning))
+			e.must(e.sim.TI("etl", id, "a").Advance(S, Q, R, OK))
+			e.must(e.sim.TI("etl", id, "b").Advance(S, Q, R))
+		}
+		e.advance(3 * time.Hour) // every row is older than the first window
+		e.engine = e.h.Engine(e.src, poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour, MaxRunsPerPoll: 12})
+		published := map[string][]string{}
+		for p := range 4 {
+			e.sim.ResetRequests()
+			res, deltas := e.poll()
+			for _, d := range deltas {
+				for _, ev := range d.Events {
+					published[d.Run.Name] = append(published[d.Run.Name], ev.NodeID+" "+ev.State)
+				}
+			}
+			var single int
+			for _, r := range e.sim.Requests() {
+				if strings.Contains(r.Path, "/dagRuns/r") && !strings.Contains(r.Path, "/taskInstances") {
+					single++
+				}
+			}
+			if single > 10 {
+				t.Errorf("poll %d read %d runs one by one, more than a page", p+1, single)
+			}
+			t.Logf("poll %d: %d changed, %d deferred, %d calls, %d single-run reads", p+1, res.RunsChanged, res.RunsDeferred, res.APICalls, single)
+			e.advance(time.Minute)
+		}
+		for i := range runs {
+			id := fmt.Sprintf("r%02d", i)
+			got := published[id]
+			slices.Sort(got)
+			if !slices.Equal(got, []string{"a success", "b running"}) {
+				t.Errorf("%s: published %q, want a success and b running", id, got)
+			}
+		}
+	})
+}
+
+// A dry run (or a poll that failed) before the first commit lists every active run without
+// committing: the next poll still lists them all, there being no index to vouch from.
+func TestFirstCommitListsEveryRunAfterADryRun(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}})
+	for _, id := range []string{"r1", "r2"} {
+		e.trigger("etl", id, task("a", 0))
+		e.must(e.sim.SetRunState("etl", id, airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", id, "a").Advance(S, Q, R))
+	}
+	e.advance(2 * time.Hour) // older than the first window
+	if _, err := e.engine.Poll(t.Context(), poll.Request{DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.h.Published()
+	e.advance(time.Minute)
+	res, deltas := e.poll()
+	if res.RunsChanged != 2 || len(deltas) != 2 {
+		t.Errorf("first real poll after a dry run: %d runs changed, %d deltas; want 2 and 2", res.RunsChanged, len(deltas))
+	}
+}
+
+// A run deleted and created again under the same id is not completed from what was remembered
+// of the first one: it is read in full.
+func TestRunCreatedAgainUnderItsIDIsReadInFull(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		e.trigger("etl", "r1", airflowsim.TaskSpec{ID: "fan", Mapped: true}, task("done", 0))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		e.must(e.sim.Expand("etl", "r1", "fan", 3))
+		for i := range 3 {
+			e.must(e.sim.MappedTI("etl", "r1", "fan", i).Advance(S, Q, R))
+		}
+		e.poll()
+		e.advance(time.Minute)
+		e.poll()
+		e.must(e.sim.DeleteRun("etl", "r1"))
+		e.advance(time.Minute)
+		e.trigger("etl", "r1", airflowsim.TaskSpec{ID: "fan", Mapped: true}, task("done", 0))
+		e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", "r1", "done").Advance(S, Q, R))
+		e.sim.ResetRequests()
+		_, deltas := e.poll()
+		if got := transitions(deltas, "done"); !slices.Equal(got, []string{"#1 ·->running 2m0s..-"}) {
+			t.Errorf("done: %q", got)
+		}
+		for _, ev := range polltest.Events(deltas) {
+			if strings.HasPrefix(ev.NodeID, "fan") {
+				t.Errorf("an event of the first run's mapped task: %s %s", ev.NodeID, ev.State)
+			}
+		}
+		if n := len(e.requests("/taskInstances/list")); n != 1 {
+			t.Errorf("%d batch calls: the run created again was completed from memory", n)
+		}
+	})
+}
+
+// On Airflow 3 the task runner heartbeats a running task instance into its row (its updated_at
+// moves every few seconds), so every task running is in every poll's change feed: a poll reads a
+// row per running task, a call per page of them, whatever the runs and DAGs. Nothing is
+// published for them, and no run is read for them.
+func TestRunningTasksOnAirflow3(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}, source: func(o *sourceSetup) { o.PageSize = 10 }})
+	for i := range 40 {
+		id := fmt.Sprintf("r%02d", i)
+		e.trigger("etl", id, task("a", 0))
+		e.must(e.sim.SetRunState("etl", id, airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", id, "a").Advance(S, Q, R))
+	}
+	e.poll()
+	e.advance(10 * time.Minute) // long after the overlap: only heartbeats keep the rows recent
+	e.poll()
+	e.advance(time.Minute)
+	e.sim.ResetRequests()
+	res, deltas := e.poll()
+	if res.RunsChanged != 0 || len(deltas) != 0 {
+		t.Errorf("heartbeats alone: %d runs changed, %d deltas; want none", res.RunsChanged, len(deltas))
+	}
+	feed := len(e.requests("/dags/~/dagRuns/~/taskInstances"))
+	if feed != 4 || res.APICalls != 6 {
+		t.Errorf("40 running tasks at 10 rows a page: %d feed pages and %d calls; want 4 and 6 (2 run listings)", feed, res.APICalls)
+	}
 }

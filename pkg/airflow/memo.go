@@ -35,6 +35,11 @@ func rowOf(t *TaskInstance) tiRow {
 	return tiRow{taskID: t.TaskID, state: t.State, mapIndex: t.MapIndex, try: t.TryNumber, start: t.Start, end: t.End, queue: t.QueuedWhen}
 }
 
+// same reports whether t is the row as remembered, in every field the fingerprint covers.
+func (r *tiRow) same(t *TaskInstance) bool {
+	return r.state == t.State && r.try == t.TryNumber && sameTime(r.start, t.Start) && sameTime(r.end, t.End) && sameTime(r.queue, t.QueuedWhen)
+}
+
 func (r *tiRow) instance(ref RunRef) TaskInstance {
 	return TaskInstance{DagID: ref.DagID, RunID: ref.RunID, TaskID: r.taskID, MapIndex: r.mapIndex, TryNumber: r.try,
 		State: r.state, Start: r.start, End: r.end, QueuedWhen: r.queue}
@@ -111,23 +116,34 @@ func (s *Source) forgetExcept(keep map[string]bool) {
 // merged is a run's every task instance now: the remembered rows with the changed ones (from the
 // change feed) in their place. A mapped task's unmapped row (map index -1) gives way to its
 // expanded instances once the feed shows one: the expansion re-numbers that row, it does not
-// add a new one beside it.
+// add a new one beside it. The other way round, an unmapped row in the feed (a run created again
+// under the same id) replaces the expanded instances remembered.
 func merged(ref RunRef, rows []tiRow, changed []TaskInstance) []TaskInstance {
 	fresh := make(map[string]bool, len(changed))
-	expanded := map[string]bool{}
+	expanded, unmapped := map[string]bool{}, map[string]bool{}
 	for i := range changed {
 		fresh[NodeID(changed[i].TaskID, changed[i].MapIndex)] = true
 		if changed[i].MapIndex >= 0 {
 			expanded[changed[i].TaskID] = true
+		} else {
+			unmapped[changed[i].TaskID] = true
 		}
 	}
 	out := make([]TaskInstance, 0, len(rows)+len(changed))
 	for i := range rows {
 		r := &rows[i]
-		if fresh[NodeID(r.taskID, r.mapIndex)] || (r.mapIndex < 0 && expanded[r.taskID]) {
+		if fresh[NodeID(r.taskID, r.mapIndex)] || (r.mapIndex < 0 && expanded[r.taskID]) || (r.mapIndex >= 0 && unmapped[r.taskID]) {
 			continue
 		}
 		out = append(out, r.instance(ref))
 	}
 	return append(out, slices.Clone(changed)...)
 }
+
+// sameRun reports whether a listed run is the run remembered under its id, and not one deleted
+// and created again (or cleared: queued again) since: the fields no run changes in its life.
+func sameRun(a, b *Run) bool {
+	return a.RunType == b.RunType && sameTime(a.LogicalDate, b.LogicalDate) && sameTime(a.RunAfter, b.RunAfter) && sameTime(a.QueuedAt, b.QueuedAt)
+}
+
+func sameTime(x, y *time.Time) bool { return (x == nil) == (y == nil) && (x == nil || x.Equal(*y)) }

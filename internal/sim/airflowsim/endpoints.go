@@ -214,6 +214,7 @@ func (s *Server) listTIsBatch(body []byte) (int, any) {
 }
 
 func (s *Server) tiPage(q *query, orderable, defaultOrder []string, tiebreak string) (int, any) {
+	now := s.instant()
 	var rows []*taskInstance
 	runOf := map[*taskInstance]*dagRun{}
 	for _, r := range s.w.runs {
@@ -221,6 +222,11 @@ func (s *Server) tiPage(q *query, orderable, defaultOrder []string, tiebreak str
 			continue
 		}
 		for _, t := range r.tis {
+			if s.v.heartbeats() && t.state == Running && now.After(t.updatedAt) {
+				// Airflow 3's task runner heartbeats a running task instance every few seconds
+				// (last_heartbeat_at), which moves its updated_at as well: it is always recent.
+				t.updatedAt = now
+			}
 			if q.matchTI(t, r) {
 				rows = append(rows, t)
 				runOf[t] = r

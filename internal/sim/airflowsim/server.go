@@ -12,6 +12,9 @@
 //     them) while the task-instance batch refuses them; v2 refuses unknown keys in every body;
 //   - v1 task-instance lists have no stable order before 2.10.1: rows come back in their physical
 //     order, which an update changes;
+//   - the scheduler touches every running run on each loop, and Airflow 3 heartbeats every running
+//     task instance into its row: updated_at_gte never excludes a running run, nor on v2 a
+//     running task instance;
 //   - Airflow 3's /auth/token JWTs expire; 401 and 403 answer in each version's error shape;
 //   - faults (status codes, Retry-After, hangs) can be injected per path.
 //

@@ -60,6 +60,10 @@ func (v version) atLeast(major, minor, patch int) bool {
 // updatedAt: the updated_at_gte/lte filters exist from 2.6.
 func (v version) updatedAt() bool { return v.api == "v2" || v.atLeast(2, 6, 0) }
 
+// heartbeats: from Airflow 3.0 a running task instance's heartbeat is a column of its row
+// (last_heartbeat_at), so its updated_at moves every few seconds; before, it was the job's row.
+func (v version) heartbeats() bool { return v.api == "v2" }
+
 // tries: the tries endpoints exist from 2.10.
 func (v version) tries() bool { return v.api == "v2" || v.atLeast(2, 10, 0) }
 
