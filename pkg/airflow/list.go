@@ -332,7 +332,7 @@ func (s *Source) dropUnchanged(changed map[RunRef][]TaskInstance, w poll.Window)
 		}
 		known := make(map[string]tiRow, len(memo))
 		for _, m := range memo {
-			known[NodeID(m.taskID, m.mapIndex)] = m
+			known[NodeID(m.taskID, int(m.mapIndex))] = m
 		}
 		same := true
 		for i := range rows {

@@ -24,25 +24,43 @@ type memo struct {
 	tries map[string]map[int]TaskInstance
 }
 
-// tiRow is what a memo keeps of a task instance: what the fingerprint and the group nodes need.
+// tiRow is what a memo keeps of a task instance: what the fingerprint and the group nodes need,
+// in 64 bytes and no pointer of its own (times as Unix nanoseconds, 0 for none), since a process
+// keeps one per task instance of every active run.
 type tiRow struct {
 	taskID, state     string
-	mapIndex, try     int
-	start, end, queue *time.Time
+	mapIndex, try     int32
+	start, end, queue int64
 }
 
 func rowOf(t *TaskInstance) tiRow {
-	return tiRow{taskID: t.TaskID, state: t.State, mapIndex: t.MapIndex, try: t.TryNumber, start: t.Start, end: t.End, queue: t.QueuedWhen}
+	return tiRow{taskID: t.TaskID, state: t.State, mapIndex: int32(t.MapIndex), try: int32(t.TryNumber),
+		start: nanos(t.Start), end: nanos(t.End), queue: nanos(t.QueuedWhen)}
 }
 
 // same reports whether t is the row as remembered, in every field the fingerprint covers.
 func (r *tiRow) same(t *TaskInstance) bool {
-	return r.state == t.State && r.try == t.TryNumber && sameTime(r.start, t.Start) && sameTime(r.end, t.End) && sameTime(r.queue, t.QueuedWhen)
+	return r.state == t.State && int(r.try) == t.TryNumber && r.start == nanos(t.Start) && r.end == nanos(t.End) && r.queue == nanos(t.QueuedWhen)
 }
 
 func (r *tiRow) instance(ref RunRef) TaskInstance {
-	return TaskInstance{DagID: ref.DagID, RunID: ref.RunID, TaskID: r.taskID, MapIndex: r.mapIndex, TryNumber: r.try,
-		State: r.state, Start: r.start, End: r.end, QueuedWhen: r.queue}
+	return TaskInstance{DagID: ref.DagID, RunID: ref.RunID, TaskID: r.taskID, MapIndex: int(r.mapIndex), TryNumber: int(r.try),
+		State: r.state, Start: fromNanos(r.start), End: fromNanos(r.end), QueuedWhen: fromNanos(r.queue)}
+}
+
+func nanos(t *time.Time) int64 {
+	if t == nil {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) *time.Time {
+	if n == 0 {
+		return nil
+	}
+	t := time.Unix(0, n).UTC()
+	return &t
 }
 
 // memoOf returns the run's memo, creating it. Called with s.mu held.
@@ -132,7 +150,7 @@ func merged(ref RunRef, rows []tiRow, changed []TaskInstance) []TaskInstance {
 	out := make([]TaskInstance, 0, len(rows)+len(changed))
 	for i := range rows {
 		r := &rows[i]
-		if fresh[NodeID(r.taskID, r.mapIndex)] || (r.mapIndex < 0 && expanded[r.taskID]) || (r.mapIndex >= 0 && unmapped[r.taskID]) {
+		if fresh[NodeID(r.taskID, int(r.mapIndex))] || (r.mapIndex < 0 && expanded[r.taskID]) || (r.mapIndex >= 0 && unmapped[r.taskID]) {
 			continue
 		}
 		out = append(out, r.instance(ref))
