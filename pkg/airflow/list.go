@@ -2,6 +2,7 @@ package airflow
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -99,14 +100,14 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 	snaps = append(snaps, vouched...)
 	keep := make(map[string]bool, len(snaps))
 	for _, snap := range snaps {
-		keep[snap.Key()] = true
+		keep[snap.Key()] = feed || snap.Active
 	}
 	if feed {
 		s.carryForward(keep, w.Since, now)
 	} else {
-		s.forgetExcept(keep)
+		s.forgetExcept(keep, !info.UpdatedAtFilter())
 	}
-	if full {
+	if full && !w.DryRun { // a dry run commits nothing: the next poll may be the first to commit
 		s.mu.Lock()
 		s.fullAt = now
 		s.mu.Unlock()
@@ -124,11 +125,13 @@ func (s *Source) resolve(w poll.Window, listed []Run, changed map[RunRef][]TaskI
 	for _, r := range runs {
 		seen[r.RunRef] = true
 	}
-	for ref := range changed {
+	// In a stable order: the first runs listed are the ones a deferring poll handles.
+	refs := slices.SortedFunc(maps.Keys(changed), func(a, b RunRef) int { return strings.Compare(a.String(), b.String()) })
+	for _, ref := range refs {
 		if seen[ref] {
 			continue
 		}
-		if rec, _ := s.recalled(s.key(ref), w.Since); rec != nil {
+		if rec, _, _ := s.recalled(s.key(ref), w.Since); rec != nil {
 			runs = append(runs, *rec)
 		} else {
 			unknown = append(unknown, ref)
@@ -164,8 +167,8 @@ func (s *Source) snapshots(ctx context.Context, info ServerInfo, w poll.Window, 
 		}
 		// Only a committed run's rows outside the feed are stored already: the others (a run a
 		// poll deferred or did not commit) must become events too, so they are read in full.
-		rec, memo := s.recalled(snap.Key(), w.Since)
-		if memo == nil || !committed || (rec != nil && !sameRun(rec, r)) {
+		rec, memo, _ := s.recalled(snap.Key(), w.Since)
+		if memo == nil || !committed || rec == nil || !sameRun(rec, r) {
 			need = append(need, i)
 			continue
 		}
@@ -326,8 +329,10 @@ func (s *Source) dropUnchanged(changed map[RunRef][]TaskInstance, w poll.Window)
 		if e := w.Known[key]; e.Fingerprint == "" || !e.Active {
 			continue
 		}
-		_, memo := s.recalled(key, w.Since)
-		if memo == nil {
+		// Only rows as the last commit stored them: rows this process read since without a
+		// commit (a dry run, a poll that failed, a deferral) are changes still to publish.
+		_, memo, fp := s.recalled(key, w.Since)
+		if memo == nil || fp != w.Known[key].Fingerprint {
 			continue
 		}
 		known := make(map[string]tiRow, len(memo))

@@ -1,6 +1,8 @@
 package airflow_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -334,5 +336,123 @@ func TestRunningTasksOnAirflow3(t *testing.T) {
 	feed := len(e.requests("/dags/~/dagRuns/~/taskInstances"))
 	if feed != 4 || res.APICalls != 6 {
 		t.Errorf("40 running tasks at 10 rows a page: %d feed pages and %d calls; want 4 and 6 (2 run listings)", feed, res.APICalls)
+	}
+}
+
+// A poll that read a change but did not commit it (a dry run, a publish that failed, a poll killed
+// before its commit) leaves the process remembering more than the index: the next poll still
+// publishes the change, although the feed's rows are then as remembered.
+func TestChangesReadByAPollThatDidNotCommitArePublished(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		for _, how := range []string{"dry run", "publish failed", "killed before commit"} {
+			t.Run(how, func(t *testing.T) {
+				e := newEnv(t, envOpts{sim: simOpts})
+				e.trigger("etl", "r1", task("a", 0), task("b", 0))
+				e.must(e.sim.SetRunState("etl", "r1", airflowsim.RunRunning))
+				e.must(e.sim.TI("etl", "r1", "a").Advance(S, Q, R))
+				e.poll()
+				e.advance(time.Minute)
+				e.poll()
+				e.advance(time.Minute)
+				e.must(e.sim.TI("etl", "r1", "a").Advance(OK))
+				cfg := poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour}
+				var err error
+				switch how {
+				case "dry run":
+					_, err = e.engine.Poll(t.Context(), poll.Request{DryRun: true})
+				case "publish failed":
+					var failing *poll.Engine
+					failing, err = poll.New(polltest.Config(cfg), poll.Deps{Source: e.src, Store: e.store, Publisher: refusing{}, Clock: e.h.Clock})
+					e.must(err)
+					_, err = failing.Poll(t.Context(), poll.Request{})
+					if !errors.Is(err, poll.ErrPublish) {
+						t.Fatalf("the failing poll: %v", err)
+					}
+					err = nil
+				case "killed before commit":
+					crashing := polltest.NewCrashOnce(e.store)
+					var killed *poll.Engine
+					killed, err = poll.New(polltest.Config(cfg), poll.Deps{Source: e.src, Store: crashing, Publisher: e.h.Publisher, Clock: e.h.Clock})
+					e.must(err)
+					if _, err = killed.Poll(t.Context(), poll.Request{}); !errors.Is(err, polltest.ErrKilled) {
+						t.Fatalf("the killed poll: %v", err)
+					}
+					err = nil
+				}
+				e.must(err)
+				e.h.Published()
+				e.advance(30 * time.Second)
+				_, deltas := e.poll()
+				if got := transitions(deltas, "a"); !slices.Equal(got, []string{"#1 running->success 0s..2m0s"}) {
+					t.Errorf("a: %q, want its end published", got)
+				}
+			})
+		}
+	})
+}
+
+// refusing is a publisher Pub/Sub refuses.
+type refusing struct{}
+
+func (refusing) Publish(context.Context, []event.Message) error {
+	return errors.New("pubsub: permission denied")
+}
+
+// Committed runs that change together, more than a poll handles: the runs deferred, read but not
+// committed, are published by the next polls.
+func TestDeferredChangesOfCommittedRunsArePublished(t *testing.T) {
+	forAPIs(t, func(t *testing.T, simOpts airflowsim.Options) {
+		e := newEnv(t, envOpts{sim: simOpts})
+		const runs = 30
+		for i := range runs {
+			id := fmt.Sprintf("r%02d", i)
+			e.trigger("etl", id, task("a", 0), task("b", 0))
+			e.must(e.sim.SetRunState("etl", id, airflowsim.RunRunning))
+			e.must(e.sim.TI("etl", id, "a").Advance(S, Q, R))
+		}
+		e.poll()
+		e.advance(time.Minute)
+		e.poll()
+		e.engine = e.h.Engine(e.src, poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour, MaxRunsPerPoll: 12})
+		e.advance(time.Minute)
+		for i := range runs {
+			e.must(e.sim.TI("etl", fmt.Sprintf("r%02d", i), "a").Advance(OK))
+		}
+		ended := map[string]int{}
+		for range 4 {
+			_, deltas := e.poll()
+			for _, d := range deltas {
+				ended[d.Run.Name] += len(transitions([]*event.RunDelta{d}, "a"))
+			}
+			e.advance(time.Minute)
+		}
+		for i := range runs {
+			if id := fmt.Sprintf("r%02d", i); ended[id] != 1 {
+				t.Errorf("%s: a's end published %d times, want once", id, ended[id])
+			}
+		}
+	})
+}
+
+// A dry run does not stand for a process's first full listing: the first poll that commits lists
+// every active run, and so notices a run deleted meanwhile.
+func TestDryRunIsNotTheFirstFullListing(t *testing.T) {
+	e := newEnv(t, envOpts{sim: airflowsim.Options{API: "v2"}})
+	for _, id := range []string{"r1", "r2"} {
+		e.trigger("etl", id, task("a", 0))
+		e.must(e.sim.SetRunState("etl", id, airflowsim.RunRunning))
+		e.must(e.sim.TI("etl", id, "a").Advance(S, Q))
+	}
+	e.poll()
+	e.src = e.newSource(nil) // a new process
+	e.engine = e.h.Engine(e.src, poll.Config{Overlap: 2 * time.Minute, InitialLookback: time.Hour})
+	e.advance(time.Minute)
+	if _, err := e.engine.Poll(t.Context(), poll.Request{DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(e.sim.DeleteRun("etl", "r2"))
+	e.advance(time.Minute)
+	if res, _ := e.poll(); res.RunsGone != 1 {
+		t.Errorf("the first poll to commit after a dry run: %d runs gone, want 1", res.RunsGone)
 	}
 }

@@ -19,6 +19,9 @@ type memo struct {
 	asOf time.Time
 	rec  *Run    // nil: not read by this process
 	rows []tiRow // nil: not read by this process (a run with no task instance has an empty slice)
+	// fp is the fingerprint of rec and rows: equal to the index's, they are what the last commit
+	// stored; else this process read the run since (a poll that did not commit, or a dry run).
+	fp string
 	// tries are the finished earlier tries of its task instances, by node id then try number:
 	// they never change once ended, so they stay valid whatever asOf.
 	tries map[string]map[int]TaskInstance
@@ -73,8 +76,9 @@ func (s *Source) memoOf(key string) *memo {
 	return m
 }
 
-// remember keeps a run's record (when r is not nil) and every task instance as of asOf.
-func (s *Source) remember(key string, r *Run, tis []TaskInstance, asOf time.Time) {
+// remember keeps a run's record (when r is not nil), every task instance and their fingerprint,
+// as of asOf.
+func (s *Source) remember(key string, r *Run, tis []TaskInstance, fp string, asOf time.Time) {
 	rows := make([]tiRow, len(tis))
 	for i := range tis {
 		rows[i] = rowOf(&tis[i])
@@ -82,23 +86,23 @@ func (s *Source) remember(key string, r *Run, tis []TaskInstance, asOf time.Time
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.memoOf(key)
-	m.rows, m.asOf = rows, asOf
+	m.rows, m.fp, m.asOf = rows, fp, asOf
 	if r != nil {
 		rec := *r
 		m.rec = &rec
 	}
 }
 
-// recalled returns the run's record and task-instance rows when they are valid for a window
-// starting at since (either may be nil).
-func (s *Source) recalled(key string, since time.Time) (*Run, []tiRow) {
+// recalled returns the run's record, task-instance rows and their fingerprint when they are valid
+// for a window starting at since (nil and "" when not).
+func (s *Source) recalled(key string, since time.Time) (*Run, []tiRow, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.memo[key]
 	if m == nil || m.asOf.IsZero() || m.asOf.Before(since) {
-		return nil, nil
+		return nil, nil, ""
 	}
-	return m.rec, m.rows
+	return m.rec, m.rows, m.fp
 }
 
 // carryForward ends a poll that started at now, whose window started at since and whose change
@@ -112,7 +116,7 @@ func (s *Source) carryForward(keep map[string]bool, since, now time.Time) {
 		case !keep[k]:
 			delete(s.memo, k)
 		case m.asOf.IsZero() || m.asOf.Before(since):
-			m.rec, m.rows, m.asOf = nil, nil, time.Time{}
+			m.rec, m.rows, m.fp, m.asOf = nil, nil, "", time.Time{}
 		default:
 			m.asOf = now
 		}
@@ -120,13 +124,18 @@ func (s *Source) carryForward(keep map[string]bool, since, now time.Time) {
 }
 
 // forgetExcept ends a poll that read no change feed (a backfill, a server before 2.6): the memos
-// of runs it did not see are dropped, the others stay as they were.
-func (s *Source) forgetExcept(keep map[string]bool) {
+// of runs other than the active ones it saw (keep) are dropped, so that a backfill's window does
+// not stay in memory; the others stay as they were. Without a feed at all (before 2.6) no memo is
+// ever used: only the tries are kept.
+func (s *Source) forgetExcept(keep map[string]bool, noFeed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k := range s.memo {
-		if !keep[k] {
+	for k, m := range s.memo {
+		switch {
+		case !keep[k]:
 			delete(s.memo, k)
+		case noFeed:
+			m.rec, m.rows, m.fp, m.asOf = nil, nil, "", time.Time{}
 		}
 	}
 }

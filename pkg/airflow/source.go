@@ -149,7 +149,7 @@ func (s *Source) fill(ctx context.Context, info ServerInfo, snap *poll.Snapshot,
 	snap.Tasks = events
 	snap.Fingerprint = fingerprint(rp, tis)
 	snap.Loaded = true
-	s.remember(snap.Key(), r, tis, asOf)
+	s.remember(snap.Key(), r, tis, snap.Fingerprint, asOf)
 	return nil
 }
 

@@ -286,6 +286,7 @@ func (e *Engine) Poll(ctx context.Context, req Request) (*Result, error) {
 	if !req.Backfill() {
 		w.Limit = e.cfg.MaxRunsPerPoll
 	}
+	w.DryRun = req.DryRun
 
 	snaps, order, gone, err := e.collect(ctx, w, src.Index, res)
 	if err != nil {

@@ -52,6 +52,9 @@ type Window struct {
 	// Limit, when positive, is the most changed runs the poll will load: the first ones listed.
 	// A source need not prepare the tasks of the changed runs it lists after them.
 	Limit int
+	// DryRun is set for a poll that will commit nothing: a source should not count on it having
+	// happened (Airflow's hourly full listing, say).
+	DryRun bool
 }
 
 // Snapshot is a run as the source shows it now.
