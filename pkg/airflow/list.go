@@ -102,11 +102,7 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 	for _, snap := range snaps {
 		keep[snap.Key()] = feed || snap.Active
 	}
-	if feed {
-		s.carryForward(keep, w.Since, now)
-	} else {
-		s.forgetExcept(keep, !info.UpdatedAtFilter())
-	}
+	s.settle(keep, feed, !info.UpdatedAtFilter(), w.Since, now)
 	if full && !w.DryRun { // a dry run commits nothing: the next poll may be the first to commit
 		s.mu.Lock()
 		s.fullAt = now

@@ -27,6 +27,9 @@ type memo struct {
 	tries map[string]map[int]TaskInstance
 }
 
+// forget drops what a memo knows of the run's current state; its finished tries stay.
+func (m *memo) forget() { m.rec, m.rows, m.fp, m.asOf = nil, nil, "", time.Time{} }
+
 // tiRow is what a memo keeps of a task instance: what the fingerprint and the group nodes need,
 // in 64 bytes and no pointer of its own (times as Unix nanoseconds, 0 for none), since a process
 // keeps one per task instance of every active run.
@@ -105,37 +108,23 @@ func (s *Source) recalled(key string, since time.Time) (*Run, []tiRow, string) {
 	return m.rec, m.rows, m.fp
 }
 
-// carryForward ends a poll that started at now, whose window started at since and whose change
-// feed was read: the valid memos of runs the poll saw, unchanged or merged, now hold as of now;
-// the others are dropped, but for the tries of runs still seen (keep).
-func (s *Source) carryForward(keep map[string]bool, since, now time.Time) {
+// settle ends a poll whose window started at since and which started at now. The memos of runs
+// not in keep are dropped. When the poll read the change feed (fed), the valid memos of the runs
+// it saw, unchanged or merged, now hold as of now, and the others lose the run's state (their
+// tries stay). A poll without the feed (a backfill, which keeps only the active runs' memos, or a
+// server before 2.6, on which no memo is ever used) leaves them as they were, or forgets their
+// state when the server has no feed at all.
+func (s *Source) settle(keep map[string]bool, fed, noFeedAtAll bool, since, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, m := range s.memo {
 		switch {
 		case !keep[k]:
 			delete(s.memo, k)
-		case m.asOf.IsZero() || m.asOf.Before(since):
-			m.rec, m.rows, m.fp, m.asOf = nil, nil, "", time.Time{}
-		default:
+		case noFeedAtAll || (fed && (m.asOf.IsZero() || m.asOf.Before(since))):
+			m.forget()
+		case fed:
 			m.asOf = now
-		}
-	}
-}
-
-// forgetExcept ends a poll that read no change feed (a backfill, a server before 2.6): the memos
-// of runs other than the active ones it saw (keep) are dropped, so that a backfill's window does
-// not stay in memory; the others stay as they were. Without a feed at all (before 2.6) no memo is
-// ever used: only the tries are kept.
-func (s *Source) forgetExcept(keep map[string]bool, noFeed bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, m := range s.memo {
-		switch {
-		case !keep[k]:
-			delete(s.memo, k)
-		case noFeed:
-			m.rec, m.rows, m.fp, m.asOf = nil, nil, "", time.Time{}
 		}
 	}
 }
