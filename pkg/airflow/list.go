@@ -20,9 +20,9 @@ import (
 //   - the runs that were queued or finished in the window (updated_at_gte) and those that
 //     started in it (start_date_gte): a page each, more only when more than a page changed;
 //   - the change feed: every task instance updated in the window, of every DAG and run;
-//   - a batch of task instances for each changed run this process has not read yet (the first
-//     change of a run after the process started, or of a run new to it); the runs it has read
-//     are completed from its memo (memo.go) with the feed's rows, at no call;
+//   - a batch of task instances for each changed run this process cannot complete from its memo
+//     (memo.go): a run it has not read yet, or not since the window start, or not committed yet;
+//     the others are their remembered rows with the feed's rows in place, at no call;
 //   - one tries call per task instance that moved to a new try (2.10+; at most MaxTriesReads);
 //   - a run call for a run the feed names that nothing else shows (rare).
 //
@@ -41,9 +41,10 @@ import (
 // vouched for from the index instead: no task instance of it was updated since the last commit's
 // listing, which saw it whole.
 //
-// A full listing (every active run, paged) is made on the first poll of a process, then every
-// FullListingEvery, and for backfills, replays and servers before 2.6 (which have no change
-// feed). It is what notices a run deleted while it was active (the engine follows it up by
+// A full listing (every active run, paged) is made on the first poll of a process that is not a
+// dry run, then every FullListingEvery; when the index is empty; when more than a page of runs
+// would otherwise be read one by one; and for backfills, replays and servers before 2.6 (which
+// have no change feed). It is what notices a run deleted while it was active (the engine follows it up by
 // reference and reports it gone) and run fields edited by hand while a run goes on (its note).
 // Between two full listings such a run keeps what was last read of it.
 
