@@ -87,7 +87,7 @@ func (s *Source) List(ctx context.Context, w poll.Window) ([]*poll.Snapshot, err
 		full = true
 		runs, vouched, unknown = s.resolve(w, s.watchedOnce(listedRuns, active), changed, full)
 	}
-	slices.SortFunc(unknown, func(a, b RunRef) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(unknown, compareRefs)
 	read, err := s.getRuns(ctx, unknown)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func (s *Source) resolve(w poll.Window, listed []Run, changed map[RunRef][]TaskI
 		seen[r.RunRef] = true
 	}
 	// In a stable order: the first runs listed are the ones a deferring poll handles.
-	refs := slices.SortedFunc(maps.Keys(changed), func(a, b RunRef) int { return strings.Compare(a.String(), b.String()) })
+	refs := slices.SortedFunc(maps.Keys(changed), compareRefs)
 	for _, ref := range refs {
 		if seen[ref] {
 			continue
@@ -221,6 +221,8 @@ func (s *Source) vouch(w poll.Window, listed map[RunRef]bool, unknown []RunRef) 
 	slices.SortFunc(out, func(a, b *poll.Snapshot) int { return strings.Compare(a.Ref, b.Ref) })
 	return out, unknown
 }
+
+func compareRefs(a, b RunRef) int { return strings.Compare(a.String(), b.String()) }
 
 // key is a run's state key, as its snapshot's.
 func (s *Source) key(ref RunRef) string {

@@ -284,22 +284,19 @@ func (s *Source) Fetch(ctx context.Context, refs []string) ([]*poll.Snapshot, er
 		return nil, err
 	}
 	asOf := s.clock.Now()
-	var runs []Run
+	var want []RunRef
 	for _, raw := range refs {
 		ref, err := parseRef(raw)
 		if err != nil {
 			return nil, err
 		}
-		if !s.Watched(ref.DagID) {
-			continue // excluded since it was stored: never read again
+		if s.Watched(ref.DagID) { // one excluded since it was stored is never read again
+			want = append(want, ref)
 		}
-		r, err := s.c.GetRun(ctx, ref)
-		if err != nil {
-			return nil, err
-		}
-		if r != nil {
-			runs = append(runs, *r)
-		}
+	}
+	runs, err := s.getRuns(ctx, want)
+	if err != nil {
+		return nil, err
 	}
 	need := make([]RunRef, len(runs))
 	for i, r := range runs {
